@@ -1,0 +1,1 @@
+//! V4L2 (placeholder while the backend is written).

@@ -1,0 +1,216 @@
+//! Time as the service sees it: a monotonic clock for frame times and a wall clock for
+//! names and manifests, behind a trait so tests run hours of video without sleeping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Source of time for capture pacing, frame timestamps and file names.
+pub trait Clock: Send + Sync {
+    /// CLOCK_MONOTONIC in microseconds: the clock V4L2 stamps frames with.
+    fn monotonic_us(&self) -> u64;
+
+    /// Wall-clock time as microseconds since the Unix epoch (UTC).
+    fn wall_us(&self) -> i64;
+
+    /// Blocks until the monotonic clock reaches `deadline_us` (returns at once if past).
+    fn sleep_until_us(&self, deadline_us: u64);
+
+    /// Wall-clock time at which the monotonic instant `mono_us` happened, using the
+    /// current offset between the two clocks.
+    fn wall_at_us(&self, mono_us: u64) -> i64 {
+        let now_mono = self.monotonic_us();
+        self.wall_us() - (now_mono as i64 - mono_us as i64)
+    }
+}
+
+/// The real clocks of the machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+/// Reads CLOCK_MONOTONIC in microseconds (the clock of V4L2 and GPIO event timestamps).
+pub fn monotonic_now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+impl Clock for SystemClock {
+    fn monotonic_us(&self) -> u64 {
+        monotonic_now_us()
+    }
+
+    fn wall_us(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_micros() as i64,
+            Err(e) => -(e.duration().as_micros() as i64),
+        }
+    }
+
+    fn sleep_until_us(&self, deadline_us: u64) {
+        let now = self.monotonic_us();
+        if deadline_us > now {
+            std::thread::sleep(Duration::from_micros(deadline_us - now));
+        }
+    }
+}
+
+/// A simulated clock for tests. In `auto_advance` mode a sleep jumps time forward at
+/// once, so a capture loop paced at 30 fps runs as fast as the CPU allows while every
+/// frame still gets a realistic timestamp. Otherwise sleepers wait for `advance`.
+#[derive(Debug)]
+pub struct SimClock {
+    mono_us: AtomicU64,
+    wall_base_us: i64,
+    auto_advance: bool,
+    changed: (Mutex<()>, Condvar),
+}
+
+impl SimClock {
+    /// A clock whose monotonic time starts at `mono_start_us` and whose wall clock
+    /// reads `wall_start_us` at that moment.
+    pub fn new(mono_start_us: u64, wall_start_us: i64, auto_advance: bool) -> Self {
+        SimClock {
+            mono_us: AtomicU64::new(mono_start_us),
+            wall_base_us: wall_start_us - mono_start_us as i64,
+            auto_advance,
+            changed: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    /// Moves time forward by `by` and wakes sleepers.
+    pub fn advance(&self, by: Duration) {
+        self.mono_us.fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+        let _guard = self.changed.0.lock().expect("sim clock lock poisoned");
+        self.changed.1.notify_all();
+    }
+}
+
+impl Clock for SimClock {
+    fn monotonic_us(&self) -> u64 {
+        self.mono_us.load(Ordering::SeqCst)
+    }
+
+    fn wall_us(&self) -> i64 {
+        self.wall_base_us + self.monotonic_us() as i64
+    }
+
+    fn sleep_until_us(&self, deadline_us: u64) {
+        if self.auto_advance {
+            self.mono_us.fetch_max(deadline_us, Ordering::SeqCst);
+            std::thread::yield_now();
+            return;
+        }
+        let mut guard = self.changed.0.lock().expect("sim clock lock poisoned");
+        while self.monotonic_us() < deadline_us {
+            // A timeout keeps a forgotten `advance` from hanging a test forever.
+            guard = self
+                .changed
+                .1
+                .wait_timeout(guard, Duration::from_millis(50))
+                .expect("sim clock lock poisoned")
+                .0;
+        }
+    }
+}
+
+/// Formats Unix microseconds as RFC 3339 UTC with milliseconds: `2026-11-24T11:40:00.123Z`.
+pub fn rfc3339_ms(unix_us: i64) -> String {
+    let (date, (h, m, s), ms) = split_unix_us(unix_us);
+    format!(
+        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z",
+        date.0, date.1, date.2
+    )
+}
+
+/// Compact form for file names: `20261124T114000.123Z`.
+pub fn compact_utc_ms(unix_us: i64) -> String {
+    let (date, (h, m, s), ms) = split_unix_us(unix_us);
+    format!(
+        "{:04}{:02}{:02}T{h:02}{m:02}{s:02}.{ms:03}Z",
+        date.0, date.1, date.2
+    )
+}
+
+/// Parses the compact form back to Unix microseconds (millisecond precision).
+pub fn parse_compact_utc_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s, ms) = (num(9..11)?, num(11..13)?, num(13..15)?, num(16..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1000 + ms) * 1000)
+}
+
+fn split_unix_us(unix_us: i64) -> ((i64, u32, u32), (i64, i64, i64), i64) {
+    let ms_total = unix_us.div_euclid(1000);
+    let secs = ms_total.div_euclid(1000);
+    let ms = ms_total.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    (
+        civil_from_days(days),
+        (rem / 3600, rem % 3600 / 60, rem % 60),
+        ms,
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_utc() {
+        // 2026-11-24T11:40:00.123Z
+        let us = 1_795_520_400_123_456;
+        assert_eq!(rfc3339_ms(us), "2026-11-24T11:40:00.123Z");
+        assert_eq!(compact_utc_ms(us), "20261124T114000.123Z");
+        assert_eq!(parse_compact_utc_ms("20261124T114000.123Z"), Some(1_795_520_400_123_000));
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_compact_utc_ms("20261324T114000.123Z"), None);
+        assert_eq!(parse_compact_utc_ms("garbage"), None);
+    }
+
+    #[test]
+    fn sim_clock_auto_advances_on_sleep() {
+        let clock = SimClock::new(1_000, 5_000_000, true);
+        clock.sleep_until_us(34_333);
+        assert_eq!(clock.monotonic_us(), 34_333);
+        assert_eq!(clock.wall_us(), 5_000_000 + 33_333);
+        assert_eq!(clock.wall_at_us(1_000), 5_000_000);
+    }
+}

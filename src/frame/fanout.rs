@@ -1,0 +1,245 @@
+//! Per-consumer frame delivery. The capture thread offers every frame to every
+//! subscriber and never waits: an in-order subscriber (the recorder) gets a bounded
+//! queue, a latest-only subscriber (live view, callbacks) a single mailbox. Whatever
+//! does not fit is dropped and counted on that subscriber.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::ring::Frame;
+
+/// How a subscriber wants frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every frame in order, at most this many waiting; newer frames are dropped when full.
+    InOrder(usize),
+    /// Only the newest frame; an unread one is replaced (and counted as dropped).
+    Latest,
+}
+
+/// One subscriber's mailbox and counters.
+pub struct Subscriber {
+    name: String,
+    delivery: Delivery,
+    queue: Mutex<VecDeque<Frame>>,
+    ready: Condvar,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Subscriber {
+    fn offer(&self, frame: &Frame) {
+        let mut queue = self.queue.lock().expect("subscriber queue poisoned");
+        match self.delivery {
+            Delivery::InOrder(capacity) if queue.len() >= capacity => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Delivery::InOrder(_) => queue.push_back(frame.clone()),
+            Delivery::Latest => {
+                if queue.pop_front().is_some() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                queue.push_back(frame.clone());
+            }
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for the next frame. `None` on timeout or after close.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Frame> {
+        let mut queue = self.queue.lock().expect("subscriber queue poisoned");
+        loop {
+            if let Some(frame) = queue.pop_front() {
+                return Some(frame);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            let (q, result) = self
+                .ready
+                .wait_timeout(queue, timeout)
+                .expect("subscriber queue poisoned");
+            queue = q;
+            if result.timed_out() {
+                return queue.pop_front();
+            }
+        }
+    }
+
+    /// Takes a waiting frame without blocking.
+    pub fn try_recv(&self) -> Option<Frame> {
+        self.queue.lock().expect("subscriber queue poisoned").pop_front()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Frames put in this subscriber's mailbox.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Frames this subscriber lost because it was not keeping up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.lock().expect("subscriber queue poisoned").len()
+    }
+}
+
+/// The list of subscribers of one camera.
+#[derive(Default)]
+pub struct Fanout {
+    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+}
+
+impl Fanout {
+    pub fn new() -> Arc<Fanout> {
+        Arc::new(Fanout::default())
+    }
+
+    /// Offers `frame` to every subscriber. Never blocks beyond the short list lock.
+    pub fn publish(&self, frame: &Frame) {
+        for subscriber in self.subscribers.lock().expect("fanout poisoned").iter() {
+            subscriber.offer(frame);
+        }
+    }
+
+    /// Adds a subscriber; it receives frames until the returned guard is dropped.
+    pub fn subscribe(self: &Arc<Self>, name: &str, delivery: Delivery) -> Subscription {
+        let capacity = match delivery {
+            Delivery::InOrder(n) => n,
+            Delivery::Latest => 1,
+        };
+        let subscriber = Arc::new(Subscriber {
+            name: name.to_string(),
+            delivery,
+            queue: Mutex::new(VecDeque::with_capacity(capacity + 1)),
+            ready: Condvar::new(),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        self.subscribers
+            .lock()
+            .expect("fanout poisoned")
+            .push(Arc::clone(&subscriber));
+        Subscription {
+            fanout: Arc::clone(self),
+            subscriber,
+        }
+    }
+
+    /// Names, delivered and dropped counts of the current subscribers.
+    pub fn stats(&self) -> Vec<(String, u64, u64)> {
+        self.subscribers
+            .lock()
+            .expect("fanout poisoned")
+            .iter()
+            .map(|s| (s.name.clone(), s.delivered(), s.dropped()))
+            .collect()
+    }
+
+    /// Wakes every waiting subscriber so its thread can notice shutdown.
+    pub fn close_all(&self) {
+        for s in self.subscribers.lock().expect("fanout poisoned").iter() {
+            s.closed.store(true, Ordering::Release);
+            s.ready.notify_all();
+        }
+    }
+}
+
+/// RAII guard for one subscriber: dropping it unsubscribes and releases queued frames.
+pub struct Subscription {
+    fanout: Arc<Fanout>,
+    subscriber: Arc<Subscriber>,
+}
+
+impl Subscription {
+    /// Wakes the subscriber's thread and makes `recv_timeout` return `None` once empty.
+    pub fn close(&self) {
+        self.subscriber.closed.store(true, Ordering::Release);
+        self.subscriber.ready.notify_all();
+    }
+
+    pub fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.subscriber
+    }
+}
+
+impl std::ops::Deref for Subscription {
+    type Target = Subscriber;
+
+    fn deref(&self) -> &Subscriber {
+        &self.subscriber
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout
+            .subscribers
+            .lock()
+            .expect("fanout poisoned")
+            .retain(|s| !Arc::ptr_eq(s, &self.subscriber));
+        self.subscriber.queue.lock().expect("subscriber queue poisoned").clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::PixelFormat;
+    use crate::frame::{FrameMeta, FrameRing};
+
+    fn meta(number: u64) -> FrameMeta {
+        FrameMeta {
+            number,
+            timestamp_us: number,
+            wall_us: 0,
+            width: 2,
+            height: 2,
+            format: PixelFormat::I420,
+        }
+    }
+
+    #[test]
+    fn in_order_keeps_order_and_counts_overflow() {
+        let fanout = Fanout::new();
+        let mut ring = FrameRing::new(8, 8, PixelFormat::I420, 2, 2);
+        let recorder = fanout.subscribe("recorder", Delivery::InOrder(3));
+        for n in 0..5 {
+            let f = ring.publish(meta(n), &[n as u8; 6]).unwrap();
+            fanout.publish(&f);
+        }
+        let got: Vec<u64> = std::iter::from_fn(|| recorder.try_recv()).map(|f| f.number).collect();
+        assert_eq!(got, [0, 1, 2]);
+        assert_eq!((recorder.delivered(), recorder.dropped()), (3, 2));
+    }
+
+    #[test]
+    fn latest_only_replaces_and_frees_slots() {
+        let fanout = Fanout::new();
+        let mut ring = FrameRing::new(2, 8, PixelFormat::I420, 2, 2);
+        let viewer = fanout.subscribe("viewer", Delivery::Latest);
+        // A viewer that never reads holds at most one slot: the ring never fills.
+        for n in 0..10 {
+            let f = ring.publish(meta(n), &[0; 6]).expect("a slow viewer must not fill the ring");
+            fanout.publish(&f);
+        }
+        assert_eq!(viewer.try_recv().unwrap().number, 9);
+        assert_eq!(viewer.dropped(), 9);
+        drop(viewer);
+        assert_eq!(ring.slots_in_use(), 0);
+        assert!(fanout.stats().is_empty());
+    }
+}

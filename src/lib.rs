@@ -1,0 +1,9 @@
+//! benchcam: the camera service of a lab-bench appliance.
+
+pub mod capture;
+pub mod clock;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod frame;
+pub mod record;

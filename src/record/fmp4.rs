@@ -1,0 +1,389 @@
+//! Fragmented MP4 for one clip: the init segment (`ftyp` + `moov`), one `moof` + `mdat`
+//! pair per fragment, and the scanner that finds where a torn file stops being valid.
+//!
+//! A clip on disk is always `init, (moof mdat)*, [torn tail]`. Each fragment is written
+//! whole and fsynced, so a power cut tears at most the fragment being written; recovery
+//! cuts the file back to the end of the last complete `mdat` (a tear inside `moof` makes
+//! FFmpeg reject the whole file, one inside `mdat` fails a full decode).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use mp4_atom::{
+    Avc1, Avcc, Codec, Decode, Dinf, Dref, Encode, Ftyp, Hdlr, Jpeg, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex,
+    Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
+    Vmhd,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Media timescale: 90 kHz, the usual video clock; capture times are rounded to it.
+pub const TIMESCALE: u32 = 90_000;
+
+/// Converts a span in microseconds to timescale ticks.
+pub fn us_to_ticks(us: u64) -> u64 {
+    (us * TIMESCALE as u64 + 500_000) / 1_000_000
+}
+
+pub fn ticks_to_us(ticks: u64) -> u64 {
+    ticks * 1_000_000 / TIMESCALE as u64
+}
+
+/// What the clip's single video track carries.
+#[derive(Debug, Clone)]
+pub enum TrackCodec {
+    H264 { sps: Vec<u8>, pps: Vec<u8> },
+    Jpeg,
+}
+
+/// One sample as the fragment builder sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleInfo {
+    pub size: u32,
+    pub duration: u32,
+    pub keyframe: bool,
+}
+
+const SYNC_FLAGS: u32 = 0x0200_0000;
+const NON_SYNC_FLAGS: u32 = 0x0101_0000;
+
+/// Writes `ftyp` + `moov` for a single-track fragmented clip into `out`.
+pub fn init_segment(width: u32, height: u32, codec: &TrackCodec, out: &mut Vec<u8>) -> Result<()> {
+    let visual = Visual {
+        width: width as u16,
+        height: height as u16,
+        ..Visual::default()
+    };
+    let (entry, brands): (Codec, _) = match codec {
+        TrackCodec::H264 { sps, pps } => {
+            let avcc = Avcc::new(sps, pps).map_err(|e| mux_error("building avcC", e))?;
+            (
+                Avc1 { visual, avcc, ..Default::default() }.into(),
+                vec![b"isom".into(), b"iso6".into(), b"avc1".into(), b"mp41".into()],
+            )
+        }
+        TrackCodec::Jpeg => (
+            Jpeg { visual, ..Default::default() }.into(),
+            vec![b"isom".into(), b"iso6".into(), b"mp41".into()],
+        ),
+    };
+    let ftyp = Ftyp {
+        major_brand: b"isom".into(),
+        minor_version: 512,
+        compatible_brands: brands,
+    };
+    let moov = Moov {
+        mvhd: Mvhd {
+            timescale: 1000,
+            next_track_id: 2,
+            ..Mvhd::default()
+        },
+        mvex: Some(Mvex {
+            mehd: None,
+            trex: vec![Trex {
+                track_id: 1,
+                default_sample_description_index: 1,
+                ..Default::default()
+            }],
+        }),
+        trak: vec![Trak {
+            tkhd: Tkhd {
+                track_id: 1,
+                enabled: true,
+                in_movie: true,
+                width: (width as u16).into(),
+                height: (height as u16).into(),
+                matrix: Mvhd::default().matrix,
+                ..Default::default()
+            },
+            mdia: Mdia {
+                mdhd: Mdhd {
+                    timescale: TIMESCALE,
+                    language: "und".into(),
+                    ..Default::default()
+                },
+                hdlr: Hdlr {
+                    handler: b"vide".into(),
+                    name: "benchcam video".into(),
+                },
+                minf: Minf {
+                    vmhd: Some(Vmhd::default()),
+                    dinf: Dinf {
+                        dref: Dref {
+                            entries: vec![Url::default().into()],
+                        },
+                    },
+                    stbl: Stbl {
+                        stsd: Stsd { codecs: vec![entry] },
+                        stco: Some(Stco::default()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    ftyp.encode(out).map_err(|e| mux_error("encoding ftyp", e))?;
+    moov.encode(out).map_err(|e| mux_error("encoding moov", e))?;
+    Ok(())
+}
+
+fn mux_error(what: &str, e: mp4_atom::Error) -> Error {
+    Error::new(ErrorKind::Codec, format!("{what}: {e}"))
+}
+
+/// Builds `moof` + `mdat` headers, reusing its buffers so steady state allocates nothing.
+pub struct FragmentBuilder {
+    moof: Moof,
+    header: Vec<u8>,
+}
+
+impl FragmentBuilder {
+    /// `max_samples` sizes the sample table once (frames per fragment at most).
+    pub fn new(max_samples: usize) -> Self {
+        let trun = Trun {
+            data_offset: Some(0),
+            samples: TrunSamples::Explicit(Vec::with_capacity(max_samples)),
+        };
+        FragmentBuilder {
+            moof: Moof {
+                mfhd: Mfhd { sequence_number: 0 },
+                traf: vec![Traf {
+                    tfhd: Tfhd {
+                        track_id: 1,
+                        default_base_is_moof: true,
+                        ..Default::default()
+                    },
+                    tfdt: Some(Tfdt { base_media_decode_time: 0 }),
+                    trun: vec![trun],
+                    ..Default::default()
+                }],
+            },
+            header: Vec::with_capacity(64 + max_samples * 12),
+        }
+    }
+
+    /// Returns the bytes of `moof` followed by the 8-byte `mdat` header; the caller
+    /// writes the samples' data right after them, in order.
+    pub fn build(&mut self, sequence: u32, base_decode_time: u64, samples: &[SampleInfo]) -> Result<&[u8]> {
+        self.moof.mfhd.sequence_number = sequence;
+        let traf = &mut self.moof.traf[0];
+        traf.tfdt = Some(Tfdt { base_media_decode_time: base_decode_time });
+        let trun = &mut traf.trun[0];
+        let TrunSamples::Explicit(entries) = &mut trun.samples else {
+            unreachable!("built with explicit entries")
+        };
+        entries.clear();
+        entries.extend(samples.iter().map(|s| TrunEntry {
+            duration: Some(s.duration),
+            size: Some(s.size),
+            flags: Some(if s.keyframe { SYNC_FLAGS } else { NON_SYNC_FLAGS }),
+            cts: None,
+        }));
+        // The data offset is fixed-size, so one trial encode gives the moof's length.
+        self.header.clear();
+        self.moof.encode(&mut self.header).map_err(|e| mux_error("encoding moof", e))?;
+        let moof_len = self.header.len();
+        self.moof.traf[0].trun[0].data_offset = Some(moof_len as i32 + 8);
+        self.header.clear();
+        self.moof.encode(&mut self.header).map_err(|e| mux_error("encoding moof", e))?;
+        let mdat_len: u64 = 8 + samples.iter().map(|s| s.size as u64).sum::<u64>();
+        let mdat_len = u32::try_from(mdat_len)
+            .map_err(|_| Error::new(ErrorKind::Codec, "fragment larger than 4 GiB"))?;
+        self.header.extend_from_slice(&mdat_len.to_be_bytes());
+        self.header.extend_from_slice(b"mdat");
+        Ok(&self.header)
+    }
+}
+
+/// What a scan of a clip file found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClipScan {
+    /// Bytes from the start that form a valid clip (init + complete fragments).
+    pub valid_len: u64,
+    /// The file's length on disk.
+    pub file_len: u64,
+    pub fragments: u32,
+    pub samples: u64,
+    /// Decode time of the first sample and end of the last, in timescale ticks.
+    pub first_decode_ticks: u64,
+    pub end_ticks: u64,
+    /// Whether the init segment (`ftyp` + `moov`) is complete.
+    pub has_init: bool,
+    /// Track size from the init segment.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl ClipScan {
+    pub fn duration_us(&self) -> u64 {
+        ticks_to_us(self.end_ticks.saturating_sub(self.first_decode_ticks))
+    }
+
+    pub fn is_torn(&self) -> bool {
+        self.valid_len != self.file_len
+    }
+}
+
+/// Reads the top-level boxes of a clip and reports the valid prefix. Never trusts sizes
+/// beyond the file: a box that runs past the end is a torn tail.
+pub fn scan(path: &Path) -> Result<ClipScan> {
+    let mut file = File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
+        .len();
+    let mut scan = ClipScan { file_len, ..Default::default() };
+    let mut pos = 0u64;
+    let mut pending_moof: Option<(u32, u64, u64)> = None; // (samples, decode time, duration)
+    let mut seen_ftyp = false;
+    let mut seen_moov = false;
+    let mut body = Vec::new();
+    while pos + 8 <= file_len {
+        let mut head = [0u8; 16];
+        file.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(e, "seeking clip"))?;
+        file.read_exact(&mut head[..8]).map_err(|e| Error::io(e, "reading clip"))?;
+        let mut size = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as u64;
+        let kind = [head[4], head[5], head[6], head[7]];
+        let mut header_len = 8;
+        if size == 1 {
+            if pos + 16 > file_len {
+                break;
+            }
+            file.read_exact(&mut head[8..16]).map_err(|e| Error::io(e, "reading clip"))?;
+            size = u64::from_be_bytes(head[8..16].try_into().expect("8 bytes"));
+            header_len = 16;
+        }
+        if size < header_len || pos + size > file_len {
+            break;
+        }
+        match &kind {
+            b"ftyp" => seen_ftyp = true,
+            b"moov" if seen_ftyp => {
+                body.resize((size - header_len) as usize, 0);
+                file.read_exact(&mut body).map_err(|e| Error::io(e, "reading moov"))?;
+                let mut whole = Vec::with_capacity(size as usize);
+                whole.extend_from_slice(&head[..header_len as usize]);
+                whole.extend_from_slice(&body);
+                if let Ok(moov) = Moov::decode(&mut whole.as_slice()) {
+                    if let Some(trak) = moov.trak.first() {
+                        scan.width = trak.tkhd.width.integer() as u32;
+                        scan.height = trak.tkhd.height.integer() as u32;
+                    }
+                    seen_moov = true;
+                    scan.has_init = true;
+                    scan.valid_len = pos + size;
+                } else {
+                    break;
+                }
+            }
+            b"moof" if seen_moov => {
+                body.resize((size - header_len) as usize, 0);
+                file.read_exact(&mut body).map_err(|e| Error::io(e, "reading moof"))?;
+                let mut whole = Vec::with_capacity(size as usize);
+                whole.extend_from_slice(&head[..header_len as usize]);
+                whole.extend_from_slice(&body);
+                let Ok(moof) = Moof::decode(&mut whole.as_slice()) else { break };
+                let Some(traf) = moof.traf.first() else { break };
+                let decode = traf.tfdt.as_ref().map(|t| t.base_media_decode_time).unwrap_or(scan.end_ticks);
+                let mut samples = 0u32;
+                let mut duration = 0u64;
+                for trun in &traf.trun {
+                    for entry in trun.samples.iter() {
+                        samples += 1;
+                        duration += entry.duration.or(traf.tfhd.default_sample_duration).unwrap_or(0) as u64;
+                    }
+                }
+                pending_moof = Some((samples, decode, duration));
+            }
+            b"mdat" => {
+                if let Some((samples, decode, duration)) = pending_moof.take() {
+                    if scan.fragments == 0 {
+                        scan.first_decode_ticks = decode;
+                    }
+                    scan.fragments += 1;
+                    scan.samples += samples as u64;
+                    scan.end_ticks = decode + duration;
+                    scan.valid_len = pos + size;
+                }
+            }
+            _ => {}
+        }
+        pos += size;
+    }
+    Ok(scan)
+}
+
+/// Cuts a torn clip back to its valid prefix and fsyncs it. Returns the scan after repair.
+pub fn repair(path: &Path) -> Result<ClipScan> {
+    let mut scan = scan(path)?;
+    if scan.is_torn() {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(e, format!("opening {} for repair", path.display())))?;
+        file.set_len(scan.valid_len)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(e, format!("truncating {}", path.display())))?;
+        scan.file_len = scan.valid_len;
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_clip(path: &Path, fragments: u32) -> Vec<u64> {
+        let mut out = Vec::new();
+        init_segment(64, 48, &TrackCodec::Jpeg, &mut out).unwrap();
+        let mut ends = vec![out.len() as u64];
+        let mut builder = FragmentBuilder::new(8);
+        for f in 0..fragments {
+            let samples = [SampleInfo { size: 10, duration: 3000, keyframe: true }; 3];
+            let header = builder.build(f + 1, f as u64 * 9000, &samples).unwrap().to_vec();
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&[0xAB; 30]);
+            ends.push(out.len() as u64);
+        }
+        File::create(path).unwrap().write_all(&out).unwrap();
+        ends
+    }
+
+    #[test]
+    fn scan_counts_fragments_and_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mp4");
+        let ends = write_clip(&path, 3);
+        let s = scan(&path).unwrap();
+        assert!(s.has_init && !s.is_torn());
+        assert_eq!((s.fragments, s.samples, s.valid_len), (3, 9, ends[3]));
+        assert_eq!((s.first_decode_ticks, s.end_ticks), (0, 27_000));
+        assert_eq!(s.duration_us(), 300_000);
+        assert_eq!((s.width, s.height), (64, 48));
+    }
+
+    #[test]
+    fn repair_cuts_every_kind_of_tear_back_to_the_last_mdat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mp4");
+        let ends = write_clip(&path, 3);
+        let full = std::fs::read(&path).unwrap();
+        // Tear inside the third fragment's moof, inside its mdat, and right after it.
+        for cut in [ends[2] + 20, ends[3] - 5, ends[2] + 3] {
+            std::fs::write(&path, &full[..cut as usize]).unwrap();
+            let s = repair(&path).unwrap();
+            assert_eq!((s.fragments, s.samples, s.valid_len), (2, 6, ends[2]), "cut at {cut}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[2]);
+        }
+        // A tear inside the init segment leaves nothing valid.
+        std::fs::write(&path, &full[..30]).unwrap();
+        let s = repair(&path).unwrap();
+        assert!(!s.has_init);
+        assert_eq!(s.valid_len, 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Rolling clip recording: the recorder thread, MP4 muxing and the clip index.
+
+pub mod fmp4;
