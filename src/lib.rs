@@ -7,3 +7,4 @@ pub mod encode;
 pub mod error;
 pub mod frame;
 pub mod record;
+pub mod storage;

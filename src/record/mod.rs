@@ -1,3 +1,4 @@
 //! Rolling clip recording: the recorder thread, MP4 muxing and the clip index.
 
 pub mod fmp4;
+pub mod index;

@@ -581,12 +581,8 @@
         this.queuedBlob = null;
         if (next) this.display(next);
       } else if (this.mjpegRunning()) {
-        // Chrome and Firefox fire `load` for each part of a multipart stream.
-        const now = performance.now();
-        this.frameCount += 1;
-        this.lastFrameAt = new Date();
-        this.frameTimes.push(now);
-        while (this.frameTimes.length > 0 && now - this.frameTimes[0] > 2000) this.frameTimes.shift();
+        // The first part of the multipart stream arrived (Firefox fires this per part).
+        if (!this.lastFrameAt || this.streaming !== 'streaming') this.lastFrameAt = new Date();
         this.attempt = 0;
         this.setStreaming('streaming');
         this.setOverlay('');
@@ -816,13 +812,20 @@
         ? `${this.serverQuality} (asked ${app.quality})`
         : app.quality;
       set('#chip-quality', `quality ${shownQuality}`);
-      set('#chip-frames', `${this.frameCount} frames`, { value: String(this.frameCount) });
-      set('#chip-last', this.lastFrameAt ? `last ${clockTime(this.lastFrameAt)}` : 'no frame yet');
-      const now = performance.now();
-      const times = this.frameTimes.filter((t) => now - t <= 2000);
-      let fps = 0;
-      if (times.length >= 2) fps = (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000);
-      set('#chip-fps', `${fps.toFixed(1)} fps`, { value: fps.toFixed(1) });
+      if (this.mode === 'mjpeg' && this.mjpegRunning()) {
+        // An <img> showing MJPEG tells nothing per frame (Chrome fires `load` once).
+        set('#chip-frames', 'frames n/a', { value: '' });
+        set('#chip-last', this.lastFrameAt ? `stream since ${clockTime(this.lastFrameAt)}` : 'no frame yet');
+        set('#chip-fps', 'fps n/a', { value: '' });
+      } else {
+        set('#chip-frames', `${this.frameCount} frames`, { value: String(this.frameCount) });
+        set('#chip-last', this.lastFrameAt ? `last ${clockTime(this.lastFrameAt)}` : 'no frame yet');
+        const now = performance.now();
+        const times = this.frameTimes.filter((t) => now - t <= 2000);
+        let fps = 0;
+        if (times.length >= 2) fps = (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000);
+        set('#chip-fps', `${fps.toFixed(1)} fps`, { value: fps.toFixed(1) });
+      }
       const rec = $('#live-rec-toggle');
       const recording = app.recording[app.camera] === true;
       rec.dataset.active = String(recording);
@@ -1352,7 +1355,10 @@
   function ioState(value) {
     if (typeof value === 'boolean') return { on: String(value), text: value ? 'on' : 'off' };
     if (typeof value === 'number') return { on: String(value !== 0), text: String(value) };
-    if (typeof value === 'string') return { on: /blink/i.test(value) ? 'blink' : String(/^(on|high|active|true)$/i.test(value)), text: value };
+    if (typeof value === 'string') {
+      const on = /blink|heartbeat|flash/i.test(value) ? 'blink' : String(/^(on|high|active|true|1)$/i.test(value));
+      return { on, text: value };
+    }
     if (value && typeof value === 'object') {
       const inner = value.state ?? value.level ?? value.on ?? value.active ?? value.value;
       const base = inner === undefined ? { on: 'false', text: '' } : ioState(inner);

@@ -1,0 +1,406 @@
+//! The clip index: every rolling clip with its times and frame range, kept in memory
+//! and in an append-only journal on disk (postcard records with CRC-32 framing).
+//!
+//! At start the journal is replayed and then reconciled with the files: files the
+//! journal does not know are scanned and added, entries whose file is gone are dropped,
+//! clips left open by a crash are repaired. A damaged journal is cut at its last good
+//! record; a missing one is rebuilt entirely from the files. The reconciled state is
+//! then written as a fresh journal (tmp + fsync + rename), which also compacts it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::fmp4;
+use crate::clock::{compact_utc_ms, parse_compact_utc_ms, rfc3339_ms};
+use crate::error::{Error, Result, ResultExt};
+use crate::storage::write_atomic;
+
+/// Why a clip was recorded (CameraRecordingModel.recording_type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingType {
+    Rolling,
+    Manual,
+    Experiment,
+}
+
+/// One clip as the index knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClipRecord {
+    pub camera: String,
+    pub file: String,
+    pub recording_type: RecordingType,
+    /// Wall-clock capture time of the first frame, Unix µs.
+    pub started_us: i64,
+    /// CLOCK_MONOTONIC capture time of the first frame, µs; 0 when rebuilt from the file
+    /// after a reboot (monotonic times do not survive one).
+    pub first_mono_us: u64,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    pub frame_count: u64,
+    pub duration_us: u64,
+    pub size: u64,
+    /// False while the clip is being written (or was torn and not yet repaired).
+    pub complete: bool,
+}
+
+impl ClipRecord {
+    pub fn ended_us(&self) -> i64 {
+        self.started_us + self.duration_us as i64
+    }
+
+    /// The CameraRecordingModel of the API.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "camera_id": self.camera,
+            "filename": self.file,
+            "started_at": rfc3339_ms(self.started_us),
+            "duration_s": self.duration_us as f64 / 1e6,
+            "file_size": self.size,
+            "frame_count": self.frame_count,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "recording_type": self.recording_type,
+            "complete": self.complete,
+        })
+    }
+}
+
+/// `20261124T114000.123Z_cam0_000042.mp4` from the first frame's wall time and number.
+pub fn clip_file_name(started_us: i64, camera: &str, first_frame: u64) -> String {
+    format!("{}_{camera}_{first_frame:06}.mp4", compact_utc_ms(started_us))
+}
+
+/// Parses a clip file name back into (started_us, camera, first_frame).
+pub fn parse_clip_file_name(name: &str) -> Option<(i64, String, u64)> {
+    let stem = name.strip_suffix(".mp4")?;
+    let mut parts = stem.splitn(3, '_');
+    let started = parse_compact_utc_ms(parts.next()?)?;
+    let camera = parts.next()?;
+    let frame = parts.next()?;
+    if !crate::config::is_camera_id(camera) || frame.is_empty() || !frame.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((started, camera.to_string(), frame.parse().ok()?))
+}
+
+/// Journal record; versioned so an older journal still replays.
+#[derive(Debug, Serialize, Deserialize)]
+enum Record {
+    /// Version 1: a clip was opened, updated or closed (upsert by camera + file).
+    ClipV1(ClipRecord),
+    /// Version 1: a clip file was deleted.
+    DeletedV1 { camera: String, file: String },
+}
+
+const JOURNAL: &str = "journal.bin";
+/// Largest record we accept when replaying; anything bigger is damage.
+const MAX_RECORD: usize = 64 * 1024;
+
+/// The index of one data directory.
+pub struct ClipIndex {
+    rolling_dir: PathBuf,
+    journal_path: PathBuf,
+    state: Mutex<IndexState>,
+}
+
+struct IndexState {
+    /// camera -> file -> record; file names sort by start time.
+    clips: BTreeMap<String, BTreeMap<String, ClipRecord>>,
+    journal: File,
+}
+
+/// What `open` found and fixed, for the log and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    pub journal_records: usize,
+    pub journal_damaged: bool,
+    pub added_from_files: usize,
+    pub dropped_missing: usize,
+    pub repaired: Vec<String>,
+    pub removed_empty: usize,
+}
+
+impl ClipIndex {
+    /// Loads `index/journal.bin` under `data_dir`, reconciles it with `rolling/`, and
+    /// rewrites it compacted.
+    pub fn open(data_dir: &Path) -> Result<(ClipIndex, OpenReport)> {
+        let rolling_dir = data_dir.join("rolling");
+        let index_dir = data_dir.join("index");
+        std::fs::create_dir_all(&rolling_dir).ctx(format!("creating {}", rolling_dir.display()))?;
+        std::fs::create_dir_all(&index_dir).ctx(format!("creating {}", index_dir.display()))?;
+        let journal_path = index_dir.join(JOURNAL);
+        let mut report = OpenReport::default();
+        let mut clips = replay(&journal_path, &mut report)?;
+        reconcile(&rolling_dir, &mut clips, &mut report)?;
+
+        let mut compacted = Vec::new();
+        for record in clips.values().flat_map(|m| m.values()) {
+            frame_record(&Record::ClipV1(record.clone()), &mut compacted)?;
+        }
+        write_atomic(&journal_path, &compacted)?;
+        let journal = OpenOptions::new()
+            .append(true)
+            .open(&journal_path)
+            .ctx(format!("opening {}", journal_path.display()))?;
+        Ok((
+            ClipIndex {
+                rolling_dir,
+                journal_path,
+                state: Mutex::new(IndexState { clips, journal }),
+            },
+            report,
+        ))
+    }
+
+    pub fn rolling_dir(&self) -> &Path {
+        &self.rolling_dir
+    }
+
+    pub fn camera_dir(&self, camera: &str) -> PathBuf {
+        self.rolling_dir.join(camera)
+    }
+
+    /// Records a new or updated clip and appends it to the journal (fsynced).
+    pub fn upsert(&self, record: ClipRecord) -> Result<()> {
+        let mut state = self.state.lock().expect("index poisoned");
+        append(&mut state.journal, &Record::ClipV1(record.clone()))
+            .map_err(|e| e.context(format!("journal {}", self.journal_path.display())))?;
+        state
+            .clips
+            .entry(record.camera.clone())
+            .or_default()
+            .insert(record.file.clone(), record);
+        Ok(())
+    }
+
+    /// Deletes a clip's file and its entry.
+    pub fn delete(&self, camera: &str, file: &str) -> Result<u64> {
+        let mut state = self.state.lock().expect("index poisoned");
+        let path = self.rolling_dir.join(camera).join(file);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(e, format!("deleting {}", path.display()))),
+        }
+        append(
+            &mut state.journal,
+            &Record::DeletedV1 { camera: camera.to_string(), file: file.to_string() },
+        )?;
+        if let Some(m) = state.clips.get_mut(camera) {
+            m.remove(file);
+        }
+        Ok(size)
+    }
+
+    /// Clips of one camera (or all), newest first.
+    pub fn list(&self, camera: Option<&str>) -> Vec<ClipRecord> {
+        let state = self.state.lock().expect("index poisoned");
+        let mut out: Vec<ClipRecord> = state
+            .clips
+            .iter()
+            .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
+            .flat_map(|(_, m)| m.values().cloned())
+            .collect();
+        out.sort_by(|a, b| b.started_us.cmp(&a.started_us).then_with(|| b.camera.cmp(&a.camera)));
+        out
+    }
+
+    /// One clip by camera and exact file name (how request paths are validated).
+    pub fn get(&self, camera: &str, file: &str) -> Option<ClipRecord> {
+        let state = self.state.lock().expect("index poisoned");
+        state.clips.get(camera)?.get(file).cloned()
+    }
+
+    /// Complete clips of `camera`, oldest first, with their total size.
+    pub fn complete_oldest_first(&self, camera: &str) -> Vec<ClipRecord> {
+        let state = self.state.lock().expect("index poisoned");
+        state
+            .clips
+            .get(camera)
+            .map(|m| m.values().filter(|c| c.complete).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn cameras(&self) -> Vec<String> {
+        self.state.lock().expect("index poisoned").clips.keys().cloned().collect()
+    }
+
+    /// Bytes of rolling clips of one camera (or all).
+    pub fn total_bytes(&self, camera: Option<&str>) -> u64 {
+        let state = self.state.lock().expect("index poisoned");
+        state
+            .clips
+            .iter()
+            .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
+            .flat_map(|(_, m)| m.values())
+            .map(|c| c.size)
+            .sum()
+    }
+}
+
+fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
+    let body = postcard::to_stdvec_crc32(record, crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).digest())
+        .map_err(|e| Error::new(crate::error::ErrorKind::Io, format!("encoding index record: {e}")))?;
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+fn append(journal: &mut File, record: &Record) -> Result<()> {
+    let mut buf = Vec::with_capacity(256);
+    frame_record(record, &mut buf)?;
+    journal.write_all(&buf).ctx("appending to index journal")?;
+    journal.sync_data().ctx("syncing index journal")
+}
+
+fn replay(path: &Path, report: &mut OpenReport) -> Result<BTreeMap<String, BTreeMap<String, ClipRecord>>> {
+    let mut clips: BTreeMap<String, BTreeMap<String, ClipRecord>> = BTreeMap::new();
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes).ctx(format!("reading {}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!("index: no journal at {}, rebuilding from clip files", path.display());
+            return Ok(clips);
+        }
+        Err(e) => return Err(Error::io(e, format!("opening {}", path.display()))),
+    }
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let record = bytes
+            .get(pos..pos + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .filter(|&len| len <= MAX_RECORD)
+            .and_then(|len| bytes.get(pos + 4..pos + 4 + len).map(|body| (len, body)))
+            .and_then(|(len, body)| {
+                postcard::from_bytes_crc32::<Record>(body, crc.digest()).ok().map(|r| (len, r))
+            });
+        let Some((len, record)) = record else {
+            report.journal_damaged = true;
+            log::warn!(
+                "index: journal {} damaged at byte {pos} of {}; keeping {} records and rebuilding the rest from files",
+                path.display(),
+                bytes.len(),
+                report.journal_records
+            );
+            break;
+        };
+        pos += 4 + len;
+        report.journal_records += 1;
+        match record {
+            Record::ClipV1(c) => {
+                clips.entry(c.camera.clone()).or_default().insert(c.file.clone(), c);
+            }
+            Record::DeletedV1 { camera, file } => {
+                if let Some(m) = clips.get_mut(&camera) {
+                    m.remove(&file);
+                }
+            }
+        }
+    }
+    Ok(clips)
+}
+
+fn reconcile(
+    rolling_dir: &Path,
+    clips: &mut BTreeMap<String, BTreeMap<String, ClipRecord>>,
+    report: &mut OpenReport,
+) -> Result<()> {
+    // Drop entries whose file is gone.
+    for (camera, files) in clips.iter_mut() {
+        let before = files.len();
+        files.retain(|file, _| rolling_dir.join(camera).join(file).is_file());
+        report.dropped_missing += before - files.len();
+    }
+    let Ok(cameras) = std::fs::read_dir(rolling_dir) else { return Ok(()) };
+    for cam_entry in cameras.flatten() {
+        let camera = cam_entry.file_name().to_string_lossy().to_string();
+        if !crate::config::is_camera_id(&camera) || !cam_entry.path().is_dir() {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(cam_entry.path()) else { continue };
+        for entry in files.flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            let Some((started_us, file_camera, first_frame)) = parse_clip_file_name(&file) else {
+                continue;
+            };
+            if file_camera != camera {
+                continue;
+            }
+            let known = clips.get(&camera).and_then(|m| m.get(&file)).cloned();
+            if known.as_ref().is_some_and(|k| k.complete && k.size == entry.metadata().map(|m| m.len()).unwrap_or(0)) {
+                continue;
+            }
+            // Unknown, open when the service stopped, or changed: scan and repair.
+            let scan = match fmp4::repair(&path) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    log::warn!("index: cannot scan {}: {e}", path.display());
+                    continue;
+                }
+            };
+            if !scan.has_init || scan.samples == 0 {
+                // Nothing playable survived (crash before the first fragment).
+                log::warn!("index: removing {} with no complete fragment", path.display());
+                let _ = std::fs::remove_file(&path);
+                if let Some(m) = clips.get_mut(&camera) {
+                    m.remove(&file);
+                }
+                report.removed_empty += 1;
+                continue;
+            }
+            if known.as_ref().is_some_and(|k| !k.complete) || scan.file_len != entry.metadata().map(|m| m.len()).unwrap_or(0) {
+                report.repaired.push(file.clone());
+            }
+            report.added_from_files += usize::from(known.is_none());
+            let mut record = known.unwrap_or(ClipRecord {
+                camera: camera.clone(),
+                file: file.clone(),
+                recording_type: RecordingType::Rolling,
+                started_us,
+                first_mono_us: 0,
+                first_frame,
+                last_frame: first_frame,
+                frame_count: 0,
+                duration_us: 0,
+                size: 0,
+                complete: false,
+            });
+            if record.frame_count != scan.samples {
+                // The journal's frame range is lost with the torn tail: count samples,
+                // assuming no frame was dropped inside the surviving part.
+                record.last_frame = record.first_frame + scan.samples - 1;
+            }
+            record.frame_count = scan.samples;
+            record.duration_us = scan.duration_us();
+            record.size = scan.valid_len;
+            record.complete = true;
+            clips.entry(camera.clone()).or_default().insert(file.clone(), record);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_names_round_trip() {
+        let name = clip_file_name(1_795_520_400_123_000, "cam0", 42);
+        assert_eq!(name, "20261124T114000.123Z_cam0_000042.mp4");
+        assert_eq!(parse_clip_file_name(&name), Some((1_795_520_400_123_000, "cam0".into(), 42)));
+        assert_eq!(parse_clip_file_name("../etc/passwd"), None);
+        assert_eq!(parse_clip_file_name("20261124T114000.123Z_cam0_00x042.mp4"), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! StorageManager: the data directory's free space, atomic writes, and retention of
+//! rolling clips (count, bytes, free space; oldest first, never a protected clip).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::record::index::{ClipIndex, ClipRecord};
+
+/// Writes `bytes` to `path` so that a reader sees the old or the new content, never a
+/// torn mix: tmp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&tmp).ctx(format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .ctx(format!("writing {}", tmp.display()))?;
+    drop(file);
+    std::fs::rename(&tmp, path).ctx(format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so a rename or create in it survives a power cut.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(format!("syncing directory {}", dir.display()))
+}
+
+/// Free and total bytes of the filesystem holding a path.
+pub trait SpaceProbe: Send + Sync {
+    fn space(&self, path: &Path) -> Result<(u64, u64)>;
+}
+
+/// The real filesystem, through statvfs(2).
+pub struct Statvfs;
+
+impl SpaceProbe for Statvfs {
+    fn space(&self, path: &Path) -> Result<(u64, u64)> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "path contains NUL"))?;
+        // SAFETY: statvfs fills the zeroed struct we own; `c` is a valid C string.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(Error::io(std::io::Error::last_os_error(), format!("statvfs {}", path.display())));
+        }
+        let frsize = st.f_frsize as u64;
+        Ok((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
+    }
+}
+
+/// A simulated disk for tests: free space is whatever the test sets.
+#[derive(Default)]
+pub struct SimSpace {
+    pub free: AtomicU64,
+    pub total: AtomicU64,
+}
+
+impl SpaceProbe for SimSpace {
+    fn space(&self, _path: &Path) -> Result<(u64, u64)> {
+        Ok((self.free.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed)))
+    }
+}
+
+/// Retention limits, per camera (copied from `[recording]`, changeable at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_clips: usize,
+    pub max_bytes: u64,
+    pub min_free: u64,
+}
+
+/// A time span (wall clock, Unix µs) whose clips must not be deleted, e.g. a running
+/// experiment's window including its pre-roll. `to_us = None` means still open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protection {
+    pub owner: String,
+    pub cameras: Vec<String>,
+    pub from_us: i64,
+    pub to_us: Option<i64>,
+}
+
+impl Protection {
+    fn covers(&self, clip: &ClipRecord) -> bool {
+        self.cameras.iter().any(|c| c == &clip.camera)
+            && clip.ended_us() >= self.from_us
+            && self.to_us.is_none_or(|to| clip.started_us <= to)
+    }
+}
+
+/// Owns the data directory layout and decides what may be deleted.
+pub struct Storage {
+    data_dir: PathBuf,
+    pub index: ClipIndex,
+    probe: Box<dyn SpaceProbe>,
+    limits: Mutex<Limits>,
+    protections: Mutex<Vec<Protection>>,
+    /// Set while free space is below the reserve and nothing more can be deleted.
+    full: AtomicBool,
+    /// Deleted by retention since start, for health and metrics.
+    pub deleted_clips: AtomicU64,
+}
+
+/// Disk figures for health.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpaceReport {
+    pub free: u64,
+    pub total: u64,
+    pub writable: bool,
+    pub rolling_bytes: u64,
+    pub full: bool,
+}
+
+impl Storage {
+    /// Opens (and reconciles) the data directory.
+    pub fn open(data_dir: &Path, limits: Limits, probe: Box<dyn SpaceProbe>) -> Result<Arc<Storage>> {
+        std::fs::create_dir_all(data_dir).ctx(format!("creating data directory {}", data_dir.display()))?;
+        let (index, report) = ClipIndex::open(data_dir)?;
+        if report.journal_damaged || !report.repaired.is_empty() || report.added_from_files > 0 {
+            log::warn!(
+                "storage: index reconciled: {} journal records, damaged={}, {} clips added from files, {} repaired ({}), {} missing dropped, {} empty removed",
+                report.journal_records,
+                report.journal_damaged,
+                report.added_from_files,
+                report.repaired.len(),
+                report.repaired.join(", "),
+                report.dropped_missing,
+                report.removed_empty
+            );
+        }
+        std::fs::create_dir_all(data_dir.join("experiments")).ctx("creating experiments directory")?;
+        Ok(Arc::new(Storage {
+            data_dir: data_dir.to_path_buf(),
+            index,
+            probe,
+            limits: Mutex::new(limits),
+            protections: Mutex::new(Vec::new()),
+            full: AtomicBool::new(false),
+            deleted_clips: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn limits(&self) -> Limits {
+        *self.limits.lock().expect("limits poisoned")
+    }
+
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock().expect("limits poisoned") = limits;
+    }
+
+    pub fn protect(&self, protection: Protection) {
+        let mut p = self.protections.lock().expect("protections poisoned");
+        p.retain(|x| x.owner != protection.owner);
+        p.push(protection);
+    }
+
+    pub fn unprotect(&self, owner: &str) {
+        self.protections.lock().expect("protections poisoned").retain(|x| x.owner != owner);
+    }
+
+    pub fn is_protected(&self, clip: &ClipRecord) -> bool {
+        self.protections.lock().expect("protections poisoned").iter().any(|p| p.covers(clip))
+    }
+
+    pub fn free_space(&self) -> Result<(u64, u64)> {
+        self.probe.space(&self.data_dir)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    pub fn report(&self) -> SpaceReport {
+        let (free, total, ok) = match self.free_space() {
+            Ok((f, t)) => (f, t, true),
+            Err(_) => (0, 0, false),
+        };
+        SpaceReport {
+            free,
+            total,
+            writable: ok && is_writable(&self.data_dir),
+            rolling_bytes: self.index.total_bytes(None),
+            full: self.is_full(),
+        }
+    }
+
+    /// Applies retention to `camera`: deletes its oldest complete, unprotected clips
+    /// until it is within the count and size limits and the disk has its reserve.
+    /// Returns the clips deleted.
+    pub fn enforce_retention(&self, camera: &str) -> Vec<ClipRecord> {
+        let limits = self.limits();
+        let clips = self.index.complete_oldest_first(camera);
+        let mut count = clips.len();
+        let mut bytes: u64 = clips.iter().map(|c| c.size).sum();
+        let mut free = self.free_space().map(|(f, _)| f).unwrap_or(u64::MAX);
+        let mut deleted = Vec::new();
+        for clip in clips {
+            let over = count > limits.max_clips || bytes > limits.max_bytes || free < limits.min_free;
+            if !over {
+                break;
+            }
+            if self.is_protected(&clip) {
+                continue;
+            }
+            match self.index.delete(&clip.camera, &clip.file) {
+                Ok(size) => {
+                    log::info!("storage: retention deleted {}/{} ({} bytes)", clip.camera, clip.file, size);
+                    count -= 1;
+                    bytes = bytes.saturating_sub(clip.size);
+                    free = self.free_space().map(|(f, _)| f).unwrap_or(u64::MAX);
+                    self.deleted_clips.fetch_add(1, Ordering::Relaxed);
+                    deleted.push(clip);
+                }
+                Err(e) => log::warn!("storage: cannot delete {}/{}: {e}", clip.camera, clip.file),
+            }
+        }
+        deleted
+    }
+
+    /// Whether a recorder may write: runs retention over every camera first, then
+    /// checks the free-space reserve. Updates the `full` flag that health reports.
+    pub fn ensure_room(&self, camera: &str) -> Result<()> {
+        let limits = self.limits();
+        let free = |s: &Storage| s.free_space().map(|(f, _)| f);
+        if free(self)? < limits.min_free {
+            self.enforce_retention(camera);
+            for other in self.index.cameras() {
+                if free(self)? >= limits.min_free {
+                    break;
+                }
+                if other != camera {
+                    self.enforce_retention(&other);
+                }
+            }
+        }
+        let now_free = free(self)?;
+        let full = now_free < limits.min_free;
+        let was_full = self.full.swap(full, Ordering::Relaxed);
+        if full {
+            if !was_full {
+                log::error!(
+                    "storage: only {now_free} bytes free on {}, below min_free_space {}; recording paused until space returns",
+                    self.data_dir.display(),
+                    limits.min_free
+                );
+            }
+            return Err(Error::new(
+                ErrorKind::StorageFull,
+                format!("{now_free} bytes free, below the {} byte reserve", limits.min_free),
+            ));
+        }
+        if was_full {
+            log::info!("storage: {now_free} bytes free again; recording resumes");
+        }
+        Ok(())
+    }
+}
+
+fn is_writable(dir: &Path) -> bool {
+    let c = match CString::new(dir.as_os_str().as_bytes()) {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    // SAFETY: access(2) only reads the path string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::index::RecordingType;
+
+    fn clip(camera: &str, n: i64, size: u64) -> ClipRecord {
+        ClipRecord {
+            camera: camera.into(),
+            file: crate::record::index::clip_file_name(1_795_520_400_000_000 + n * 10_000_000, camera, n as u64 * 300),
+            recording_type: RecordingType::Rolling,
+            started_us: 1_795_520_400_000_000 + n * 10_000_000,
+            first_mono_us: 0,
+            first_frame: n as u64 * 300,
+            last_frame: n as u64 * 300 + 299,
+            frame_count: 300,
+            duration_us: 10_000_000,
+            size,
+            complete: true,
+        }
+    }
+
+    fn storage_with(clips: &[ClipRecord], limits: Limits, free: u64) -> (tempfile::TempDir, Arc<Storage>, Arc<SimSpace>) {
+        let dir = tempfile::tempdir().unwrap();
+        let space = Arc::new(SimSpace::default());
+        space.free.store(free, Ordering::Relaxed);
+        struct Shared(Arc<SimSpace>);
+        impl SpaceProbe for Shared {
+            fn space(&self, p: &Path) -> Result<(u64, u64)> {
+                self.0.space(p)
+            }
+        }
+        let storage = Storage::open(dir.path(), limits, Box::new(Shared(space.clone()))).unwrap();
+        for c in clips {
+            let d = storage.index.camera_dir(&c.camera);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(&c.file), vec![0u8; c.size as usize]).unwrap();
+            storage.index.upsert(c.clone()).unwrap();
+        }
+        (dir, storage, space)
+    }
+
+    #[test]
+    fn retention_deletes_oldest_first_within_count_and_bytes() {
+        let clips: Vec<_> = (0..5).map(|n| clip("cam0", n, 100)).collect();
+        let limits = Limits { max_clips: 3, max_bytes: 250, min_free: 0 };
+        let (_d, storage, _s) = storage_with(&clips, limits, 1 << 40);
+        let deleted = storage.enforce_retention("cam0");
+        // Count allows 3, bytes allow 2: the three oldest go.
+        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [0, 300, 600]);
+        let left = storage.index.list(Some("cam0"));
+        assert_eq!(left.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [1200, 900]);
+        assert!(!storage.index.camera_dir("cam0").join(&clips[0].file).exists());
+    }
+
+    #[test]
+    fn retention_never_deletes_protected_clips() {
+        let clips: Vec<_> = (0..5).map(|n| clip("cam0", n, 100)).collect();
+        let limits = Limits { max_clips: 3, max_bytes: 1 << 30, min_free: 0 };
+        let (_d, storage, _s) = storage_with(&clips, limits, 1 << 40);
+        // Protect the span of clips 0 and 1 (an experiment with pre-roll).
+        storage.protect(Protection {
+            owner: "exp".into(),
+            cameras: vec!["cam0".into()],
+            from_us: clips[0].started_us + 1,
+            to_us: Some(clips[1].started_us + 5),
+        });
+        let deleted = storage.enforce_retention("cam0");
+        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [600, 900]);
+        storage.unprotect("exp");
+        storage.set_limits(Limits { max_clips: 2, ..limits });
+        let deleted = storage.enforce_retention("cam0");
+        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [0]);
+    }
+
+    #[test]
+    fn full_disk_is_reported_and_clears_when_space_returns() {
+        let clips: Vec<_> = (0..2).map(|n| clip("cam0", n, 100)).collect();
+        let limits = Limits { max_clips: 10, max_bytes: 1 << 30, min_free: 1000 };
+        let (_d, storage, space) = storage_with(&clips, limits, 10);
+        let err = storage.ensure_room("cam0").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::StorageFull);
+        assert!(storage.is_full());
+        // Retention deleted what it could (the sim disk does not grow when files go).
+        assert!(storage.index.list(Some("cam0")).is_empty());
+        space.free.store(5000, Ordering::Relaxed);
+        storage.ensure_room("cam0").unwrap();
+        assert!(!storage.is_full());
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("settings.toml");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    }
+}
