@@ -84,7 +84,8 @@ impl SimClock {
 
     /// Moves time forward by `by` and wakes sleepers.
     pub fn advance(&self, by: Duration) {
-        self.mono_us.fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+        self.mono_us
+            .fetch_add(by.as_micros() as u64, Ordering::SeqCst);
         let _guard = self.changed.0.lock().expect("sim clock lock poisoned");
         self.changed.1.notify_all();
     }
@@ -199,7 +200,10 @@ mod tests {
         let us = 1_795_520_400_123_456;
         assert_eq!(rfc3339_ms(us), "2026-11-24T11:40:00.123Z");
         assert_eq!(compact_utc_ms(us), "20261124T114000.123Z");
-        assert_eq!(parse_compact_utc_ms("20261124T114000.123Z"), Some(1_795_520_400_123_000));
+        assert_eq!(
+            parse_compact_utc_ms("20261124T114000.123Z"),
+            Some(1_795_520_400_123_000)
+        );
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_compact_utc_ms("20261324T114000.123Z"), None);
         assert_eq!(parse_compact_utc_ms("garbage"), None);

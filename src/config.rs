@@ -393,7 +393,11 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let s = &self.service;
         if s.data_dir.as_os_str().is_empty() {
-            return Err(invalid("service.data_dir", "\"\"", "must be a directory path"));
+            return Err(invalid(
+                "service.data_dir",
+                "\"\"",
+                "must be a directory path",
+            ));
         }
         if s.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
@@ -426,27 +430,51 @@ impl Config {
 
         let c = &self.camera;
         if !(1..=8).contains(&c.max_cameras) {
-            return Err(invalid("camera.max_cameras", c.max_cameras, "allowed: 1 to 8"));
+            return Err(invalid(
+                "camera.max_cameras",
+                c.max_cameras,
+                "allowed: 1 to 8",
+            ));
         }
         if !(16..=3840).contains(&c.width) || c.width % 2 != 0 {
-            return Err(invalid("camera.width", c.width, "allowed: an even number from 16 to 3840"));
+            return Err(invalid(
+                "camera.width",
+                c.width,
+                "allowed: an even number from 16 to 3840",
+            ));
         }
         if !(16..=2160).contains(&c.height) || c.height % 2 != 0 {
-            return Err(invalid("camera.height", c.height, "allowed: an even number from 16 to 2160"));
+            return Err(invalid(
+                "camera.height",
+                c.height,
+                "allowed: an even number from 16 to 2160",
+            ));
         }
         if !(1..=120).contains(&c.fps) {
             return Err(invalid("camera.fps", c.fps, "allowed: 1 to 120"));
         }
         if c.formats.is_empty() {
-            return Err(invalid("camera.formats", "[]", "list at least one of mjpeg, yuyv, nv12, i420"));
+            return Err(invalid(
+                "camera.formats",
+                "[]",
+                "list at least one of mjpeg, yuyv, nv12, i420",
+            ));
         }
         for f in &c.formats {
             if PixelFormat::parse(f).is_none() {
-                return Err(invalid("camera.formats", format!("\"{f}\""), "allowed: mjpeg, yuyv, nv12, i420"));
+                return Err(invalid(
+                    "camera.formats",
+                    format!("\"{f}\""),
+                    "allowed: mjpeg, yuyv, nv12, i420",
+                ));
             }
         }
         if !(3..=64).contains(&c.ring_slots) {
-            return Err(invalid("camera.ring_slots", c.ring_slots, "allowed: 3 to 64"));
+            return Err(invalid(
+                "camera.ring_slots",
+                c.ring_slots,
+                "allowed: 3 to 64",
+            ));
         }
         if !matches!(c.pattern_format.as_str(), "i420" | "mjpeg") {
             return Err(invalid(
@@ -456,7 +484,11 @@ impl Config {
             ));
         }
         if !(1..=c.max_cameras).contains(&c.pattern_cameras) {
-            return Err(invalid("camera.pattern_cameras", c.pattern_cameras, "allowed: 1 to camera.max_cameras"));
+            return Err(invalid(
+                "camera.pattern_cameras",
+                c.pattern_cameras,
+                "allowed: 1 to camera.max_cameras",
+            ));
         }
         if c.source == CameraSource::Libcamera && !cfg!(feature = "libcamera") {
             return Err(invalid(
@@ -467,10 +499,18 @@ impl Config {
         }
 
         let r = &self.recording;
-        if r.clip_length.0 < Duration::from_secs(2) || r.clip_length.0 > Duration::from_secs(4 * 3600) {
-            return Err(invalid("recording.clip_length", format!("\"{}\"", r.clip_length), "allowed: 2s to 4h"));
+        if r.clip_length.0 < Duration::from_secs(2)
+            || r.clip_length.0 > Duration::from_secs(4 * 3600)
+        {
+            return Err(invalid(
+                "recording.clip_length",
+                format!("\"{}\"", r.clip_length),
+                "allowed: 2s to 4h",
+            ));
         }
-        if r.fragment_duration.0 < Duration::from_millis(100) || r.fragment_duration.0 > Duration::from_secs(10) {
+        if r.fragment_duration.0 < Duration::from_millis(100)
+            || r.fragment_duration.0 > Duration::from_secs(10)
+        {
             return Err(invalid(
                 "recording.fragment_duration",
                 format!("\"{}\"", r.fragment_duration),
@@ -485,18 +525,34 @@ impl Config {
             ));
         }
         if r.rolling_clips_count < 2 {
-            return Err(invalid("recording.rolling_clips_count", r.rolling_clips_count, "allowed: 2 or more"));
+            return Err(invalid(
+                "recording.rolling_clips_count",
+                r.rolling_clips_count,
+                "allowed: 2 or more",
+            ));
         }
         if r.max_rolling_size.0 < 10_000_000 {
-            return Err(invalid("recording.max_rolling_size", format!("\"{}\"", r.max_rolling_size), "allowed: 10MB or more"));
+            return Err(invalid(
+                "recording.max_rolling_size",
+                format!("\"{}\"", r.max_rolling_size),
+                "allowed: 10MB or more",
+            ));
         }
         if !(100..=50_000).contains(&r.bitrate_kbps) {
-            return Err(invalid("recording.bitrate_kbps", r.bitrate_kbps, "allowed: 100 to 50000"));
+            return Err(invalid(
+                "recording.bitrate_kbps",
+                r.bitrate_kbps,
+                "allowed: 100 to 50000",
+            ));
         }
 
         let st = &self.streaming;
         if !(1..=64).contains(&st.max_sessions) {
-            return Err(invalid("streaming.max_sessions", st.max_sessions, "allowed: 1 to 64"));
+            return Err(invalid(
+                "streaming.max_sessions",
+                st.max_sessions,
+                "allowed: 1 to 64",
+            ));
         }
         if !matches!(st.default_quality.as_str(), "low" | "medium" | "high") {
             return Err(invalid(
@@ -506,7 +562,11 @@ impl Config {
             ));
         }
         if !(10..=100).contains(&st.cpu_high_water) {
-            return Err(invalid("streaming.cpu_high_water", st.cpu_high_water, "allowed: 10 to 100 (percent)"));
+            return Err(invalid(
+                "streaming.cpu_high_water",
+                st.cpu_high_water,
+                "allowed: 10 to 100 (percent)",
+            ));
         }
         for (name, p) in [
             ("low", &st.quality.low),
@@ -521,7 +581,11 @@ impl Config {
                 ));
             }
             if !(1..=60).contains(&p.fps) {
-                return Err(invalid(&format!("streaming.quality.{name}.fps"), p.fps, "allowed: 1 to 60"));
+                return Err(invalid(
+                    &format!("streaming.quality.{name}.fps"),
+                    p.fps,
+                    "allowed: 1 to 60",
+                ));
             }
             if !(1..=100).contains(&p.jpeg_quality) {
                 return Err(invalid(
@@ -541,10 +605,18 @@ impl Config {
             ));
         }
         if a.pre_roll.0 > Duration::from_secs(3600) {
-            return Err(invalid("auto_recording.pre_roll", format!("\"{}\"", a.pre_roll), "allowed: 0s to 1h"));
+            return Err(invalid(
+                "auto_recording.pre_roll",
+                format!("\"{}\"", a.pre_roll),
+                "allowed: 0s to 1h",
+            ));
         }
         if a.post_roll.0 > Duration::from_secs(3600) {
-            return Err(invalid("auto_recording.post_roll", format!("\"{}\"", a.post_roll), "allowed: 0s to 1h"));
+            return Err(invalid(
+                "auto_recording.post_roll",
+                format!("\"{}\"", a.post_roll),
+                "allowed: 0s to 1h",
+            ));
         }
         Ok(())
     }
@@ -582,7 +654,10 @@ fn key_at(text: &str, offset: usize) -> String {
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            section = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            section = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
             key.clear();
         } else if let Some((k, _)) = trimmed.split_once('=') {
             if !trimmed.starts_with('#') {
@@ -613,9 +688,18 @@ mod tests {
 
     #[test]
     fn parses_durations_and_sizes() {
-        assert_eq!(HumanDuration::parse("5m"), Some(HumanDuration(Duration::from_secs(300))));
-        assert_eq!(HumanDuration::parse("500ms"), Some(HumanDuration(Duration::from_millis(500))));
-        assert_eq!(HumanDuration::parse("1.5s"), Some(HumanDuration(Duration::from_millis(1500))));
+        assert_eq!(
+            HumanDuration::parse("5m"),
+            Some(HumanDuration(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            HumanDuration::parse("500ms"),
+            Some(HumanDuration(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            HumanDuration::parse("1.5s"),
+            Some(HumanDuration(Duration::from_millis(1500)))
+        );
         assert_eq!(HumanDuration::parse("5"), None);
         assert_eq!(HumanDuration::parse("5x"), None);
         assert_eq!(ByteSize::parse("512MB"), Some(ByteSize(512_000_000)));
@@ -633,18 +717,33 @@ mod tests {
     #[test]
     fn refusals_name_key_value_and_allowed() {
         let m = refusal("[recording]\nclip_length = \"5x\"\n");
-        assert!(m.contains("recording.clip_length") && m.contains("5x") && m.contains("30s"), "{m}");
+        assert!(
+            m.contains("recording.clip_length") && m.contains("5x") && m.contains("30s"),
+            "{m}"
+        );
         let m = refusal("[camera]\nfps = 0\n");
-        assert!(m.contains("camera.fps") && m.contains("= 0") && m.contains("1 to 120"), "{m}");
+        assert!(
+            m.contains("camera.fps") && m.contains("= 0") && m.contains("1 to 120"),
+            "{m}"
+        );
         let m = refusal("[camera]\nformats = [\"rgb\"]\n");
-        assert!(m.contains("camera.formats") && m.contains("rgb") && m.contains("yuyv"), "{m}");
+        assert!(
+            m.contains("camera.formats") && m.contains("rgb") && m.contains("yuyv"),
+            "{m}"
+        );
         let m = refusal("[recording]\nclip_lenght = \"5m\"\n");
-        assert!(m.contains("clip_lenght") && m.contains("clip_length"), "{m}");
+        assert!(
+            m.contains("clip_lenght") && m.contains("clip_length"),
+            "{m}"
+        );
         let m = refusal("[service]\nlisten = \"nowhere\"\n");
         assert!(m.contains("service.listen") && m.contains("nowhere"), "{m}");
         let m = refusal("[camera]\nfps = \"fast\"\n");
         assert!(m.contains("camera.fps") && m.contains("fast"), "{m}");
         let m = refusal("[streaming]\ndefault_quality = \"ultra\"\n");
-        assert!(m.contains("streaming.default_quality") && m.contains("low, medium, high"), "{m}");
+        assert!(
+            m.contains("streaming.default_quality") && m.contains("low, medium, high"),
+            "{m}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! benchcam: the camera service of a lab-bench appliance.
 
+pub mod app;
+pub mod camera;
 pub mod capture;
 pub mod clock;
 pub mod config;
@@ -8,3 +10,4 @@ pub mod error;
 pub mod frame;
 pub mod record;
 pub mod storage;
+pub mod web;

@@ -16,7 +16,10 @@ use crate::record::index::{ClipIndex, ClipRecord};
 /// torn mix: tmp file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).ctx(format!("creating {}", tmp.display()))?;
     file.write_all(bytes)
@@ -49,7 +52,10 @@ impl SpaceProbe for Statvfs {
         // SAFETY: statvfs fills the zeroed struct we own; `c` is a valid C string.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-            return Err(Error::io(std::io::Error::last_os_error(), format!("statvfs {}", path.display())));
+            return Err(Error::io(
+                std::io::Error::last_os_error(),
+                format!("statvfs {}", path.display()),
+            ));
         }
         let frsize = st.f_frsize as u64;
         Ok((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
@@ -65,7 +71,10 @@ pub struct SimSpace {
 
 impl SpaceProbe for SimSpace {
     fn space(&self, _path: &Path) -> Result<(u64, u64)> {
-        Ok((self.free.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed)))
+        Ok((
+            self.free.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        ))
     }
 }
 
@@ -120,8 +129,13 @@ pub struct SpaceReport {
 
 impl Storage {
     /// Opens (and reconciles) the data directory.
-    pub fn open(data_dir: &Path, limits: Limits, probe: Box<dyn SpaceProbe>) -> Result<Arc<Storage>> {
-        std::fs::create_dir_all(data_dir).ctx(format!("creating data directory {}", data_dir.display()))?;
+    pub fn open(
+        data_dir: &Path,
+        limits: Limits,
+        probe: Box<dyn SpaceProbe>,
+    ) -> Result<Arc<Storage>> {
+        std::fs::create_dir_all(data_dir)
+            .ctx(format!("creating data directory {}", data_dir.display()))?;
         let (index, report) = ClipIndex::open(data_dir)?;
         if report.journal_damaged || !report.repaired.is_empty() || report.added_from_files > 0 {
             log::warn!(
@@ -135,7 +149,8 @@ impl Storage {
                 report.removed_empty
             );
         }
-        std::fs::create_dir_all(data_dir.join("experiments")).ctx("creating experiments directory")?;
+        std::fs::create_dir_all(data_dir.join("experiments"))
+            .ctx("creating experiments directory")?;
         Ok(Arc::new(Storage {
             data_dir: data_dir.to_path_buf(),
             index,
@@ -166,11 +181,18 @@ impl Storage {
     }
 
     pub fn unprotect(&self, owner: &str) {
-        self.protections.lock().expect("protections poisoned").retain(|x| x.owner != owner);
+        self.protections
+            .lock()
+            .expect("protections poisoned")
+            .retain(|x| x.owner != owner);
     }
 
     pub fn is_protected(&self, clip: &ClipRecord) -> bool {
-        self.protections.lock().expect("protections poisoned").iter().any(|p| p.covers(clip))
+        self.protections
+            .lock()
+            .expect("protections poisoned")
+            .iter()
+            .any(|p| p.covers(clip))
     }
 
     pub fn free_space(&self) -> Result<(u64, u64)> {
@@ -206,7 +228,8 @@ impl Storage {
         let mut free = self.free_space().map(|(f, _)| f).unwrap_or(u64::MAX);
         let mut deleted = Vec::new();
         for clip in clips {
-            let over = count > limits.max_clips || bytes > limits.max_bytes || free < limits.min_free;
+            let over =
+                count > limits.max_clips || bytes > limits.max_bytes || free < limits.min_free;
             if !over {
                 break;
             }
@@ -215,7 +238,12 @@ impl Storage {
             }
             match self.index.delete(&clip.camera, &clip.file) {
                 Ok(size) => {
-                    log::info!("storage: retention deleted {}/{} ({} bytes)", clip.camera, clip.file, size);
+                    log::info!(
+                        "storage: retention deleted {}/{} ({} bytes)",
+                        clip.camera,
+                        clip.file,
+                        size
+                    );
                     count -= 1;
                     bytes = bytes.saturating_sub(clip.size);
                     free = self.free_space().map(|(f, _)| f).unwrap_or(u64::MAX);
@@ -257,7 +285,10 @@ impl Storage {
             }
             return Err(Error::new(
                 ErrorKind::StorageFull,
-                format!("{now_free} bytes free, below the {} byte reserve", limits.min_free),
+                format!(
+                    "{now_free} bytes free, below the {} byte reserve",
+                    limits.min_free
+                ),
             ));
         }
         if was_full {
@@ -284,7 +315,11 @@ mod tests {
     fn clip(camera: &str, n: i64, size: u64) -> ClipRecord {
         ClipRecord {
             camera: camera.into(),
-            file: crate::record::index::clip_file_name(1_795_520_400_000_000 + n * 10_000_000, camera, n as u64 * 300),
+            file: crate::record::index::clip_file_name(
+                1_795_520_400_000_000 + n * 10_000_000,
+                camera,
+                n as u64 * 300,
+            ),
             recording_type: RecordingType::Rolling,
             started_us: 1_795_520_400_000_000 + n * 10_000_000,
             first_mono_us: 0,
@@ -297,7 +332,11 @@ mod tests {
         }
     }
 
-    fn storage_with(clips: &[ClipRecord], limits: Limits, free: u64) -> (tempfile::TempDir, Arc<Storage>, Arc<SimSpace>) {
+    fn storage_with(
+        clips: &[ClipRecord],
+        limits: Limits,
+        free: u64,
+    ) -> (tempfile::TempDir, Arc<Storage>, Arc<SimSpace>) {
         let dir = tempfile::tempdir().unwrap();
         let space = Arc::new(SimSpace::default());
         space.free.store(free, Ordering::Relaxed);
@@ -320,20 +359,38 @@ mod tests {
     #[test]
     fn retention_deletes_oldest_first_within_count_and_bytes() {
         let clips: Vec<_> = (0..5).map(|n| clip("cam0", n, 100)).collect();
-        let limits = Limits { max_clips: 3, max_bytes: 250, min_free: 0 };
+        let limits = Limits {
+            max_clips: 3,
+            max_bytes: 250,
+            min_free: 0,
+        };
         let (_d, storage, _s) = storage_with(&clips, limits, 1 << 40);
         let deleted = storage.enforce_retention("cam0");
         // Count allows 3, bytes allow 2: the three oldest go.
-        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [0, 300, 600]);
+        assert_eq!(
+            deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(),
+            [0, 300, 600]
+        );
         let left = storage.index.list(Some("cam0"));
-        assert_eq!(left.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [1200, 900]);
-        assert!(!storage.index.camera_dir("cam0").join(&clips[0].file).exists());
+        assert_eq!(
+            left.iter().map(|c| c.first_frame).collect::<Vec<_>>(),
+            [1200, 900]
+        );
+        assert!(!storage
+            .index
+            .camera_dir("cam0")
+            .join(&clips[0].file)
+            .exists());
     }
 
     #[test]
     fn retention_never_deletes_protected_clips() {
         let clips: Vec<_> = (0..5).map(|n| clip("cam0", n, 100)).collect();
-        let limits = Limits { max_clips: 3, max_bytes: 1 << 30, min_free: 0 };
+        let limits = Limits {
+            max_clips: 3,
+            max_bytes: 1 << 30,
+            min_free: 0,
+        };
         let (_d, storage, _s) = storage_with(&clips, limits, 1 << 40);
         // Protect the span of clips 0 and 1 (an experiment with pre-roll).
         storage.protect(Protection {
@@ -343,17 +400,30 @@ mod tests {
             to_us: Some(clips[1].started_us + 5),
         });
         let deleted = storage.enforce_retention("cam0");
-        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [600, 900]);
+        assert_eq!(
+            deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(),
+            [600, 900]
+        );
         storage.unprotect("exp");
-        storage.set_limits(Limits { max_clips: 2, ..limits });
+        storage.set_limits(Limits {
+            max_clips: 2,
+            ..limits
+        });
         let deleted = storage.enforce_retention("cam0");
-        assert_eq!(deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(), [0]);
+        assert_eq!(
+            deleted.iter().map(|c| c.first_frame).collect::<Vec<_>>(),
+            [0]
+        );
     }
 
     #[test]
     fn full_disk_is_reported_and_clears_when_space_returns() {
         let clips: Vec<_> = (0..2).map(|n| clip("cam0", n, 100)).collect();
-        let limits = Limits { max_clips: 10, max_bytes: 1 << 30, min_free: 1000 };
+        let limits = Limits {
+            max_clips: 10,
+            max_bytes: 1 << 30,
+            min_free: 1000,
+        };
         let (_d, storage, space) = storage_with(&clips, limits, 10);
         let err = storage.ensure_room("cam0").unwrap_err();
         assert_eq!(err.kind, ErrorKind::StorageFull);
@@ -372,6 +442,10 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod pattern;
 pub mod v4l2;
+pub mod worker;
 
 use std::time::Duration;
 
@@ -39,7 +40,9 @@ impl PixelFormat {
     pub fn raw_frame_bytes(self, width: u32, height: u32) -> Option<usize> {
         let (w, h) = (width as usize, height as usize);
         match self {
-            PixelFormat::I420 | PixelFormat::Nv12 => Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))),
+            PixelFormat::I420 | PixelFormat::Nv12 => {
+                Some(w * h + 2 * (w.div_ceil(2) * h.div_ceil(2)))
+            }
             PixelFormat::Yuyv => Some(w.div_ceil(2) * 4 * h),
             PixelFormat::Mjpeg => None,
         }
@@ -162,22 +165,41 @@ mod tests {
     #[test]
     fn raw_sizes() {
         assert_eq!(PixelFormat::I420.raw_frame_bytes(4, 2), Some(8 + 4));
-        assert_eq!(PixelFormat::Yuyv.raw_frame_bytes(1280, 720), Some(1280 * 720 * 2));
+        assert_eq!(
+            PixelFormat::Yuyv.raw_frame_bytes(1280, 720),
+            Some(1280 * 720 * 2)
+        );
         assert_eq!(PixelFormat::Mjpeg.raw_frame_bytes(1280, 720), None);
     }
 
     #[test]
     fn best_mode_prefers_format_then_size_then_fps() {
-        let m = |w, h, fps, format| Mode { width: w, height: h, fps, format };
+        let m = |w, h, fps, format| Mode {
+            width: w,
+            height: h,
+            fps,
+            format,
+        };
         let modes = [
             m(640, 480, 30, PixelFormat::Yuyv),
             m(1280, 720, 10, PixelFormat::Yuyv),
             m(1280, 720, 30, PixelFormat::Mjpeg),
             m(1920, 1080, 30, PixelFormat::Mjpeg),
         ];
-        let req = |formats: Vec<PixelFormat>| ModeRequest { width: 1280, height: 720, fps: 30, formats };
-        assert_eq!(best_mode(&modes, &req(vec![PixelFormat::Mjpeg])), Some(modes[2]));
-        assert_eq!(best_mode(&modes, &req(vec![PixelFormat::Yuyv, PixelFormat::Mjpeg])), Some(modes[1]));
+        let req = |formats: Vec<PixelFormat>| ModeRequest {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            formats,
+        };
+        assert_eq!(
+            best_mode(&modes, &req(vec![PixelFormat::Mjpeg])),
+            Some(modes[2])
+        );
+        assert_eq!(
+            best_mode(&modes, &req(vec![PixelFormat::Yuyv, PixelFormat::Mjpeg])),
+            Some(modes[1])
+        );
         assert_eq!(best_mode(&modes, &req(vec![PixelFormat::Nv12])), None);
     }
 }

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{best_mode, CameraInfo, CaptureDevice, CaptureSource, CapturedFrame, Mode, ModeRequest, PixelFormat};
+use super::{
+    best_mode, CameraInfo, CaptureDevice, CaptureSource, CapturedFrame, Mode, ModeRequest,
+    PixelFormat,
+};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -31,7 +34,12 @@ impl PatternDevice {
     pub fn new(index: usize, width: u32, height: u32, fps: u32, clock: Arc<dyn Clock>) -> Self {
         let modes = [PixelFormat::I420, PixelFormat::Mjpeg]
             .into_iter()
-            .map(|format| Mode { width, height, fps, format })
+            .map(|format| Mode {
+                width,
+                height,
+                fps,
+                format,
+            })
             .collect();
         PatternDevice {
             info: CameraInfo {
@@ -58,7 +66,10 @@ impl CaptureDevice for PatternDevice {
 
     fn open(&self, request: &ModeRequest) -> Result<Box<dyn CaptureSource>> {
         if self.faults.unplugged.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::NoDevice, format!("{} is unplugged", self.info.device)));
+            return Err(Error::new(
+                ErrorKind::NoDevice,
+                format!("{} is unplugged", self.info.device),
+            ));
         }
         let mode = best_mode(&self.info.modes, request).ok_or_else(|| {
             Error::new(
@@ -66,7 +77,11 @@ impl CaptureDevice for PatternDevice {
                 format!("{} offers only i420 and mjpeg", self.info.device),
             )
         })?;
-        Ok(Box::new(PatternSource::new(mode, Arc::clone(&self.clock), Arc::clone(&self.faults))))
+        Ok(Box::new(PatternSource::new(
+            mode,
+            Arc::clone(&self.clock),
+            Arc::clone(&self.faults),
+        )))
     }
 }
 
@@ -89,7 +104,9 @@ pub struct PatternSource {
 impl PatternSource {
     fn new(mode: Mode, clock: Arc<dyn Clock>, faults: Arc<PatternFaults>) -> Self {
         let (w, h) = (mode.width as usize, mode.height as usize);
-        let size = PixelFormat::I420.raw_frame_bytes(mode.width, mode.height).expect("raw format");
+        let size = PixelFormat::I420
+            .raw_frame_bytes(mode.width, mode.height)
+            .expect("raw format");
         let mut picture = vec![0u8; size];
         // Four chroma quadrants so colour conversion mistakes are visible.
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
@@ -106,7 +123,9 @@ impl PatternSource {
                 v_plane[y * cw + x] = v;
             }
         }
-        let ramp = (0..w * 2).map(|x| 16 + ((x * 219 / w.max(1)) % 220) as u8).collect();
+        let ramp = (0..w * 2)
+            .map(|x| 16 + ((x * 219 / w.max(1)) % 220) as u8)
+            .collect();
         let interval_us = 1_000_000 / mode.fps.max(1) as u64;
         let now = clock.monotonic_us();
         PatternSource {
@@ -185,9 +204,16 @@ impl CaptureSource for PatternSource {
         }
     }
 
-    fn next_frame(&mut self, timeout: Duration, sink: &mut dyn FnMut(CapturedFrame<'_>)) -> Result<()> {
+    fn next_frame(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(CapturedFrame<'_>),
+    ) -> Result<()> {
         if self.faults.unplugged.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Disconnected, "pattern camera unplugged"));
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                "pattern camera unplugged",
+            ));
         }
         if self.faults.stall.load(Ordering::Relaxed) {
             std::thread::sleep(timeout.min(Duration::from_millis(200)));
@@ -284,7 +310,12 @@ mod tests {
     use crate::clock::SimClock;
 
     fn request(format: PixelFormat) -> ModeRequest {
-        ModeRequest { width: 320, height: 240, fps: 25, formats: vec![format] }
+        ModeRequest {
+            width: 320,
+            height: 240,
+            fps: 25,
+            formats: vec![format],
+        }
     }
 
     #[test]
@@ -326,13 +357,20 @@ mod tests {
         let mut source = device.open(&request(PixelFormat::I420)).unwrap();
         let faults = device.faults();
         faults.stall.store(true, Ordering::Relaxed);
-        let err = source.next_frame(Duration::from_millis(10), &mut |_| ()).unwrap_err();
+        let err = source
+            .next_frame(Duration::from_millis(10), &mut |_| ())
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::NoSignal);
         faults.stall.store(false, Ordering::Relaxed);
         faults.unplugged.store(true, Ordering::Relaxed);
-        let err = source.next_frame(Duration::from_millis(10), &mut |_| ()).unwrap_err();
+        let err = source
+            .next_frame(Duration::from_millis(10), &mut |_| ())
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Disconnected);
-        assert_eq!(device.open(&request(PixelFormat::I420)).err().unwrap().kind, ErrorKind::NoDevice);
+        assert_eq!(
+            device.open(&request(PixelFormat::I420)).err().unwrap().kind,
+            ErrorKind::NoDevice
+        );
         faults.unplugged.store(false, Ordering::Relaxed);
         assert!(device.open(&request(PixelFormat::I420)).is_ok());
     }

@@ -1,1 +1,1756 @@
-//! V4L2 (placeholder while the backend is written).
+//! V4L2 capture backend: finds USB (UVC) and CSI capture nodes and streams their frames
+//! through MMAP buffers, over a small ioctl layer of its own (no bindgen, no C headers at
+//! build time).
+//!
+//! Frame lifecycle: the driver fills one of [`BUFFER_COUNT`] kernel buffers that are mapped
+//! into our address space at open; `next_frame` dequeues a filled buffer, lends its bytes to
+//! the sink (the capture loop copies them into its ring) and queues the buffer back before it
+//! returns. Nothing is allocated per frame: the mappings, and the repack scratch for drivers
+//! that pad their rows, are set up when the device opens.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::{self, NonNull};
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+
+use crate::capture::{
+    best_mode, CameraInfo, CaptureDevice, CaptureSource, CapturedFrame, Mode, ModeRequest,
+    PixelFormat,
+};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+
+use self::sys::Arg;
+
+/// Driver buffers asked for per stream: one being filled, one lent to the sink, and slack so
+/// that a capture loop that is briefly late does not make the driver drop frames. The driver
+/// may grant a different number; whatever it grants is mapped.
+const BUFFER_COUNT: u32 = 4;
+
+/// Fewest buffers worth streaming with: with one, the driver has nowhere to write while the
+/// sink reads, and drops every other frame.
+const MIN_BUFFERS: u32 = 2;
+
+/// Upper bound on ENUM_* indices, so a driver that never answers EINVAL cannot hang discovery.
+const MAX_ENUM_INDEX: u32 = 256;
+
+/// Frame rate recorded for a size whose driver does not enumerate frame intervals. `Mode::fps`
+/// is nominal only (frame times come from the frames), and 30 is the UVC default rate.
+const DEFAULT_FPS: u32 = 30;
+
+/// Sizes offered for drivers that describe a range (stepwise or continuous) instead of a list,
+/// such as the legacy Raspberry Pi camera driver (`bcm2835 mmal`).
+const COMMON_SIZES: [(u32, u32); 9] = [
+    (320, 240),
+    (640, 480),
+    (800, 600),
+    (1024, 768),
+    (1280, 720),
+    (1280, 960),
+    (1920, 1080),
+    (2560, 1440),
+    (3840, 2160),
+];
+
+/// Frame rates offered for drivers that describe an interval range instead of a list.
+const COMMON_RATES: [u32; 10] = [5, 10, 15, 20, 25, 30, 50, 60, 90, 120];
+
+/// Drivers whose single-planar capture nodes are halves of memory-to-memory helpers (ISPs,
+/// codecs): they produce frames only when another program feeds them, so they are not
+/// cameras. On a Raspberry Pi they sit at /dev/video10 and up next to the real cameras.
+const HELPER_DRIVERS: [&str; 3] = ["bcm2835-isp", "bcm2835-codec", "pispbe"];
+
+/// CSI receivers of the Raspberry Pi 4 (`unicam`) and 5 (`rp1-cfe`) under the
+/// media-controller camera stack: they list YUV formats, but streaming fails until libcamera
+/// has configured the sensor and the links, so their cameras belong to the libcamera backend.
+const LIBCAMERA_DRIVERS: [&str; 2] = ["unicam", "rp1-cfe"];
+
+/// Finds every V4L2 camera under /dev, in device-number order (`video2` before `video10`).
+///
+/// Nodes that are not usable capture nodes (UVC metadata nodes, ISP and codec nodes, devices
+/// without a supported format) are skipped and logged at debug level; an unreadable node is
+/// logged as a warning. Never fails: no cameras is an empty list.
+pub fn discover() -> Vec<V4l2Device> {
+    discover_in(Path::new("/dev"))
+}
+
+fn discover_in(dir: &Path) -> Vec<V4l2Device> {
+    video_nodes(dir)
+        .into_iter()
+        .filter_map(|path| match V4l2Device::probe(&path) {
+            Ok(device) => {
+                log::debug!(
+                    "v4l2: {} \"{}\": {} modes",
+                    device.info.device,
+                    device.info.name,
+                    device.info.modes.len()
+                );
+                Some(device)
+            }
+            Err(err) if err.kind == ErrorKind::Unsupported => {
+                log::debug!("v4l2: skipping {err}");
+                None
+            }
+            Err(err) => {
+                log::warn!("v4l2: cannot probe {err}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The `videoN` entries of `dir`, sorted by N.
+fn video_nodes(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<(u32, PathBuf)> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| Some((video_index(entry.file_name().to_str()?)?, entry.path())))
+        .collect();
+    nodes.sort_by_key(|(index, _)| *index);
+    nodes.into_iter().map(|(_, path)| path).collect()
+}
+
+/// N of a `videoN` device name; `None` for anything else (`video`, `videoX`, `vbi0`).
+fn video_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("video")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A V4L2 capture node, described by [`discover`] or [`V4l2Device::probe`] and opened by
+/// [`CaptureDevice::open`]. Holds no file descriptor between opens.
+pub struct V4l2Device {
+    info: CameraInfo,
+    path: PathBuf,
+    /// The fourcc the driver listed for each format in `info.modes`: MJPEG comes as `MJPG` or
+    /// `JPEG` depending on the driver, and S_FMT must be given back the code it offered.
+    fourccs: Vec<(PixelFormat, u32)>,
+}
+
+impl V4l2Device {
+    /// Queries one device node and lists its modes.
+    ///
+    /// Errors: `NoDevice` when the node does not exist, `Unsupported` when it is not a
+    /// streaming single-planar capture node with at least one MJPEG, YUYV, NV12 or I420 mode.
+    pub fn probe(path: &Path) -> Result<V4l2Device> {
+        let device = path.display().to_string();
+        let file = open_node(path).ctx(&device)?;
+        let mut cap = sys::Capability::zeroed();
+        sys::ioctl(file.as_fd(), sys::VIDIOC_QUERYCAP, &mut cap)
+            .map_err(|e| setup_error(e, "VIDIOC_QUERYCAP"))
+            .ctx(&device)?;
+        let driver = c_string(&cap.driver);
+        if let Some(reason) = unusable_reason(node_caps(&cap), &driver) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{device} (driver {driver}): {reason}"),
+            ));
+        }
+        let (modes, fourccs) = enumerate_modes(file.as_fd());
+        if modes.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{device} (driver {driver}): offers no MJPEG, YUYV, NV12 or I420 mode"),
+            ));
+        }
+        Ok(V4l2Device {
+            info: CameraInfo {
+                device,
+                name: c_string(&cap.card),
+                backend: "v4l2",
+                modes,
+            },
+            path: path.to_owned(),
+            fourccs,
+        })
+    }
+
+    fn fourcc(&self, format: PixelFormat) -> Option<u32> {
+        self.fourccs
+            .iter()
+            .find(|(f, _)| *f == format)
+            .map(|&(_, code)| code)
+    }
+}
+
+impl CaptureDevice for V4l2Device {
+    fn info(&self) -> &CameraInfo {
+        &self.info
+    }
+
+    fn open(&self, request: &ModeRequest) -> Result<Box<dyn CaptureSource>> {
+        let device = &self.info.device;
+        let Some((mode, fourcc)) = best_mode(&self.info.modes, request)
+            .and_then(|mode| Some((mode, self.fourcc(mode.format)?)))
+        else {
+            let offered: Vec<&str> = self.fourccs.iter().map(|(f, _)| f.name()).collect();
+            let wanted: Vec<&str> = request.formats.iter().map(|f| f.name()).collect();
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{device}: none of the formats [{}] is offered (the camera has [{}])",
+                    wanted.join(", "),
+                    offered.join(", ")
+                ),
+            ));
+        };
+        let source = V4l2Source::start(&self.path, device, mode, fourcc).ctx(device)?;
+        Ok(Box::new(source))
+    }
+}
+
+/// An open V4L2 stream. Dropping it stops the stream, unmaps the buffers and closes the device.
+pub struct V4l2Source {
+    /// Device path, for errors and log lines.
+    device: String,
+    /// The mode the driver accepted, which may differ in size and rate from the one asked for.
+    mode: Mode,
+    /// Driver buffers mapped read-only, indexed by the driver's buffer index. Dropped before
+    /// `file` (fields drop in declaration order).
+    buffers: Vec<Mmap>,
+    /// Largest driver buffer; every lent frame is at most this long.
+    max_frame_bytes: usize,
+    /// Layout of raw frames and their repack scratch; `None` for MJPEG.
+    raw: Option<RawFrames>,
+    /// Set once STREAMON succeeded, so that drop knows to stop the stream.
+    streaming: bool,
+    /// Frames dequeued but not lent since open (corrupt, truncated); drives rate-limited logs.
+    skipped_frames: u64,
+    /// The device; closed last, after the stream is off and the buffers are unmapped.
+    file: File,
+}
+
+impl V4l2Source {
+    fn start(path: &Path, device: &str, mode: Mode, fourcc: u32) -> Result<V4l2Source> {
+        let file = open_node(path)?;
+        let fd = file.as_fd();
+
+        let mut format = sys::Format::zeroed();
+        format.type_ = sys::BUF_TYPE_VIDEO_CAPTURE;
+        format.fmt.pix.width = mode.width;
+        format.fmt.pix.height = mode.height;
+        format.fmt.pix.pixelformat = fourcc;
+        format.fmt.pix.field = sys::FIELD_NONE;
+        sys::ioctl(fd, sys::VIDIOC_S_FMT, &mut format)
+            .map_err(|e| setup_error(e, "VIDIOC_S_FMT"))?;
+        let pix = format.fmt.pix;
+        if pix.pixelformat != fourcc {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the driver answered {} to a request for {}",
+                    FourCc(pix.pixelformat),
+                    FourCc(fourcc)
+                ),
+            ));
+        }
+        if (pix.width, pix.height) != (mode.width, mode.height) {
+            log::info!(
+                "v4l2: {device}: driver adjusted {}x{} to {}x{}",
+                mode.width,
+                mode.height,
+                pix.width,
+                pix.height
+            );
+        }
+        let mut mode = Mode {
+            width: pix.width,
+            height: pix.height,
+            ..mode
+        };
+        if let Some(fps) = set_frame_rate(fd, device, mode.fps) {
+            mode.fps = fps;
+        }
+
+        let mut request = sys::RequestBuffers::zeroed();
+        request.count = BUFFER_COUNT;
+        request.type_ = sys::BUF_TYPE_VIDEO_CAPTURE;
+        request.memory = sys::MEMORY_MMAP;
+        sys::ioctl(fd, sys::VIDIOC_REQBUFS, &mut request)
+            .map_err(|e| setup_error(e, "VIDIOC_REQBUFS"))?;
+        if request.count < MIN_BUFFERS {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the driver granted {} buffer(s), need {MIN_BUFFERS}",
+                    request.count
+                ),
+            ));
+        }
+
+        let raw = RawLayout::new(mode.format, mode.width, mode.height, pix.bytesperline)
+            .map(RawFrames::new);
+        let mut source = V4l2Source {
+            device: device.to_owned(),
+            mode,
+            buffers: Vec::with_capacity(request.count as usize),
+            max_frame_bytes: 0,
+            raw,
+            streaming: false,
+            skipped_frames: 0,
+            file,
+        };
+        for index in 0..request.count {
+            let mut buf = sys::Buffer::for_index(index);
+            sys::ioctl(source.file.as_fd(), sys::VIDIOC_QUERYBUF, &mut buf)
+                .map_err(|e| setup_error(e, format!("VIDIOC_QUERYBUF {index}")))?;
+            // SAFETY: for MMAP buffers QUERYBUF fills the `offset` member of the union.
+            let offset = unsafe { buf.m.offset };
+            let map = Mmap::new(source.file.as_fd(), buf.length as usize, offset)
+                .map_err(|e| Error::io(e, format!("mmap of buffer {index}")))?;
+            if let Some(raw) = &source.raw {
+                if map.len < raw.source_bytes {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "driver buffer of {} bytes cannot hold a {}x{} {} frame",
+                            map.len,
+                            mode.width,
+                            mode.height,
+                            mode.format.name()
+                        ),
+                    ));
+                }
+            }
+            source.max_frame_bytes = source.max_frame_bytes.max(map.len);
+            source.buffers.push(map);
+            queue_buffer(source.file.as_fd(), index).map_err(|e| setup_error(e, "VIDIOC_QBUF"))?;
+        }
+
+        let mut buf_type = sys::BUF_TYPE_VIDEO_CAPTURE as c_int;
+        sys::ioctl(source.file.as_fd(), sys::VIDIOC_STREAMON, &mut buf_type)
+            .map_err(|e| setup_error(e, "VIDIOC_STREAMON"))?;
+        source.streaming = true;
+        log::info!(
+            "v4l2: {device}: streaming {}x{} {} at {} fps, {} buffers of up to {} bytes",
+            mode.width,
+            mode.height,
+            mode.format.name(),
+            mode.fps,
+            source.buffers.len(),
+            source.max_frame_bytes
+        );
+        Ok(source)
+    }
+
+    /// Waits until a buffer can be dequeued; `false` when `deadline` passed first.
+    fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool> {
+        loop {
+            let timeout_ms = match deadline {
+                Some(deadline) => {
+                    poll_timeout_ms(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => -1,
+            };
+            let mut pollfd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd that outlives the call.
+            let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+            if ready < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(self.stream_error(err, "poll"));
+            }
+            if ready == 0 {
+                return Ok(false);
+            }
+            // videobuf2 reports POLLERR once the queue has failed, which is how an unplugged
+            // UVC camera shows up before its node disappears.
+            if pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
+                    format!("{}: the device reported an error (unplugged?)", self.device),
+                ));
+            }
+            return Ok(true);
+        }
+    }
+
+    /// Takes the next filled buffer from the driver; `None` when none is ready yet.
+    fn dequeue(&self) -> Result<Option<sys::Buffer>> {
+        let mut buf = sys::Buffer::for_index(0);
+        match sys::ioctl(self.file.as_fd(), sys::VIDIOC_DQBUF, &mut buf) {
+            Ok(()) => Ok(Some(buf)),
+            Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+            Err(err) => Err(self.stream_error(err, "VIDIOC_DQBUF")),
+        }
+    }
+
+    /// Lends one dequeued buffer to `sink`, or says why it was not fit to lend.
+    fn lend(
+        &mut self,
+        buf: &sys::Buffer,
+        sink: &mut dyn FnMut(CapturedFrame<'_>),
+    ) -> std::result::Result<(), &'static str> {
+        let Some(map) = self.buffers.get(buf.index as usize) else {
+            return Err("the driver returned an unknown buffer index");
+        };
+        if buf.flags & sys::BUF_FLAG_ERROR != 0 {
+            return Err("the driver flagged the frame as corrupt");
+        }
+        let used = &map.as_slice()[..(buf.bytesused as usize).min(map.len)];
+        let data = match &mut self.raw {
+            None if looks_like_jpeg(used) => used,
+            None => return Err("MJPEG frame empty or not starting with a JPEG marker"),
+            Some(raw) => raw.frame(used).ok_or("raw frame shorter than its format")?,
+        };
+        sink(CapturedFrame {
+            data,
+            timestamp_us: frame_timestamp_us(buf.flags, &buf.timestamp, monotonic_now_us),
+            sequence: u64::from(buf.sequence),
+        });
+        Ok(())
+    }
+
+    fn note_skipped(&mut self, reason: &str) {
+        self.skipped_frames += 1;
+        let n = self.skipped_frames;
+        // The 1st, 10th, 100th, ...: a camera that keeps sending bad frames must not flood
+        // the journal, yet the count stays visible.
+        if n == 10u64.pow(n.ilog10()) {
+            log::warn!(
+                "v4l2: {}: skipped {n} frame(s) since open, latest: {reason}",
+                self.device
+            );
+        }
+    }
+
+    /// Errors while streaming: a vanished or failed device means reopen, anything else is I/O.
+    fn stream_error(&self, err: io::Error, what: &str) -> Error {
+        let kind = match err.raw_os_error() {
+            Some(libc::ENODEV | libc::ENXIO | libc::EIO) => ErrorKind::Disconnected,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{}: {what}: {err}", self.device))
+    }
+}
+
+impl CaptureSource for V4l2Source {
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    fn next_frame(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(CapturedFrame<'_>),
+    ) -> Result<()> {
+        // `None` for a timeout too long to add to now, which can only mean "wait forever".
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if !self.wait_readable(deadline)? {
+                return Err(Error::new(
+                    ErrorKind::NoSignal,
+                    format!(
+                        "{}: no frame within {} ms",
+                        self.device,
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            // A wakeup without a finished buffer happens (another reader, a spurious event).
+            let Some(buf) = self.dequeue()? else {
+                continue;
+            };
+            let lent = self.lend(&buf, sink);
+            queue_buffer(self.file.as_fd(), buf.index)
+                .map_err(|e| self.stream_error(e, "VIDIOC_QBUF"))?;
+            match lent {
+                Ok(()) => return Ok(()),
+                // Skipped frames (UVC sends empty and torn MJPEG frames, especially right
+                // after STREAMON) are retried until the deadline instead of reported.
+                Err(reason) => self.note_skipped(reason),
+            }
+        }
+    }
+}
+
+impl Drop for V4l2Source {
+    fn drop(&mut self) {
+        if self.streaming {
+            let mut buf_type = sys::BUF_TYPE_VIDEO_CAPTURE as c_int;
+            if let Err(err) = sys::ioctl(self.file.as_fd(), sys::VIDIOC_STREAMOFF, &mut buf_type) {
+                // An unplugged device cannot be stopped and needs no stopping.
+                log::debug!("v4l2: {}: VIDIOC_STREAMOFF: {err}", self.device);
+            }
+        }
+        if self.skipped_frames > 0 {
+            log::info!(
+                "v4l2: {}: {} frame(s) skipped while open",
+                self.device,
+                self.skipped_frames
+            );
+        }
+    }
+}
+
+/// Opens a device node for capture. std adds O_CLOEXEC; O_NONBLOCK makes DQBUF return EAGAIN
+/// instead of blocking, so that every wait goes through poll with a timeout.
+fn open_node(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| {
+            let hint = match err.raw_os_error() {
+                Some(libc::EACCES) => " (is the service user in the `video` group?)",
+                _ => "",
+            };
+            Error::io(err, format!("open{hint}"))
+        })
+}
+
+/// Errors while setting a device up: a request the driver does not implement or rejects is
+/// `Unsupported`; a device that went away is `Disconnected`; a busy one is transient I/O.
+/// ENOSYS is what qemu-user answers for ioctls it cannot translate, which is how the aarch64
+/// tests run off the board.
+fn setup_error(err: io::Error, what: impl fmt::Display) -> Error {
+    match err.raw_os_error() {
+        Some(libc::ENOTTY | libc::EINVAL | libc::ENOSYS) => {
+            Error::new(ErrorKind::Unsupported, format!("{what}: {err}"))
+        }
+        Some(libc::ENODEV | libc::ENXIO | libc::EIO) => {
+            Error::new(ErrorKind::Disconnected, format!("{what}: {err}"))
+        }
+        Some(libc::EBUSY) => Error::new(
+            ErrorKind::Io,
+            format!("{what}: {err} (is another program using the camera?)"),
+        ),
+        _ => Error::io(err, what.to_string()),
+    }
+}
+
+fn queue_buffer(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
+    let mut buf = sys::Buffer::for_index(index);
+    sys::ioctl(fd, sys::VIDIOC_QBUF, &mut buf)
+}
+
+/// Asks for `fps` and returns the rate the driver settled on, if it says.
+fn set_frame_rate(fd: BorrowedFd<'_>, device: &str, fps: u32) -> Option<u32> {
+    if fps == 0 {
+        return None;
+    }
+    let mut parm = sys::StreamParm::zeroed();
+    parm.type_ = sys::BUF_TYPE_VIDEO_CAPTURE;
+    parm.capture.timeperframe = sys::Fract {
+        numerator: 1,
+        denominator: fps,
+    };
+    if let Err(err) = sys::ioctl(fd, sys::VIDIOC_S_PARM, &mut parm) {
+        // Some drivers have a fixed rate; the frames still carry their own times.
+        log::debug!("v4l2: {device}: VIDIOC_S_PARM {fps} fps: {err}");
+        return None;
+    }
+    if parm.capture.capability & sys::CAP_TIMEPERFRAME == 0 {
+        return None;
+    }
+    let interval = parm.capture.timeperframe;
+    fps_from_interval(interval.numerator, interval.denominator)
+}
+
+/// The capabilities of this node: `device_caps` when the driver fills it, since
+/// `capabilities` describes the whole physical device (all of a UVC camera's nodes).
+fn node_caps(cap: &sys::Capability) -> u32 {
+    if cap.capabilities & sys::CAP_DEVICE_CAPS != 0 {
+        cap.device_caps
+    } else {
+        cap.capabilities
+    }
+}
+
+/// Why a node cannot be streamed from as a camera, or `None` when it can.
+fn unusable_reason(caps: u32, driver: &str) -> Option<&'static str> {
+    if caps & (sys::CAP_VIDEO_M2M | sys::CAP_VIDEO_M2M_MPLANE) != 0 {
+        return Some("memory-to-memory device (codec or scaler), not a camera");
+    }
+    if caps & sys::CAP_VIDEO_CAPTURE == 0 {
+        return Some("not a single-planar video capture node (metadata, output or multi-planar)");
+    }
+    if caps & sys::CAP_STREAMING == 0 {
+        return Some("no streaming I/O");
+    }
+    if HELPER_DRIVERS.contains(&driver) {
+        return Some("ISP or codec helper node, not a camera");
+    }
+    if LIBCAMERA_DRIVERS.contains(&driver) {
+        return Some("CSI receiver driven by libcamera (use the libcamera source)");
+    }
+    None
+}
+
+/// Every mode the node offers in a supported format, and the fourcc behind each format.
+fn enumerate_modes(fd: BorrowedFd<'_>) -> (Vec<Mode>, Vec<(PixelFormat, u32)>) {
+    let mut modes = Vec::new();
+    let mut fourccs: Vec<(PixelFormat, u32)> = Vec::new();
+    for index in 0..MAX_ENUM_INDEX {
+        let mut desc = sys::FmtDesc::zeroed();
+        desc.index = index;
+        desc.type_ = sys::BUF_TYPE_VIDEO_CAPTURE;
+        // EINVAL past the last format ends the list.
+        if sys::ioctl(fd, sys::VIDIOC_ENUM_FMT, &mut desc).is_err() {
+            break;
+        }
+        let Some(format) = pixel_format_from_fourcc(desc.pixelformat) else {
+            continue;
+        };
+        // A driver listing both MJPG and JPEG gets the one it listed first.
+        if fourccs.iter().any(|(f, _)| *f == format) {
+            continue;
+        }
+        fourccs.push((format, desc.pixelformat));
+        for (width, height) in frame_sizes(fd, desc.pixelformat) {
+            for fps in frame_rates(fd, desc.pixelformat, width, height) {
+                let mode = Mode {
+                    width,
+                    height,
+                    fps,
+                    format,
+                };
+                if !modes.contains(&mode) {
+                    modes.push(mode);
+                }
+            }
+        }
+    }
+    fourccs.retain(|(format, _)| modes.iter().any(|m| m.format == *format));
+    (modes, fourccs)
+}
+
+fn frame_sizes(fd: BorrowedFd<'_>, fourcc: u32) -> Vec<(u32, u32)> {
+    let mut sizes = Vec::new();
+    for index in 0..MAX_ENUM_INDEX {
+        let mut size = sys::FrmSizeEnum::zeroed();
+        size.index = index;
+        size.pixel_format = fourcc;
+        if sys::ioctl(fd, sys::VIDIOC_ENUM_FRAMESIZES, &mut size).is_err() {
+            break;
+        }
+        match size.type_ {
+            sys::FRMSIZE_TYPE_DISCRETE => {
+                let wh = (size.size[0], size.size[1]);
+                if wh.0 > 0 && wh.1 > 0 && !sizes.contains(&wh) {
+                    sizes.push(wh);
+                }
+            }
+            // A range is described once, at index 0.
+            sys::FRMSIZE_TYPE_CONTINUOUS | sys::FRMSIZE_TYPE_STEPWISE => {
+                sizes.extend(sizes_within(&size.size));
+                break;
+            }
+            _ => break,
+        }
+    }
+    sizes
+}
+
+fn frame_rates(fd: BorrowedFd<'_>, fourcc: u32, width: u32, height: u32) -> Vec<u32> {
+    let mut rates = Vec::new();
+    for index in 0..MAX_ENUM_INDEX {
+        let mut ival = sys::FrmIvalEnum::zeroed();
+        ival.index = index;
+        ival.pixel_format = fourcc;
+        ival.width = width;
+        ival.height = height;
+        if sys::ioctl(fd, sys::VIDIOC_ENUM_FRAMEINTERVALS, &mut ival).is_err() {
+            break;
+        }
+        match ival.type_ {
+            sys::FRMIVAL_TYPE_DISCRETE => {
+                if let Some(fps) = fps_from_interval(ival.ival[0], ival.ival[1]) {
+                    if !rates.contains(&fps) {
+                        rates.push(fps);
+                    }
+                }
+            }
+            sys::FRMIVAL_TYPE_CONTINUOUS | sys::FRMIVAL_TYPE_STEPWISE => {
+                let [min_num, min_den, max_num, max_den, ..] = ival.ival;
+                rates.extend(rates_within((min_num, min_den), (max_num, max_den)));
+                break;
+            }
+            _ => break,
+        }
+    }
+    if rates.is_empty() {
+        rates.push(DEFAULT_FPS);
+    }
+    rates
+}
+
+/// The common sizes inside a stepwise range `[min_w, max_w, step_w, min_h, max_h, step_h]`
+/// (the layout of `struct v4l2_frmsize_stepwise`); the largest size when none fits.
+fn sizes_within(range: &[u32; 6]) -> Vec<(u32, u32)> {
+    let [min_w, max_w, step_w, min_h, max_h, step_h] = *range;
+    let fits = |v: u32, min: u32, max: u32, step: u32| {
+        (min..=max).contains(&v) && (step <= 1 || (v - min).is_multiple_of(step))
+    };
+    let mut sizes: Vec<(u32, u32)> = COMMON_SIZES
+        .into_iter()
+        .filter(|&(w, h)| fits(w, min_w, max_w, step_w) && fits(h, min_h, max_h, step_h))
+        .collect();
+    if sizes.is_empty() && max_w > 0 && max_h > 0 {
+        sizes.push((max_w, max_h));
+    }
+    sizes
+}
+
+/// The common rates whose frame interval lies between `min` and `max` (each a
+/// numerator/denominator in seconds); the fastest rate when none does.
+fn rates_within(min: (u32, u32), max: (u32, u32)) -> Vec<u32> {
+    let (min_num, min_den) = (u64::from(min.0), u64::from(min.1));
+    let (max_num, max_den) = (u64::from(max.0), u64::from(max.1));
+    // 1/fps within [min_num/min_den, max_num/max_den], cross-multiplied to stay in integers.
+    let mut rates: Vec<u32> = COMMON_RATES
+        .into_iter()
+        .filter(|&fps| {
+            let fps = u64::from(fps);
+            min_num * fps <= min_den && max_den <= max_num * fps
+        })
+        .collect();
+    if rates.is_empty() {
+        rates.extend(fps_from_interval(min.0, min.1));
+    }
+    rates
+}
+
+/// Frames per second for a frame interval of `num/den` seconds, rounded to the nearest
+/// integer (30000/1001 s⁻¹ is 30); `None` when it rounds to 0 or the interval is invalid.
+fn fps_from_interval(num: u32, den: u32) -> Option<u32> {
+    if num == 0 {
+        return None;
+    }
+    let (num, den) = (u64::from(num), u64::from(den));
+    let fps = (2 * den + num) / (2 * num);
+    u32::try_from(fps).ok().filter(|&fps| fps > 0)
+}
+
+fn pixel_format_from_fourcc(fourcc: u32) -> Option<PixelFormat> {
+    match fourcc {
+        sys::PIX_FMT_MJPEG | sys::PIX_FMT_JPEG => Some(PixelFormat::Mjpeg),
+        sys::PIX_FMT_YUYV => Some(PixelFormat::Yuyv),
+        sys::PIX_FMT_NV12 => Some(PixelFormat::Nv12),
+        sys::PIX_FMT_YUV420 => Some(PixelFormat::I420),
+        _ => None,
+    }
+}
+
+/// A NUL-padded string field of a kernel struct.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).trim().to_owned()
+}
+
+/// A fourcc printed as its four characters (`MJPG`), for messages.
+struct FourCc(u32);
+
+impl fmt::Display for FourCc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0.to_le_bytes() {
+            let c = if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            };
+            fmt::Write::write_char(f, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an MJPEG buffer holds something that can be a JPEG image: UVC cameras deliver
+/// empty buffers and frames torn by USB errors, which decoders downstream choke on.
+fn looks_like_jpeg(data: &[u8]) -> bool {
+    data.starts_with(&[0xFF, 0xD8])
+}
+
+/// The frame's capture time in µs on CLOCK_MONOTONIC: the driver's timestamp when the buffer
+/// flags say it is on that clock, otherwise `now()` (the dequeue time).
+fn frame_timestamp_us(flags: u32, tv: &libc::timeval, now: impl FnOnce() -> u64) -> u64 {
+    let driver_time = (flags & sys::BUF_FLAG_TIMESTAMP_MASK == sys::BUF_FLAG_TIMESTAMP_MONOTONIC)
+        .then(|| {
+            let secs = u64::try_from(tv.tv_sec).ok()?;
+            let micros = u64::try_from(tv.tv_usec).ok()?;
+            secs.checked_mul(1_000_000)?.checked_add(micros)
+        })
+        .flatten()
+        // Zero is "not filled in", never a real capture time.
+        .filter(|&us| us != 0);
+    driver_time.unwrap_or_else(now)
+}
+
+fn monotonic_now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs * 1_000_000 + nanos / 1_000
+}
+
+/// A poll timeout in whole milliseconds, rounded up so that a sub-millisecond remainder
+/// waits instead of spinning, and clamped to what poll accepts.
+fn poll_timeout_ms(remaining: Duration) -> c_int {
+    let ms = remaining.as_nanos().div_ceil(1_000_000);
+    c_int::try_from(ms).unwrap_or(c_int::MAX)
+}
+
+/// One plane of a raw frame: where its rows are in the driver buffer and in the packed frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plane {
+    src_offset: usize,
+    src_stride: usize,
+    dst_offset: usize,
+    row_bytes: usize,
+    rows: usize,
+}
+
+/// How a raw frame lies in a driver buffer. Consumers expect frames packed as
+/// [`PixelFormat::raw_frame_bytes`] describes; drivers may pad each row (`bytesperline`
+/// beyond the pixel width, as the Raspberry Pi camera drivers do), and then the frame is
+/// repacked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RawLayout {
+    format: PixelFormat,
+    width: usize,
+    height: usize,
+    /// Bytes per row of the first plane in the driver buffer; chroma planes of I420 use half.
+    stride: usize,
+}
+
+impl RawLayout {
+    /// The layout for a negotiated raw format; `None` for MJPEG. A `bytesperline` below the
+    /// packed row length (0 from drivers that leave it unset) is taken as packed.
+    fn new(format: PixelFormat, width: u32, height: u32, bytesperline: u32) -> Option<RawLayout> {
+        let width = width as usize;
+        let packed_stride = match format {
+            PixelFormat::Mjpeg => return None,
+            PixelFormat::Yuyv => width.div_ceil(2) * 4,
+            PixelFormat::Nv12 | PixelFormat::I420 => width,
+        };
+        Some(RawLayout {
+            format,
+            width,
+            height: height as usize,
+            stride: (bytesperline as usize).max(packed_stride),
+        })
+    }
+
+    /// The planes of this format: Y then chroma, each contiguous after the previous one as
+    /// the single-planar V4L2 formats define them.
+    fn planes(&self) -> ([Plane; 3], usize) {
+        let (w, h, stride) = (self.width, self.height, self.stride);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let luma = Plane {
+            src_offset: 0,
+            src_stride: stride,
+            dst_offset: 0,
+            row_bytes: w,
+            rows: h,
+        };
+        match self.format {
+            PixelFormat::Yuyv | PixelFormat::Mjpeg => {
+                let packed = Plane {
+                    row_bytes: cw * 4,
+                    ..luma
+                };
+                ([packed, packed, packed], 1)
+            }
+            PixelFormat::Nv12 => {
+                let uv = Plane {
+                    src_offset: stride * h,
+                    src_stride: stride,
+                    dst_offset: w * h,
+                    row_bytes: cw * 2,
+                    rows: ch,
+                };
+                ([luma, uv, uv], 2)
+            }
+            PixelFormat::I420 => {
+                let chroma_stride = stride.div_ceil(2);
+                let u = Plane {
+                    src_offset: stride * h,
+                    src_stride: chroma_stride,
+                    dst_offset: w * h,
+                    row_bytes: cw,
+                    rows: ch,
+                };
+                let v = Plane {
+                    src_offset: u.src_offset + chroma_stride * ch,
+                    dst_offset: u.dst_offset + cw * ch,
+                    ..u
+                };
+                ([luma, u, v], 3)
+            }
+        }
+    }
+
+    fn is_packed(&self) -> bool {
+        let (planes, count) = self.planes();
+        planes[..count].iter().all(|p| p.src_stride == p.row_bytes)
+    }
+
+    /// Bytes a driver buffer must hold for one whole frame in this layout.
+    fn source_bytes(&self) -> usize {
+        let (planes, count) = self.planes();
+        planes[..count]
+            .iter()
+            .map(|p| p.src_offset + p.src_stride * p.rows.saturating_sub(1) + p.row_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bytes of one packed frame.
+    fn packed_bytes(&self) -> usize {
+        let (planes, count) = self.planes();
+        planes[..count].iter().map(|p| p.row_bytes * p.rows).sum()
+    }
+
+    /// Copies the frame in `src` (at least `source_bytes` long) into `dst` (exactly
+    /// `packed_bytes` long), dropping the row padding.
+    fn repack(&self, src: &[u8], dst: &mut [u8]) {
+        let (planes, count) = self.planes();
+        for p in &planes[..count] {
+            for row in 0..p.rows {
+                let from = p.src_offset + row * p.src_stride;
+                let to = p.dst_offset + row * p.row_bytes;
+                dst[to..to + p.row_bytes].copy_from_slice(&src[from..from + p.row_bytes]);
+            }
+        }
+    }
+}
+
+/// Raw-frame handling of one stream: the layout, and where padded frames are repacked.
+struct RawFrames {
+    layout: RawLayout,
+    source_bytes: usize,
+    packed_bytes: usize,
+    /// One packed frame, allocated at open and used only when the driver pads its rows.
+    scratch: Vec<u8>,
+}
+
+impl RawFrames {
+    fn new(layout: RawLayout) -> RawFrames {
+        let packed_bytes = layout.packed_bytes();
+        let scratch = if layout.is_packed() {
+            Vec::new()
+        } else {
+            vec![0; packed_bytes]
+        };
+        RawFrames {
+            layout,
+            source_bytes: layout.source_bytes(),
+            packed_bytes,
+            scratch,
+        }
+    }
+
+    /// The packed frame held in `used` (the filled part of a driver buffer); `None` when the
+    /// driver filled less than a whole frame.
+    fn frame<'a>(&'a mut self, used: &'a [u8]) -> Option<&'a [u8]> {
+        if used.len() < self.source_bytes {
+            return None;
+        }
+        if self.scratch.is_empty() {
+            Some(&used[..self.packed_bytes])
+        } else {
+            self.layout.repack(used, &mut self.scratch);
+            Some(&self.scratch)
+        }
+    }
+}
+
+/// One driver buffer mapped read-only into our address space; unmapped on drop.
+struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping belongs to exactly one `Mmap` and is only read through `&self`, so
+// moving it to the capture thread is sound.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    fn new(fd: BorrowedFd<'_>, len: usize, offset: u32) -> io::Result<Mmap> {
+        // Read-only: videobuf2 needs only PROT_READ for capture queues, and a write through
+        // the mapping would be a bug.
+        // SAFETY: a new shared mapping at an address the kernel picks; it aliases no memory
+        // Rust knows about.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(addr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Mmap { ptr, len })
+    }
+
+    /// The mapped bytes. Read them only while the buffer is dequeued: while it is queued the
+    /// driver writes into it.
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live, readable mapping of `len` bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The kernel ABI of `linux/videodev2.h`, as much of it as this backend uses.
+///
+/// Struct layouts follow the header and are checked at compile time for 64-bit targets
+/// (x86_64, aarch64), where they must match exactly. Ioctl numbers are computed from their
+/// argument types, as the header's `_IOR`/`_IOW`/`_IOWR` do, so a struct and its request
+/// cannot disagree on the size.
+mod sys {
+    // The structs mirror the kernel's whole; not every field is read on this side.
+    #![allow(dead_code)]
+
+    use std::io;
+    use std::marker::PhantomData;
+    use std::mem::size_of;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    use libc::{c_int, c_ulong, timeval};
+
+    pub const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+    pub const MEMORY_MMAP: u32 = 1;
+    pub const FIELD_NONE: u32 = 1;
+
+    pub const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
+    pub const CAP_VIDEO_OUTPUT: u32 = 0x0000_0002;
+    pub const CAP_VIDEO_M2M_MPLANE: u32 = 0x0000_4000;
+    pub const CAP_VIDEO_M2M: u32 = 0x0000_8000;
+    pub const CAP_META_CAPTURE: u32 = 0x0080_0000;
+    pub const CAP_STREAMING: u32 = 0x0400_0000;
+    pub const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
+    /// In `CaptureParm::capability`: the driver honours `timeperframe`.
+    pub const CAP_TIMEPERFRAME: u32 = 0x1000;
+
+    pub const BUF_FLAG_ERROR: u32 = 0x0000_0040;
+    pub const BUF_FLAG_TIMESTAMP_MASK: u32 = 0x0000_e000;
+    pub const BUF_FLAG_TIMESTAMP_MONOTONIC: u32 = 0x0000_2000;
+    pub const BUF_FLAG_TIMESTAMP_COPY: u32 = 0x0000_4000;
+
+    pub const FRMSIZE_TYPE_DISCRETE: u32 = 1;
+    pub const FRMSIZE_TYPE_CONTINUOUS: u32 = 2;
+    pub const FRMSIZE_TYPE_STEPWISE: u32 = 3;
+    pub const FRMIVAL_TYPE_DISCRETE: u32 = 1;
+    pub const FRMIVAL_TYPE_CONTINUOUS: u32 = 2;
+    pub const FRMIVAL_TYPE_STEPWISE: u32 = 3;
+
+    /// `v4l2_fourcc(a, b, c, d)`: the four characters, first one in the low byte.
+    pub const fn fourcc(code: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*code)
+    }
+
+    pub const PIX_FMT_MJPEG: u32 = fourcc(b"MJPG");
+    pub const PIX_FMT_JPEG: u32 = fourcc(b"JPEG");
+    pub const PIX_FMT_YUYV: u32 = fourcc(b"YUYV");
+    pub const PIX_FMT_NV12: u32 = fourcc(b"NV12");
+    pub const PIX_FMT_YUV420: u32 = fourcc(b"YU12");
+
+    /// `struct v4l2_capability`
+    #[repr(C)]
+    pub struct Capability {
+        pub driver: [u8; 16],
+        pub card: [u8; 32],
+        pub bus_info: [u8; 32],
+        pub version: u32,
+        pub capabilities: u32,
+        pub device_caps: u32,
+        pub reserved: [u32; 3],
+    }
+
+    /// `struct v4l2_fmtdesc`
+    #[repr(C)]
+    pub struct FmtDesc {
+        pub index: u32,
+        pub type_: u32,
+        pub flags: u32,
+        pub description: [u8; 32],
+        pub pixelformat: u32,
+        pub mbus_code: u32,
+        pub reserved: [u32; 3],
+    }
+
+    /// `struct v4l2_frmsizeenum`
+    #[repr(C)]
+    pub struct FrmSizeEnum {
+        pub index: u32,
+        pub pixel_format: u32,
+        pub type_: u32,
+        /// The union: discrete `[width, height, ..]`, or stepwise `[min_width, max_width,
+        /// step_width, min_height, max_height, step_height]`.
+        pub size: [u32; 6],
+        pub reserved: [u32; 2],
+    }
+
+    /// `struct v4l2_frmivalenum`
+    #[repr(C)]
+    pub struct FrmIvalEnum {
+        pub index: u32,
+        pub pixel_format: u32,
+        pub width: u32,
+        pub height: u32,
+        pub type_: u32,
+        /// The union of fractions (numerator, denominator): discrete `[num, den, ..]`, or
+        /// stepwise `[min_num, min_den, max_num, max_den, step_num, step_den]`.
+        pub ival: [u32; 6],
+        pub reserved: [u32; 2],
+    }
+
+    /// `struct v4l2_fract`
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct Fract {
+        pub numerator: u32,
+        pub denominator: u32,
+    }
+
+    /// `struct v4l2_pix_format`
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct PixFormat {
+        pub width: u32,
+        pub height: u32,
+        pub pixelformat: u32,
+        pub field: u32,
+        pub bytesperline: u32,
+        pub sizeimage: u32,
+        pub colorspace: u32,
+        pub priv_: u32,
+        pub flags: u32,
+        pub ycbcr_enc: u32,
+        pub quantization: u32,
+        pub xfer_func: u32,
+    }
+
+    /// `struct v4l2_format`
+    #[repr(C)]
+    pub struct Format {
+        pub type_: u32,
+        pub fmt: FormatUnion,
+    }
+
+    /// The 200-byte `fmt` union of `struct v4l2_format`, as far as single-planar capture
+    /// uses it. Its other members hold pointers, which give it pointer alignment (and
+    /// `v4l2_format` 4 bytes of padding before it on 64-bit).
+    #[repr(C)]
+    pub struct FormatUnion {
+        pub pix: PixFormat,
+        pub rest: [u8; 200 - size_of::<PixFormat>()],
+        pub align: [c_ulong; 0],
+    }
+
+    /// `struct v4l2_captureparm`
+    #[repr(C)]
+    pub struct CaptureParm {
+        pub capability: u32,
+        pub capturemode: u32,
+        pub timeperframe: Fract,
+        pub extendedmode: u32,
+        pub readbuffers: u32,
+        pub reserved: [u32; 4],
+    }
+
+    /// `struct v4l2_streamparm`, with its 200-byte `parm` union seen as the capture member.
+    #[repr(C)]
+    pub struct StreamParm {
+        pub type_: u32,
+        pub capture: CaptureParm,
+        pub rest: [u8; 200 - size_of::<CaptureParm>()],
+    }
+
+    /// `struct v4l2_requestbuffers`
+    #[repr(C)]
+    pub struct RequestBuffers {
+        pub count: u32,
+        pub type_: u32,
+        pub memory: u32,
+        pub capabilities: u32,
+        pub flags: u8,
+        pub reserved: [u8; 3],
+    }
+
+    /// `struct v4l2_timecode`
+    #[repr(C)]
+    pub struct Timecode {
+        pub type_: u32,
+        pub flags: u32,
+        pub frames: u8,
+        pub seconds: u8,
+        pub minutes: u8,
+        pub hours: u8,
+        pub userbits: [u8; 4],
+    }
+
+    /// The `m` union of `struct v4l2_buffer`.
+    #[repr(C)]
+    pub union BufferMemory {
+        pub offset: u32,
+        pub userptr: c_ulong,
+        pub fd: i32,
+    }
+
+    /// `struct v4l2_buffer`
+    #[repr(C)]
+    pub struct Buffer {
+        pub index: u32,
+        pub type_: u32,
+        pub bytesused: u32,
+        pub flags: u32,
+        pub field: u32,
+        pub timestamp: timeval,
+        pub timecode: Timecode,
+        pub sequence: u32,
+        pub memory: u32,
+        pub m: BufferMemory,
+        pub length: u32,
+        pub reserved2: u32,
+        pub request_fd: i32,
+    }
+
+    impl Buffer {
+        /// A request about MMAP capture buffer `index` (QUERYBUF, QBUF; DQBUF fills it in).
+        pub fn for_index(index: u32) -> Buffer {
+            let mut buf = Buffer::zeroed();
+            buf.index = index;
+            buf.type_ = BUF_TYPE_VIDEO_CAPTURE;
+            buf.memory = MEMORY_MMAP;
+            buf
+        }
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    const _: () = {
+        assert!(size_of::<Capability>() == 104);
+        assert!(size_of::<FmtDesc>() == 64);
+        assert!(size_of::<FrmSizeEnum>() == 44);
+        assert!(size_of::<FrmIvalEnum>() == 52);
+        assert!(size_of::<Format>() == 208);
+        assert!(size_of::<StreamParm>() == 204);
+        assert!(size_of::<RequestBuffers>() == 20);
+        assert!(size_of::<Buffer>() == 88);
+    };
+
+    /// An ioctl argument: a `#[repr(C)]` mirror of a kernel struct.
+    ///
+    /// # Safety
+    /// Implementors must match the kernel's layout for the requests they are used with, and
+    /// every bit pattern (all zeroes in particular) must be a valid value.
+    pub unsafe trait Arg: Sized {
+        fn zeroed() -> Self {
+            // SAFETY: the trait's contract says all-zero is a valid value.
+            unsafe { std::mem::zeroed() }
+        }
+    }
+
+    unsafe impl Arg for c_int {}
+    unsafe impl Arg for Capability {}
+    unsafe impl Arg for FmtDesc {}
+    unsafe impl Arg for FrmSizeEnum {}
+    unsafe impl Arg for FrmIvalEnum {}
+    unsafe impl Arg for Format {}
+    unsafe impl Arg for StreamParm {}
+    unsafe impl Arg for RequestBuffers {}
+    unsafe impl Arg for Buffer {}
+
+    // The generic ioctl encoding (x86, arm, aarch64, riscv): number in bits 0-7, type in
+    // 8-15, argument size in 16-29, direction in 30-31.
+    const IOC_WRITE: u32 = 1;
+    const IOC_READ: u32 = 2;
+
+    /// A V4L2 ioctl request whose argument is a `T`.
+    pub struct Request<T> {
+        pub code: u32,
+        arg: PhantomData<fn(&mut T)>,
+    }
+
+    impl<T> Clone for Request<T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<T> Copy for Request<T> {}
+
+    impl<T> Request<T> {
+        const fn new(dir: u32, nr: u8) -> Request<T> {
+            let size = size_of::<T>();
+            assert!(size < 1 << 14, "ioctl argument too large to encode");
+            Request {
+                code: (dir << 30) | ((size as u32) << 16) | ((b'V' as u32) << 8) | nr as u32,
+                arg: PhantomData,
+            }
+        }
+
+        /// `_IOR('V', nr, T)`: the kernel writes the argument.
+        const fn read(nr: u8) -> Request<T> {
+            Request::new(IOC_READ, nr)
+        }
+
+        /// `_IOW('V', nr, T)`: the kernel reads the argument.
+        const fn write(nr: u8) -> Request<T> {
+            Request::new(IOC_WRITE, nr)
+        }
+
+        /// `_IOWR('V', nr, T)`: both.
+        const fn read_write(nr: u8) -> Request<T> {
+            Request::new(IOC_READ | IOC_WRITE, nr)
+        }
+    }
+
+    pub const VIDIOC_QUERYCAP: Request<Capability> = Request::read(0);
+    pub const VIDIOC_ENUM_FMT: Request<FmtDesc> = Request::read_write(2);
+    pub const VIDIOC_S_FMT: Request<Format> = Request::read_write(5);
+    pub const VIDIOC_REQBUFS: Request<RequestBuffers> = Request::read_write(8);
+    pub const VIDIOC_QUERYBUF: Request<Buffer> = Request::read_write(9);
+    pub const VIDIOC_QBUF: Request<Buffer> = Request::read_write(15);
+    pub const VIDIOC_DQBUF: Request<Buffer> = Request::read_write(17);
+    pub const VIDIOC_STREAMON: Request<c_int> = Request::write(18);
+    pub const VIDIOC_STREAMOFF: Request<c_int> = Request::write(19);
+    pub const VIDIOC_S_PARM: Request<StreamParm> = Request::read_write(22);
+    pub const VIDIOC_ENUM_FRAMESIZES: Request<FrmSizeEnum> = Request::read_write(74);
+    pub const VIDIOC_ENUM_FRAMEINTERVALS: Request<FrmIvalEnum> = Request::read_write(75);
+
+    /// Issues `request` on `fd`, retrying when a signal interrupts it.
+    pub fn ioctl<T: Arg>(fd: BorrowedFd<'_>, request: Request<T>, arg: &mut T) -> io::Result<()> {
+        loop {
+            // SAFETY: `request` encodes `T`'s size and `T: Arg` mirrors the kernel struct, so
+            // the kernel accesses exactly the `T` behind the exclusive borrow.
+            let rc =
+                unsafe { libc::ioctl(fd.as_raw_fd(), request.code as libc::Ioctl, arg as *mut T) };
+            if rc != -1 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn struct_layouts_match_the_64_bit_kernel_abi() {
+        // Sizes and offsets printed by gcc from linux/videodev2.h (linux-libc-dev 6.1, x86_64).
+        assert_eq!(size_of::<sys::Capability>(), 104);
+        assert_eq!(offset_of!(sys::Capability, capabilities), 84);
+        assert_eq!(offset_of!(sys::Capability, device_caps), 88);
+        assert_eq!(size_of::<sys::FmtDesc>(), 64);
+        assert_eq!(offset_of!(sys::FmtDesc, description), 12);
+        assert_eq!(offset_of!(sys::FmtDesc, pixelformat), 44);
+        assert_eq!(size_of::<sys::FrmSizeEnum>(), 44);
+        assert_eq!(offset_of!(sys::FrmSizeEnum, size), 12);
+        assert_eq!(size_of::<sys::FrmIvalEnum>(), 52);
+        assert_eq!(offset_of!(sys::FrmIvalEnum, ival), 20);
+        assert_eq!(size_of::<sys::PixFormat>(), 48);
+        assert_eq!(size_of::<sys::Format>(), 208);
+        assert_eq!(offset_of!(sys::Format, fmt), 8);
+        assert_eq!(size_of::<sys::StreamParm>(), 204);
+        assert_eq!(offset_of!(sys::StreamParm, capture), 4);
+        assert_eq!(offset_of!(sys::CaptureParm, timeperframe), 8);
+        assert_eq!(size_of::<sys::RequestBuffers>(), 20);
+        assert_eq!(size_of::<sys::Buffer>(), 88);
+        assert_eq!(offset_of!(sys::Buffer, timestamp), 24);
+        assert_eq!(offset_of!(sys::Buffer, timecode), 40);
+        assert_eq!(offset_of!(sys::Buffer, sequence), 56);
+        assert_eq!(offset_of!(sys::Buffer, memory), 60);
+        assert_eq!(offset_of!(sys::Buffer, m), 64);
+        assert_eq!(offset_of!(sys::Buffer, length), 72);
+        assert_eq!(offset_of!(sys::Buffer, request_fd), 80);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn ioctl_numbers_match_videodev2_h() {
+        // Values printed by gcc from linux/videodev2.h on x86_64; aarch64 encodes the same.
+        assert_eq!(sys::VIDIOC_QUERYCAP.code, 0x8068_5600);
+        assert_eq!(sys::VIDIOC_ENUM_FMT.code, 0xC040_5602);
+        assert_eq!(sys::VIDIOC_S_FMT.code, 0xC0D0_5605);
+        assert_eq!(sys::VIDIOC_REQBUFS.code, 0xC014_5608);
+        assert_eq!(sys::VIDIOC_QUERYBUF.code, 0xC058_5609);
+        assert_eq!(sys::VIDIOC_QBUF.code, 0xC058_560F);
+        assert_eq!(sys::VIDIOC_DQBUF.code, 0xC058_5611);
+        assert_eq!(sys::VIDIOC_STREAMON.code, 0x4004_5612);
+        assert_eq!(sys::VIDIOC_STREAMOFF.code, 0x4004_5613);
+        assert_eq!(sys::VIDIOC_S_PARM.code, 0xC0CC_5616);
+        assert_eq!(sys::VIDIOC_ENUM_FRAMESIZES.code, 0xC02C_564A);
+        assert_eq!(sys::VIDIOC_ENUM_FRAMEINTERVALS.code, 0xC034_564B);
+    }
+
+    #[test]
+    fn fourccs_map_to_pixel_formats() {
+        assert_eq!(sys::PIX_FMT_MJPEG, 0x4750_4A4D);
+        assert_eq!(sys::PIX_FMT_JPEG, 0x4745_504A);
+        assert_eq!(sys::PIX_FMT_YUYV, 0x5659_5559);
+        assert_eq!(sys::PIX_FMT_NV12, 0x3231_564E);
+        assert_eq!(sys::PIX_FMT_YUV420, 0x3231_5559);
+        assert_eq!(
+            pixel_format_from_fourcc(sys::PIX_FMT_MJPEG),
+            Some(PixelFormat::Mjpeg)
+        );
+        assert_eq!(
+            pixel_format_from_fourcc(sys::PIX_FMT_JPEG),
+            Some(PixelFormat::Mjpeg)
+        );
+        assert_eq!(
+            pixel_format_from_fourcc(sys::PIX_FMT_YUYV),
+            Some(PixelFormat::Yuyv)
+        );
+        assert_eq!(
+            pixel_format_from_fourcc(sys::PIX_FMT_NV12),
+            Some(PixelFormat::Nv12)
+        );
+        assert_eq!(
+            pixel_format_from_fourcc(sys::PIX_FMT_YUV420),
+            Some(PixelFormat::I420)
+        );
+        assert_eq!(pixel_format_from_fourcc(sys::fourcc(b"UYVY")), None);
+        assert_eq!(pixel_format_from_fourcc(sys::fourcc(b"pRAA")), None);
+        assert_eq!(FourCc(sys::PIX_FMT_MJPEG).to_string(), "MJPG");
+        assert_eq!(FourCc(0x0102_0341).to_string(), "A...");
+    }
+
+    #[test]
+    fn video_nodes_sort_numerically_and_ignore_other_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "video10", "video2", "video0", "videoX", "video", "video+1", "vbi0", "media0",
+        ] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let names: Vec<String> = video_nodes(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["video0", "video2", "video10"]);
+        assert_eq!(video_index("video12"), Some(12));
+        assert_eq!(video_index("video-1"), None);
+    }
+
+    #[test]
+    fn discovery_without_cameras_is_empty() {
+        let empty = tempfile::tempdir().unwrap();
+        assert!(discover_in(empty.path()).is_empty());
+        assert!(discover_in(&empty.path().join("missing")).is_empty());
+
+        // Files named like device nodes that are not V4L2 devices: QUERYCAP fails (ENOTTY).
+        let fake = tempfile::tempdir().unwrap();
+        fs::write(fake.path().join("video0"), b"not a camera").unwrap();
+        std::os::unix::fs::symlink("/dev/null", fake.path().join("video1")).unwrap();
+        assert!(discover_in(fake.path()).is_empty());
+
+        let real = discover();
+        if video_nodes(Path::new("/dev")).is_empty() {
+            assert!(real.is_empty());
+        }
+    }
+
+    #[test]
+    fn probe_errors_say_what_to_do_next() {
+        let err = V4l2Device::probe(Path::new("/nonexistent/video0"))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::NoDevice);
+        assert!(
+            err.context.contains("/nonexistent/video0"),
+            "{}",
+            err.context
+        );
+        let err = V4l2Device::probe(Path::new("/dev/null")).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{}", err.context);
+    }
+
+    fn fake_device(path: &str) -> V4l2Device {
+        let mode = Mode {
+            width: 640,
+            height: 480,
+            fps: 30,
+            format: PixelFormat::Yuyv,
+        };
+        V4l2Device {
+            info: CameraInfo {
+                device: path.to_owned(),
+                name: "fake".to_owned(),
+                backend: "v4l2",
+                modes: vec![mode],
+            },
+            path: PathBuf::from(path),
+            fourccs: vec![(PixelFormat::Yuyv, sys::PIX_FMT_YUYV)],
+        }
+    }
+
+    #[test]
+    fn open_errors_by_kind() {
+        let request = |formats| ModeRequest {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            formats,
+        };
+        let device = fake_device("/nonexistent/video7");
+        let err = device
+            .open(&request(vec![PixelFormat::Mjpeg]))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Unsupported);
+        assert!(
+            err.context.contains("[mjpeg]") && err.context.contains("[yuyv]"),
+            "{}",
+            err.context
+        );
+        let err = device
+            .open(&request(vec![PixelFormat::Yuyv]))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::NoDevice, "{}", err.context);
+
+        let err = fake_device("/dev/null")
+            .open(&request(vec![PixelFormat::Yuyv]))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{}", err.context);
+        assert!(
+            err.context.starts_with("/dev/null: VIDIOC_S_FMT"),
+            "{}",
+            err.context
+        );
+    }
+
+    #[test]
+    fn node_capabilities_decide_what_is_a_camera() {
+        let cap = |capabilities, device_caps| {
+            let mut cap = sys::Capability::zeroed();
+            cap.capabilities = capabilities;
+            cap.device_caps = device_caps;
+            cap
+        };
+        let uvc_video = sys::CAP_VIDEO_CAPTURE | sys::CAP_STREAMING | 0x0020_0000;
+        let uvc_meta = sys::CAP_META_CAPTURE | sys::CAP_STREAMING | 0x0020_0000;
+        let uvc_all = uvc_video | uvc_meta | sys::CAP_DEVICE_CAPS;
+        assert_eq!(node_caps(&cap(uvc_all, uvc_meta)), uvc_meta);
+        assert_eq!(node_caps(&cap(uvc_video, 0)), uvc_video);
+
+        assert_eq!(unusable_reason(uvc_video, "uvcvideo"), None);
+        assert_eq!(unusable_reason(uvc_video, "bcm2835 mmal"), None);
+        assert!(unusable_reason(uvc_meta, "uvcvideo").is_some());
+        assert!(unusable_reason(uvc_video, "bcm2835-isp").is_some());
+        assert!(unusable_reason(uvc_video, "unicam").is_some());
+        assert!(unusable_reason(uvc_video, "rp1-cfe").is_some());
+        assert!(unusable_reason(sys::CAP_VIDEO_CAPTURE, "uvcvideo").is_some());
+        assert!(unusable_reason(sys::CAP_VIDEO_M2M | sys::CAP_STREAMING, "x").is_some());
+        let old_m2m = sys::CAP_VIDEO_CAPTURE | sys::CAP_VIDEO_OUTPUT | sys::CAP_VIDEO_M2M;
+        assert!(unusable_reason(old_m2m | sys::CAP_STREAMING, "x").is_some());
+    }
+
+    #[test]
+    fn frame_rates_from_intervals() {
+        assert_eq!(fps_from_interval(1, 30), Some(30));
+        assert_eq!(fps_from_interval(1001, 30000), Some(30));
+        assert_eq!(fps_from_interval(2, 15), Some(8));
+        assert_eq!(fps_from_interval(1, 0), None);
+        assert_eq!(fps_from_interval(0, 30), None);
+        assert_eq!(fps_from_interval(10, 1), None);
+        assert_eq!(fps_from_interval(2, 1), Some(1));
+
+        assert_eq!(rates_within((1, 30), (1, 1)), [5, 10, 15, 20, 25, 30]);
+        assert_eq!(rates_within((1, 60), (1, 25)), [25, 30, 50, 60]);
+        assert_eq!(rates_within((1, 12), (1, 11)), [12]);
+    }
+
+    #[test]
+    fn common_sizes_within_a_range() {
+        // bcm2835 mmal with an OV5647: 32x32 to 2592x1944 in steps of 2.
+        assert_eq!(
+            sizes_within(&[32, 2592, 2, 32, 1944, 2]),
+            [
+                (320, 240),
+                (640, 480),
+                (800, 600),
+                (1024, 768),
+                (1280, 720),
+                (1280, 960),
+                (1920, 1080),
+                (2560, 1440)
+            ]
+        );
+        // Steps of 16 from 8 exclude every common size: fall back to the largest.
+        assert_eq!(sizes_within(&[8, 1288, 16, 8, 728, 16]), [(1288, 728)]);
+        // Continuous ranges report a step of 1 (or 0 from sloppy drivers).
+        assert_eq!(
+            sizes_within(&[1, 700, 0, 1, 500, 1]),
+            [(320, 240), (640, 480)]
+        );
+    }
+
+    #[test]
+    fn raw_layouts_know_when_to_repack() {
+        let packed = RawLayout::new(PixelFormat::Yuyv, 640, 480, 1280).unwrap();
+        assert!(packed.is_packed());
+        assert_eq!(packed.source_bytes(), 640 * 480 * 2);
+        assert_eq!(
+            packed.packed_bytes(),
+            PixelFormat::Yuyv.raw_frame_bytes(640, 480).unwrap()
+        );
+        // bytesperline left at 0 by the driver means packed.
+        assert!(RawLayout::new(PixelFormat::Nv12, 640, 480, 0)
+            .unwrap()
+            .is_packed());
+        assert!(RawLayout::new(PixelFormat::Mjpeg, 640, 480, 0).is_none());
+
+        let padded = RawLayout::new(PixelFormat::I420, 1000, 10, 1024).unwrap();
+        assert!(!padded.is_packed());
+        assert_eq!(padded.source_bytes(), 1024 * 10 + 2 * 512 * 5 - (512 - 500));
+        assert_eq!(
+            padded.packed_bytes(),
+            PixelFormat::I420.raw_frame_bytes(1000, 10).unwrap()
+        );
+    }
+
+    /// Builds a padded driver buffer whose every pixel byte is `plane_tag + row` and whose
+    /// padding is 0xEE, repacks it, and checks the packed frame row by row.
+    fn check_repack(format: PixelFormat, width: u32, height: u32, stride: u32) {
+        let layout = RawLayout::new(format, width, height, stride).unwrap();
+        let (planes, count) = layout.planes();
+        let mut src = vec![0xEE; layout.source_bytes()];
+        for (tag, p) in planes[..count].iter().enumerate() {
+            for row in 0..p.rows {
+                let from = p.src_offset + row * p.src_stride;
+                src[from..from + p.row_bytes].fill((tag * 64 + row) as u8);
+            }
+        }
+        let mut frames = RawFrames::new(layout);
+        let frame = frames.frame(&src).unwrap().to_vec();
+        assert_eq!(frame.len(), format.raw_frame_bytes(width, height).unwrap());
+        assert!(
+            !frame.contains(&0xEE),
+            "{format:?}: padding leaked into the frame"
+        );
+        let mut at = 0;
+        for (tag, p) in planes[..count].iter().enumerate() {
+            for row in 0..p.rows {
+                let expected = (tag * 64 + row) as u8;
+                assert!(
+                    frame[at..at + p.row_bytes].iter().all(|&b| b == expected),
+                    "{format:?}"
+                );
+                at += p.row_bytes;
+            }
+        }
+        assert_eq!(at, frame.len());
+        assert!(
+            frames.frame(&src[..src.len() - 1]).is_none(),
+            "short frame accepted"
+        );
+    }
+
+    #[test]
+    fn padded_rows_are_repacked() {
+        check_repack(PixelFormat::Yuyv, 6, 4, 16);
+        check_repack(PixelFormat::Nv12, 6, 4, 8);
+        check_repack(PixelFormat::I420, 6, 4, 8);
+        check_repack(PixelFormat::I420, 1000, 10, 1024);
+    }
+
+    #[test]
+    fn packed_frames_are_lent_in_place() {
+        let mut frames = RawFrames::new(RawLayout::new(PixelFormat::Yuyv, 4, 2, 8).unwrap());
+        let buffer = [7u8; 20];
+        let frame = frames.frame(&buffer).unwrap();
+        assert_eq!(frame.len(), 16);
+        assert!(std::ptr::eq(frame.as_ptr(), buffer.as_ptr()));
+        assert!(frames.frame(&buffer[..15]).is_none());
+    }
+
+    #[test]
+    fn mjpeg_frames_must_start_like_a_jpeg() {
+        assert!(looks_like_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0]));
+        assert!(!looks_like_jpeg(&[]));
+        assert!(!looks_like_jpeg(&[0xFF]));
+        assert!(!looks_like_jpeg(&[0x00, 0xFF, 0xD8]));
+    }
+
+    #[test]
+    fn timestamps_come_from_the_driver_only_on_the_monotonic_clock() {
+        let tv = libc::timeval {
+            tv_sec: 12,
+            tv_usec: 345_678,
+        };
+        let now = || 99;
+        let monotonic = sys::BUF_FLAG_TIMESTAMP_MONOTONIC | 0x1;
+        assert_eq!(frame_timestamp_us(monotonic, &tv, now), 12_345_678);
+        assert_eq!(
+            frame_timestamp_us(sys::BUF_FLAG_TIMESTAMP_COPY, &tv, now),
+            99
+        );
+        assert_eq!(frame_timestamp_us(0, &tv, now), 99);
+        let zero = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        assert_eq!(frame_timestamp_us(monotonic, &zero, now), 99);
+
+        let before = monotonic_now_us();
+        assert!(monotonic_now_us() >= before);
+        assert!(before > 0);
+    }
+
+    #[test]
+    fn poll_timeouts_round_up() {
+        assert_eq!(poll_timeout_ms(Duration::ZERO), 0);
+        assert_eq!(poll_timeout_ms(Duration::from_micros(1)), 1);
+        assert_eq!(poll_timeout_ms(Duration::from_millis(40)), 40);
+        assert_eq!(poll_timeout_ms(Duration::from_micros(40_001)), 41);
+        assert_eq!(poll_timeout_ms(Duration::from_secs(u64::MAX)), c_int::MAX);
+    }
+
+    #[test]
+    fn card_names_stop_at_nul() {
+        let mut card = [0u8; 32];
+        card[..20].copy_from_slice(b"HD Pro Webcam C920  ");
+        assert_eq!(c_string(&card), "HD Pro Webcam C920");
+        assert_eq!(c_string(&[b'x'; 16]), "x".repeat(16));
+    }
+}

@@ -53,7 +53,12 @@ impl H264Encoder {
     }
 
     /// Encodes one picture and appends it to `out` as an AVCC sample.
-    pub fn encode(&mut self, picture: &I420<'_>, force_keyframe: bool, out: &mut Vec<u8>) -> Result<Encoded> {
+    pub fn encode(
+        &mut self,
+        picture: &I420<'_>,
+        force_keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded> {
         if force_keyframe {
             self.encoder.force_intra_frame();
         }
@@ -78,7 +83,10 @@ impl H264Encoder {
                 }
             }
         }
-        Ok(Encoded { keyframe, len: out.len() - start })
+        Ok(Encoded {
+            keyframe,
+            len: out.len() - start,
+        })
     }
 }
 
@@ -107,7 +115,10 @@ mod tests {
         let mut out = Vec::new();
         let mut kinds = Vec::new();
         for i in 0..6 {
-            data[..w * h].iter_mut().enumerate().for_each(|(p, v)| *v = ((p + i * 3) % 200) as u8);
+            data[..w * h]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(p, v)| *v = ((p + i * 3) % 200) as u8);
             let pic = I420::from_packed(&data, w as u32, h as u32).unwrap();
             out.clear();
             let e = enc.encode(&pic, i == 0 || i == 4, &mut out).unwrap();

@@ -63,10 +63,16 @@ pub fn encode_raw(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let need = format.raw_frame_bytes(width, height).ok_or_else(|| {
-        Error::new(ErrorKind::Unsupported, "MJPEG frames are passed through, not re-encoded")
+        Error::new(
+            ErrorKind::Unsupported,
+            "MJPEG frames are passed through, not re-encoded",
+        )
     })?;
     if data.len() < need {
-        return Err(Error::new(ErrorKind::Codec, format!("{} frame is short", format.name())));
+        return Err(Error::new(
+            ErrorKind::Codec,
+            format!("{} frame is short", format.name()),
+        ));
     }
     let (dst_w, dst_h) = fit(width, height, max.0, max.1);
     let image = ScaledYuv {
@@ -84,8 +90,22 @@ pub fn encode_raw(
 }
 
 /// Encodes a packed I420 picture at full size.
-pub fn encode_i420(data: &[u8], width: u32, height: u32, quality: u8, out: &mut Vec<u8>) -> Result<()> {
-    encode_raw(PixelFormat::I420, data, width, height, (width, height), quality, out)
+pub fn encode_i420(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    encode_raw(
+        PixelFormat::I420,
+        data,
+        width,
+        height,
+        (width, height),
+        quality,
+        out,
+    )
 }
 
 #[cfg(test)]

@@ -26,7 +26,13 @@ impl<'a> I420<'a> {
         }
         let (y, rest) = data.split_at(w * h);
         let (u, rest) = rest.split_at(cw * ch);
-        Ok(I420 { width: w, height: h, y, u, v: &rest[..cw * ch] })
+        Ok(I420 {
+            width: w,
+            height: h,
+            y,
+            u,
+            v: &rest[..cw * ch],
+        })
     }
 }
 
@@ -55,16 +61,29 @@ impl openh264::formats::YUVSource for I420<'_> {
 
 /// Converts a raw frame to packed I420 in `out` (cleared first; reuses its capacity).
 /// I420 input is copied; MJPEG is refused (it needs a decoder, see `Codec::Auto`).
-pub fn to_i420(format: PixelFormat, data: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Result<()> {
+pub fn to_i420(
+    format: PixelFormat,
+    data: &[u8],
+    width: u32,
+    height: u32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let (w, h) = (width as usize, height as usize);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let need = format
-        .raw_frame_bytes(width, height)
-        .ok_or_else(|| Error::new(ErrorKind::Unsupported, "MJPEG frames cannot be converted to I420"))?;
+    let need = format.raw_frame_bytes(width, height).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            "MJPEG frames cannot be converted to I420",
+        )
+    })?;
     if data.len() < need {
         return Err(Error::new(
             ErrorKind::Codec,
-            format!("{} frame of {} bytes is short for {w}x{h}", format.name(), data.len()),
+            format!(
+                "{} frame of {} bytes is short for {w}x{h}",
+                format.name(),
+                data.len()
+            ),
         ));
     }
     out.clear();
@@ -97,7 +116,14 @@ pub fn to_i420(format: PixelFormat, data: &[u8], width: u32, height: u32, out: &
 /// Samples one pixel's Y, Cb, Cr from a raw frame at (x, y). Used by the JPEG encoder
 /// to read rows straight from the frame, scaling by nearest neighbour on the way.
 #[inline]
-pub fn sample(format: PixelFormat, data: &[u8], w: usize, h: usize, x: usize, y: usize) -> (u8, u8, u8) {
+pub fn sample(
+    format: PixelFormat,
+    data: &[u8],
+    w: usize,
+    h: usize,
+    x: usize,
+    y: usize,
+) -> (u8, u8, u8) {
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     match format {
         PixelFormat::I420 => {

@@ -72,9 +72,22 @@ impl Subscriber {
         }
     }
 
+    /// Wakes the consuming thread; `recv_timeout` returns `None` once the queue is empty.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Takes a waiting frame without blocking.
     pub fn try_recv(&self) -> Option<Frame> {
-        self.queue.lock().expect("subscriber queue poisoned").pop_front()
+        self.queue
+            .lock()
+            .expect("subscriber queue poisoned")
+            .pop_front()
     }
 
     pub fn name(&self) -> &str {
@@ -152,8 +165,7 @@ impl Fanout {
     /// Wakes every waiting subscriber so its thread can notice shutdown.
     pub fn close_all(&self) {
         for s in self.subscribers.lock().expect("fanout poisoned").iter() {
-            s.closed.store(true, Ordering::Release);
-            s.ready.notify_all();
+            s.close();
         }
     }
 }
@@ -165,12 +177,6 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Wakes the subscriber's thread and makes `recv_timeout` return `None` once empty.
-    pub fn close(&self) {
-        self.subscriber.closed.store(true, Ordering::Release);
-        self.subscriber.ready.notify_all();
-    }
-
     pub fn subscriber(&self) -> &Arc<Subscriber> {
         &self.subscriber
     }
@@ -191,7 +197,11 @@ impl Drop for Subscription {
             .lock()
             .expect("fanout poisoned")
             .retain(|s| !Arc::ptr_eq(s, &self.subscriber));
-        self.subscriber.queue.lock().expect("subscriber queue poisoned").clear();
+        self.subscriber
+            .queue
+            .lock()
+            .expect("subscriber queue poisoned")
+            .clear();
     }
 }
 
@@ -221,7 +231,9 @@ mod tests {
             let f = ring.publish(meta(n), &[n as u8; 6]).unwrap();
             fanout.publish(&f);
         }
-        let got: Vec<u64> = std::iter::from_fn(|| recorder.try_recv()).map(|f| f.number).collect();
+        let got: Vec<u64> = std::iter::from_fn(|| recorder.try_recv())
+            .map(|f| f.number)
+            .collect();
         assert_eq!(got, [0, 1, 2]);
         assert_eq!((recorder.delivered(), recorder.dropped()), (3, 2));
     }
@@ -233,7 +245,9 @@ mod tests {
         let viewer = fanout.subscribe("viewer", Delivery::Latest);
         // A viewer that never reads holds at most one slot: the ring never fills.
         for n in 0..10 {
-            let f = ring.publish(meta(n), &[0; 6]).expect("a slow viewer must not fill the ring");
+            let f = ring
+                .publish(meta(n), &[0; 6])
+                .expect("a slow viewer must not fill the ring");
             fanout.publish(&f);
         }
         assert_eq!(viewer.try_recv().unwrap().number, 9);

@@ -74,7 +74,13 @@ pub struct FrameRing {
 impl FrameRing {
     /// Allocates `slots` buffers of `slot_bytes` each. This is the only allocation of
     /// frame memory for as long as the camera stays open.
-    pub fn new(slots: usize, slot_bytes: usize, format: PixelFormat, width: u32, height: u32) -> Self {
+    pub fn new(
+        slots: usize,
+        slot_bytes: usize,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Self {
         assert!(slots >= 2, "a ring needs at least two slots");
         let meta = FrameMeta {
             number: 0,
@@ -108,7 +114,10 @@ impl FrameRing {
 
     /// Slots currently held by consumers.
     pub fn slots_in_use(&self) -> usize {
-        self.slots.iter().filter(|s| Arc::strong_count(s) > 1).count()
+        self.slots
+            .iter()
+            .filter(|s| Arc::strong_count(s) > 1)
+            .count()
     }
 
     /// Copies `data` into the next free slot and returns a guard for it.
@@ -154,7 +163,10 @@ mod tests {
         let b = ring.publish(meta(1), &[2; 12]).unwrap();
         let c = ring.publish(meta(2), &[3; 12]).unwrap();
         assert_eq!(ring.slots_in_use(), 3);
-        assert_eq!(ring.publish(meta(3), &[4; 12]).unwrap_err(), PublishError::RingFull);
+        assert_eq!(
+            ring.publish(meta(3), &[4; 12]).unwrap_err(),
+            PublishError::RingFull
+        );
         // Earlier frames are untouched by the failed publish.
         assert_eq!((a.number, a.data()[0]), (0, 1));
         drop(b);
@@ -167,7 +179,10 @@ mod tests {
     #[test]
     fn oversized_frames_are_refused() {
         let mut ring = FrameRing::new(2, 8, PixelFormat::Mjpeg, 4, 2);
-        assert_eq!(ring.publish(meta(0), &[0; 9]).unwrap_err(), PublishError::TooLarge);
+        assert_eq!(
+            ring.publish(meta(0), &[0; 9]).unwrap_err(),
+            PublishError::TooLarge
+        );
         assert_eq!(ring.publish(meta(0), &[0; 8]).unwrap().data().len(), 8);
     }
 }

@@ -11,9 +11,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use mp4_atom::{
-    Avc1, Avcc, Codec, Decode, Dinf, Dref, Encode, Ftyp, Hdlr, Jpeg, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex,
-    Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
-    Vmhd,
+    Avc1, Avcc, Codec, Decode, Dinf, Dref, Encode, Ftyp, Hdlr, Jpeg, Mdhd, Mdia, Mfhd, Minf, Moof,
+    Moov, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
+    TrunSamples, Url, Visual, Vmhd,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -59,12 +59,26 @@ pub fn init_segment(width: u32, height: u32, codec: &TrackCodec, out: &mut Vec<u
         TrackCodec::H264 { sps, pps } => {
             let avcc = Avcc::new(sps, pps).map_err(|e| mux_error("building avcC", e))?;
             (
-                Avc1 { visual, avcc, ..Default::default() }.into(),
-                vec![b"isom".into(), b"iso6".into(), b"avc1".into(), b"mp41".into()],
+                Avc1 {
+                    visual,
+                    avcc,
+                    ..Default::default()
+                }
+                .into(),
+                vec![
+                    b"isom".into(),
+                    b"iso6".into(),
+                    b"avc1".into(),
+                    b"mp41".into(),
+                ],
             )
         }
         TrackCodec::Jpeg => (
-            Jpeg { visual, ..Default::default() }.into(),
+            Jpeg {
+                visual,
+                ..Default::default()
+            }
+            .into(),
             vec![b"isom".into(), b"iso6".into(), b"mp41".into()],
         ),
     };
@@ -115,7 +129,9 @@ pub fn init_segment(width: u32, height: u32, codec: &TrackCodec, out: &mut Vec<u
                         },
                     },
                     stbl: Stbl {
-                        stsd: Stsd { codecs: vec![entry] },
+                        stsd: Stsd {
+                            codecs: vec![entry],
+                        },
                         stco: Some(Stco::default()),
                         ..Default::default()
                     },
@@ -126,8 +142,10 @@ pub fn init_segment(width: u32, height: u32, codec: &TrackCodec, out: &mut Vec<u
         }],
         ..Default::default()
     };
-    ftyp.encode(out).map_err(|e| mux_error("encoding ftyp", e))?;
-    moov.encode(out).map_err(|e| mux_error("encoding moov", e))?;
+    ftyp.encode(out)
+        .map_err(|e| mux_error("encoding ftyp", e))?;
+    moov.encode(out)
+        .map_err(|e| mux_error("encoding moov", e))?;
     Ok(())
 }
 
@@ -157,7 +175,9 @@ impl FragmentBuilder {
                         default_base_is_moof: true,
                         ..Default::default()
                     },
-                    tfdt: Some(Tfdt { base_media_decode_time: 0 }),
+                    tfdt: Some(Tfdt {
+                        base_media_decode_time: 0,
+                    }),
                     trun: vec![trun],
                     ..Default::default()
                 }],
@@ -168,10 +188,17 @@ impl FragmentBuilder {
 
     /// Returns the bytes of `moof` followed by the 8-byte `mdat` header; the caller
     /// writes the samples' data right after them, in order.
-    pub fn build(&mut self, sequence: u32, base_decode_time: u64, samples: &[SampleInfo]) -> Result<&[u8]> {
+    pub fn build(
+        &mut self,
+        sequence: u32,
+        base_decode_time: u64,
+        samples: &[SampleInfo],
+    ) -> Result<&[u8]> {
         self.moof.mfhd.sequence_number = sequence;
         let traf = &mut self.moof.traf[0];
-        traf.tfdt = Some(Tfdt { base_media_decode_time: base_decode_time });
+        traf.tfdt = Some(Tfdt {
+            base_media_decode_time: base_decode_time,
+        });
         let trun = &mut traf.trun[0];
         let TrunSamples::Explicit(entries) = &mut trun.samples else {
             unreachable!("built with explicit entries")
@@ -180,16 +207,24 @@ impl FragmentBuilder {
         entries.extend(samples.iter().map(|s| TrunEntry {
             duration: Some(s.duration),
             size: Some(s.size),
-            flags: Some(if s.keyframe { SYNC_FLAGS } else { NON_SYNC_FLAGS }),
+            flags: Some(if s.keyframe {
+                SYNC_FLAGS
+            } else {
+                NON_SYNC_FLAGS
+            }),
             cts: None,
         }));
         // The data offset is fixed-size, so one trial encode gives the moof's length.
         self.header.clear();
-        self.moof.encode(&mut self.header).map_err(|e| mux_error("encoding moof", e))?;
+        self.moof
+            .encode(&mut self.header)
+            .map_err(|e| mux_error("encoding moof", e))?;
         let moof_len = self.header.len();
         self.moof.traf[0].trun[0].data_offset = Some(moof_len as i32 + 8);
         self.header.clear();
-        self.moof.encode(&mut self.header).map_err(|e| mux_error("encoding moof", e))?;
+        self.moof
+            .encode(&mut self.header)
+            .map_err(|e| mux_error("encoding moof", e))?;
         let mdat_len: u64 = 8 + samples.iter().map(|s| s.size as u64).sum::<u64>();
         let mdat_len = u32::try_from(mdat_len)
             .map_err(|_| Error::new(ErrorKind::Codec, "fragment larger than 4 GiB"))?;
@@ -231,12 +266,16 @@ impl ClipScan {
 /// Reads the top-level boxes of a clip and reports the valid prefix. Never trusts sizes
 /// beyond the file: a box that runs past the end is a torn tail.
 pub fn scan(path: &Path) -> Result<ClipScan> {
-    let mut file = File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
+    let mut file =
+        File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
     let file_len = file
         .metadata()
         .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
         .len();
-    let mut scan = ClipScan { file_len, ..Default::default() };
+    let mut scan = ClipScan {
+        file_len,
+        ..Default::default()
+    };
     let mut pos = 0u64;
     let mut pending_moof: Option<(u32, u64, u64)> = None; // (samples, decode time, duration)
     let mut seen_ftyp = false;
@@ -244,8 +283,10 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
     let mut body = Vec::new();
     while pos + 8 <= file_len {
         let mut head = [0u8; 16];
-        file.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(e, "seeking clip"))?;
-        file.read_exact(&mut head[..8]).map_err(|e| Error::io(e, "reading clip"))?;
+        file.seek(SeekFrom::Start(pos))
+            .map_err(|e| Error::io(e, "seeking clip"))?;
+        file.read_exact(&mut head[..8])
+            .map_err(|e| Error::io(e, "reading clip"))?;
         let mut size = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as u64;
         let kind = [head[4], head[5], head[6], head[7]];
         let mut header_len = 8;
@@ -253,7 +294,8 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
             if pos + 16 > file_len {
                 break;
             }
-            file.read_exact(&mut head[8..16]).map_err(|e| Error::io(e, "reading clip"))?;
+            file.read_exact(&mut head[8..16])
+                .map_err(|e| Error::io(e, "reading clip"))?;
             size = u64::from_be_bytes(head[8..16].try_into().expect("8 bytes"));
             header_len = 16;
         }
@@ -264,7 +306,8 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
             b"ftyp" => seen_ftyp = true,
             b"moov" if seen_ftyp => {
                 body.resize((size - header_len) as usize, 0);
-                file.read_exact(&mut body).map_err(|e| Error::io(e, "reading moov"))?;
+                file.read_exact(&mut body)
+                    .map_err(|e| Error::io(e, "reading moov"))?;
                 let mut whole = Vec::with_capacity(size as usize);
                 whole.extend_from_slice(&head[..header_len as usize]);
                 whole.extend_from_slice(&body);
@@ -282,19 +325,29 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
             }
             b"moof" if seen_moov => {
                 body.resize((size - header_len) as usize, 0);
-                file.read_exact(&mut body).map_err(|e| Error::io(e, "reading moof"))?;
+                file.read_exact(&mut body)
+                    .map_err(|e| Error::io(e, "reading moof"))?;
                 let mut whole = Vec::with_capacity(size as usize);
                 whole.extend_from_slice(&head[..header_len as usize]);
                 whole.extend_from_slice(&body);
-                let Ok(moof) = Moof::decode(&mut whole.as_slice()) else { break };
+                let Ok(moof) = Moof::decode(&mut whole.as_slice()) else {
+                    break;
+                };
                 let Some(traf) = moof.traf.first() else { break };
-                let decode = traf.tfdt.as_ref().map(|t| t.base_media_decode_time).unwrap_or(scan.end_ticks);
+                let decode = traf
+                    .tfdt
+                    .as_ref()
+                    .map(|t| t.base_media_decode_time)
+                    .unwrap_or(scan.end_ticks);
                 let mut samples = 0u32;
                 let mut duration = 0u64;
                 for trun in &traf.trun {
                     for entry in trun.samples.iter() {
                         samples += 1;
-                        duration += entry.duration.or(traf.tfhd.default_sample_duration).unwrap_or(0) as u64;
+                        duration += entry
+                            .duration
+                            .or(traf.tfhd.default_sample_duration)
+                            .unwrap_or(0) as u64;
                     }
                 }
                 pending_moof = Some((samples, decode, duration));
@@ -344,8 +397,15 @@ mod tests {
         let mut ends = vec![out.len() as u64];
         let mut builder = FragmentBuilder::new(8);
         for f in 0..fragments {
-            let samples = [SampleInfo { size: 10, duration: 3000, keyframe: true }; 3];
-            let header = builder.build(f + 1, f as u64 * 9000, &samples).unwrap().to_vec();
+            let samples = [SampleInfo {
+                size: 10,
+                duration: 3000,
+                keyframe: true,
+            }; 3];
+            let header = builder
+                .build(f + 1, f as u64 * 9000, &samples)
+                .unwrap()
+                .to_vec();
             out.extend_from_slice(&header);
             out.extend_from_slice(&[0xAB; 30]);
             ends.push(out.len() as u64);
@@ -377,7 +437,11 @@ mod tests {
         for cut in [ends[2] + 20, ends[3] - 5, ends[2] + 3] {
             std::fs::write(&path, &full[..cut as usize]).unwrap();
             let s = repair(&path).unwrap();
-            assert_eq!((s.fragments, s.samples, s.valid_len), (2, 6, ends[2]), "cut at {cut}");
+            assert_eq!(
+                (s.fragments, s.samples, s.valid_len),
+                (2, 6, ends[2]),
+                "cut at {cut}"
+            );
             assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[2]);
         }
         // A tear inside the init segment leaves nothing valid.

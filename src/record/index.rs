@@ -73,7 +73,10 @@ impl ClipRecord {
 
 /// `20261124T114000.123Z_cam0_000042.mp4` from the first frame's wall time and number.
 pub fn clip_file_name(started_us: i64, camera: &str, first_frame: u64) -> String {
-    format!("{}_{camera}_{first_frame:06}.mp4", compact_utc_ms(started_us))
+    format!(
+        "{}_{camera}_{first_frame:06}.mp4",
+        compact_utc_ms(started_us)
+    )
 }
 
 /// Parses a clip file name back into (started_us, camera, first_frame).
@@ -83,7 +86,10 @@ pub fn parse_clip_file_name(name: &str) -> Option<(i64, String, u64)> {
     let started = parse_compact_utc_ms(parts.next()?)?;
     let camera = parts.next()?;
     let frame = parts.next()?;
-    if !crate::config::is_camera_id(camera) || frame.is_empty() || !frame.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::config::is_camera_id(camera)
+        || frame.is_empty()
+        || !frame.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some((started, camera.to_string(), frame.parse().ok()?))
@@ -191,7 +197,10 @@ impl ClipIndex {
         }
         append(
             &mut state.journal,
-            &Record::DeletedV1 { camera: camera.to_string(), file: file.to_string() },
+            &Record::DeletedV1 {
+                camera: camera.to_string(),
+                file: file.to_string(),
+            },
         )?;
         if let Some(m) = state.clips.get_mut(camera) {
             m.remove(file);
@@ -208,7 +217,11 @@ impl ClipIndex {
             .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
             .flat_map(|(_, m)| m.values().cloned())
             .collect();
-        out.sort_by(|a, b| b.started_us.cmp(&a.started_us).then_with(|| b.camera.cmp(&a.camera)));
+        out.sort_by(|a, b| {
+            b.started_us
+                .cmp(&a.started_us)
+                .then_with(|| b.camera.cmp(&a.camera))
+        });
         out
     }
 
@@ -229,7 +242,13 @@ impl ClipIndex {
     }
 
     pub fn cameras(&self) -> Vec<String> {
-        self.state.lock().expect("index poisoned").clips.keys().cloned().collect()
+        self.state
+            .lock()
+            .expect("index poisoned")
+            .clips
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Bytes of rolling clips of one camera (or all).
@@ -247,7 +266,12 @@ impl ClipIndex {
 
 fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
     let body = postcard::to_stdvec_crc32(record, crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).digest())
-        .map_err(|e| Error::new(crate::error::ErrorKind::Io, format!("encoding index record: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                crate::error::ErrorKind::Io,
+                format!("encoding index record: {e}"),
+            )
+        })?;
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     Ok(())
@@ -260,15 +284,22 @@ fn append(journal: &mut File, record: &Record) -> Result<()> {
     journal.sync_data().ctx("syncing index journal")
 }
 
-fn replay(path: &Path, report: &mut OpenReport) -> Result<BTreeMap<String, BTreeMap<String, ClipRecord>>> {
+fn replay(
+    path: &Path,
+    report: &mut OpenReport,
+) -> Result<BTreeMap<String, BTreeMap<String, ClipRecord>>> {
     let mut clips: BTreeMap<String, BTreeMap<String, ClipRecord>> = BTreeMap::new();
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
-            f.read_to_end(&mut bytes).ctx(format!("reading {}", path.display()))?;
+            f.read_to_end(&mut bytes)
+                .ctx(format!("reading {}", path.display()))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("index: no journal at {}, rebuilding from clip files", path.display());
+            log::info!(
+                "index: no journal at {}, rebuilding from clip files",
+                path.display()
+            );
             return Ok(clips);
         }
         Err(e) => return Err(Error::io(e, format!("opening {}", path.display()))),
@@ -282,7 +313,9 @@ fn replay(path: &Path, report: &mut OpenReport) -> Result<BTreeMap<String, BTree
             .filter(|&len| len <= MAX_RECORD)
             .and_then(|len| bytes.get(pos + 4..pos + 4 + len).map(|body| (len, body)))
             .and_then(|(len, body)| {
-                postcard::from_bytes_crc32::<Record>(body, crc.digest()).ok().map(|r| (len, r))
+                postcard::from_bytes_crc32::<Record>(body, crc.digest())
+                    .ok()
+                    .map(|r| (len, r))
             });
         let Some((len, record)) = record else {
             report.journal_damaged = true;
@@ -298,7 +331,10 @@ fn replay(path: &Path, report: &mut OpenReport) -> Result<BTreeMap<String, BTree
         report.journal_records += 1;
         match record {
             Record::ClipV1(c) => {
-                clips.entry(c.camera.clone()).or_default().insert(c.file.clone(), c);
+                clips
+                    .entry(c.camera.clone())
+                    .or_default()
+                    .insert(c.file.clone(), c);
             }
             Record::DeletedV1 { camera, file } => {
                 if let Some(m) = clips.get_mut(&camera) {
@@ -321,13 +357,17 @@ fn reconcile(
         files.retain(|file, _| rolling_dir.join(camera).join(file).is_file());
         report.dropped_missing += before - files.len();
     }
-    let Ok(cameras) = std::fs::read_dir(rolling_dir) else { return Ok(()) };
+    let Ok(cameras) = std::fs::read_dir(rolling_dir) else {
+        return Ok(());
+    };
     for cam_entry in cameras.flatten() {
         let camera = cam_entry.file_name().to_string_lossy().to_string();
         if !crate::config::is_camera_id(&camera) || !cam_entry.path().is_dir() {
             continue;
         }
-        let Ok(files) = std::fs::read_dir(cam_entry.path()) else { continue };
+        let Ok(files) = std::fs::read_dir(cam_entry.path()) else {
+            continue;
+        };
         for entry in files.flatten() {
             let file = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
@@ -338,7 +378,9 @@ fn reconcile(
                 continue;
             }
             let known = clips.get(&camera).and_then(|m| m.get(&file)).cloned();
-            if known.as_ref().is_some_and(|k| k.complete && k.size == entry.metadata().map(|m| m.len()).unwrap_or(0)) {
+            if known.as_ref().is_some_and(|k| {
+                k.complete && k.size == entry.metadata().map(|m| m.len()).unwrap_or(0)
+            }) {
                 continue;
             }
             // Unknown, open when the service stopped, or changed: scan and repair.
@@ -351,7 +393,10 @@ fn reconcile(
             };
             if !scan.has_init || scan.samples == 0 {
                 // Nothing playable survived (crash before the first fragment).
-                log::warn!("index: removing {} with no complete fragment", path.display());
+                log::warn!(
+                    "index: removing {} with no complete fragment",
+                    path.display()
+                );
                 let _ = std::fs::remove_file(&path);
                 if let Some(m) = clips.get_mut(&camera) {
                     m.remove(&file);
@@ -359,7 +404,9 @@ fn reconcile(
                 report.removed_empty += 1;
                 continue;
             }
-            if known.as_ref().is_some_and(|k| !k.complete) || scan.file_len != entry.metadata().map(|m| m.len()).unwrap_or(0) {
+            if known.as_ref().is_some_and(|k| !k.complete)
+                || scan.file_len != entry.metadata().map(|m| m.len()).unwrap_or(0)
+            {
                 report.repaired.push(file.clone());
             }
             report.added_from_files += usize::from(known.is_none());
@@ -385,7 +432,10 @@ fn reconcile(
             record.duration_us = scan.duration_us();
             record.size = scan.valid_len;
             record.complete = true;
-            clips.entry(camera.clone()).or_default().insert(file.clone(), record);
+            clips
+                .entry(camera.clone())
+                .or_default()
+                .insert(file.clone(), record);
         }
     }
     Ok(())
@@ -399,8 +449,14 @@ mod tests {
     fn clip_names_round_trip() {
         let name = clip_file_name(1_795_520_400_123_000, "cam0", 42);
         assert_eq!(name, "20261124T114000.123Z_cam0_000042.mp4");
-        assert_eq!(parse_clip_file_name(&name), Some((1_795_520_400_123_000, "cam0".into(), 42)));
+        assert_eq!(
+            parse_clip_file_name(&name),
+            Some((1_795_520_400_123_000, "cam0".into(), 42))
+        );
         assert_eq!(parse_clip_file_name("../etc/passwd"), None);
-        assert_eq!(parse_clip_file_name("20261124T114000.123Z_cam0_00x042.mp4"), None);
+        assert_eq!(
+            parse_clip_file_name("20261124T114000.123Z_cam0_00x042.mp4"),
+            None
+        );
     }
 }

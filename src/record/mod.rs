@@ -2,3 +2,4 @@
 
 pub mod fmp4;
 pub mod index;
+pub mod recorder;

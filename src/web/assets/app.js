@@ -83,8 +83,15 @@
     return sameDay ? clockTime(date) : `${day} ${clockTime(date)}`;
   }
 
+  const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
+
   function formatScalar(value) {
     if (value === null || value === undefined) return '–';
+    if (typeof value === 'string' && ISO_TIME.test(value)) {
+      // Event and clip times: local clock with milliseconds, for lining up with instruments.
+      const date = new Date(value);
+      if (!isNaN(date)) return `${formatTime(value)}.${String(date.getMilliseconds()).padStart(3, '0')}`;
+    }
     if (typeof value === 'boolean') return value ? 'yes' : 'no';
     if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
     if (typeof value === 'object') return JSON.stringify(value);
@@ -351,6 +358,8 @@
   const CONNECT_TIMEOUT_MS = 8000;
   /** In MJPEG fallback the WebSocket is tried again this often. */
   const WS_RETRY_FROM_MJPEG_MS = 60000;
+  /** How often the MJPEG fallback checks that the service still answers. */
+  const MJPEG_CHECK_MS = 4000;
   const BLANK_GIF = 'data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==';
 
   const live = {
@@ -363,7 +372,9 @@
     gotMessage: false,     // the current socket has received anything
     failures: 0,           // WebSocket attempts in a row that failed while the service answered HTTP
     attempt: 0,            // reconnect attempts since the last good connection (backoff)
-    timers: { retry: null, ping: null, silence: null, probe: null },
+    timers: { retry: null, ping: null, silence: null, probe: null, mjpegWatch: null },
+    mjpegStartedAt: 0,
+    mjpegLost: false,      // the service was unreachable while MJPEG was showing
     pendingMeta: null,     // the `frame` message whose JPEG is the next binary message
     frameCount: 0,
     lastFrameAt: null,
@@ -506,7 +517,8 @@
           // The WebSocket works again: leave the MJPEG fallback.
           this.probing = false;
           clearTimeout(this.timers.probe);
-          this.timers.probe = null;
+          clearInterval(this.timers.mjpegWatch);
+          this.timers.probe = this.timers.mjpegWatch = null;
           this.stopMjpegImage();
           this.mode = 'ws';
         }
@@ -675,7 +687,7 @@
 
     scheduleRetry(fn) {
       clearTimeout(this.timers.retry);
-      const base = Math.min(15000, 500 * 2 ** Math.min(this.attempt, 5));
+      const base = Math.min(10000, 500 * 2 ** Math.min(this.attempt, 5));
       const delay = base * (0.75 + Math.random() * 0.5);
       this.attempt += 1;
       this.setConnection(navigator.onLine === false ? 'offline' : (this.mode === 'mjpeg' ? 'mjpeg' : 'reconnecting'));
@@ -719,9 +731,31 @@
       this.mode = 'mjpeg';
       this.setConnection('mjpeg');
       this.setOverlay('Loading MJPEG…');
+      this.mjpegStartedAt = performance.now();
+      this.mjpegLost = false;
       $('#live-img').src = this.mjpegUrl();
       clearTimeout(this.timers.probe);
       this.timers.probe = setTimeout(() => this.probe(), WS_RETRY_FROM_MJPEG_MS);
+      clearInterval(this.timers.mjpegWatch);
+      this.timers.mjpegWatch = setInterval(() => this.checkMjpeg(), MJPEG_CHECK_MS);
+    },
+
+    /** An <img> fires no event when a multipart stream just ends (service restart, Wi-Fi),
+     *  so check the service now and then and restart the stream once it answers again. */
+    async checkMjpeg() {
+      if (!this.active() || this.mode !== 'mjpeg') return;
+      const reachable = await serviceReachable();
+      if (!this.active() || this.mode !== 'mjpeg') return;
+      if (!reachable) {
+        this.mjpegLost = true;
+        this.setStreaming('stopped');
+        this.setConnection(navigator.onLine === false ? 'offline' : 'reconnecting');
+        this.setOverlay('Reconnecting…');
+        $('#viewer').classList.add('stale');
+        return;
+      }
+      const broken = $('#live-img').naturalWidth === 0 && performance.now() - this.mjpegStartedAt > 8000;
+      if (this.mjpegLost || broken) this.startMjpeg();
     },
 
     /** Tries the WebSocket again while MJPEG keeps showing; switches back on its first message. */
@@ -829,7 +863,7 @@
       const rec = $('#live-rec-toggle');
       const recording = app.recording[app.camera] === true;
       rec.dataset.active = String(recording);
-      rec.textContent = recording ? '■ Stop recording' : '● Record';
+      rec.textContent = recording ? '■ Stop rec' : '● Record';
     },
   };
 
@@ -1512,8 +1546,12 @@
         if (result && typeof result === 'object' && !Array.isArray(result) && Object.keys(result).length) this.render(result);
         else await this.load();
       } catch (err) {
-        if (err.status === 400 || err.status === 422) this.showError(err.message);
-        reportError(err, 'Settings');
+        if (err.status === 400 || err.status === 422) {
+          this.showError(err.message);
+          $('#settings-error').scrollIntoView({ behavior: 'smooth', block: 'center' });
+        } else {
+          reportError(err, 'Settings');
+        }
         this.updateDirty();
       }
     },

@@ -1,0 +1,412 @@
+//! CameraService: the single entry point for camera operations — discovery, capture
+//! threads, recording start/stop, the latest frame, and health.
+
+pub mod discovery;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::capture::worker::{CaptureLoop, CaptureShared, CaptureState};
+use crate::capture::{CameraInfo, CaptureDevice, Mode, ModeRequest};
+use crate::clock::{rfc3339_ms, Clock};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame::{Delivery, Frame};
+use crate::record::index::RecordingType;
+use crate::record::recorder::{Recorder, RecorderSettings};
+use crate::storage::Storage;
+use discovery::Discoverer;
+
+/// One camera: its device, capture thread, and recorder when recording.
+pub struct Camera {
+    pub id: String,
+    pub info: CameraInfo,
+    pub device: Arc<dyn CaptureDevice>,
+    pub capture: Arc<CaptureShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    recorder: Mutex<Option<Recorder>>,
+}
+
+impl Camera {
+    pub fn is_recording(&self) -> bool {
+        self.recorder.lock().expect("recorder poisoned").is_some()
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        *self.capture.mode.lock().expect("mode poisoned")
+    }
+
+    /// Frames the recorder lost (fell behind), if recording.
+    pub fn recorder_drops(&self) -> u64 {
+        self.recorder
+            .lock()
+            .expect("recorder poisoned")
+            .as_ref()
+            .map_or(0, |r| r.frames_dropped())
+    }
+
+    fn stop_capture(&self) {
+        self.capture.shutdown.store(true, Ordering::Relaxed);
+        self.capture.fanout.close_all();
+        if let Some(t) = self.thread.lock().expect("thread poisoned").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why no frame can be given (the `no_frame` reasons of the WebSocket protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoFrame {
+    NotCapturing,
+    StreamingDisabled,
+    CameraError,
+}
+
+impl NoFrame {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NoFrame::NotCapturing => "not_capturing",
+            NoFrame::StreamingDisabled => "streaming_disabled",
+            NoFrame::CameraError => "camera_error",
+        }
+    }
+}
+
+/// Per-camera health.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraHealth {
+    pub id: String,
+    pub state: &'static str,
+    pub fps: f64,
+    pub frames_captured: u64,
+    /// All frames lost anywhere: ring full, oversize, driver gaps, recorder behind.
+    pub frames_dropped: u64,
+    pub recorder_frames_dropped: u64,
+    pub recording: bool,
+    pub recording_paused: bool,
+    pub current_clip: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageHealth {
+    pub path: String,
+    pub free_disk_space_gb: f64,
+    pub total_gb: f64,
+    pub writable: bool,
+    pub rolling_bytes: u64,
+    pub full: bool,
+}
+
+/// health_check(): what a monitoring dashboard or the page's Status tab shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub timestamp: String,
+    pub uptime_s: u64,
+    pub version: &'static str,
+    pub storage: StorageHealth,
+    pub cameras: Vec<CameraHealth>,
+    pub active_threads: usize,
+    pub problems: Vec<String>,
+}
+
+pub struct CameraService {
+    config: RwLock<Config>,
+    clock: Arc<dyn Clock>,
+    pub storage: Arc<Storage>,
+    discoverer: Box<dyn Discoverer>,
+    cameras: RwLock<Vec<Arc<Camera>>>,
+    started_mono_us: u64,
+}
+
+impl CameraService {
+    pub fn new(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        storage: Arc<Storage>,
+        discoverer: Box<dyn Discoverer>,
+    ) -> Arc<Self> {
+        let started_mono_us = clock.monotonic_us();
+        Arc::new(CameraService {
+            config: RwLock::new(config),
+            clock,
+            storage,
+            discoverer,
+            cameras: RwLock::new(Vec::new()),
+            started_mono_us,
+        })
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn config(&self) -> Config {
+        self.config.read().expect("config poisoned").clone()
+    }
+
+    /// Replaces the settings used for recordings started from now on.
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().expect("config poisoned") = config;
+    }
+
+    /// detect_cameras: probes devices and starts a capture thread for each. Refused
+    /// while any camera records (its recorder would lose its source).
+    pub fn detect_cameras(&self) -> Result<Vec<Arc<Camera>>> {
+        if self.cameras().iter().any(|c| c.is_recording()) {
+            return Err(Error::new(
+                ErrorKind::WrongState,
+                "cannot rescan while a camera is recording",
+            ));
+        }
+        let old = std::mem::take(&mut *self.cameras.write().expect("cameras poisoned"));
+        for camera in old {
+            camera.stop_capture();
+        }
+        let config = self.config();
+        let request = ModeRequest {
+            width: config.camera.width,
+            height: config.camera.height,
+            fps: config.camera.fps,
+            formats: config.camera.pixel_formats(),
+        };
+        let mut cameras = Vec::new();
+        for (i, device) in self.discoverer.discover().into_iter().enumerate() {
+            let id = format!("cam{i}");
+            let info = device.info().clone();
+            log::info!(
+                "camera {id}: {} ({}, {})",
+                info.name,
+                info.device,
+                info.backend
+            );
+            let shared = CaptureShared::new();
+            let worker = CaptureLoop::new(
+                id.clone(),
+                Arc::clone(&device),
+                request.clone(),
+                config.camera.ring_slots,
+                Arc::clone(&self.clock),
+                Arc::clone(&shared),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("cap-{id}"))
+                .spawn(move || worker.run())
+                .map_err(|e| Error::io(e, "spawning capture thread"))?;
+            cameras.push(Arc::new(Camera {
+                id,
+                info,
+                device,
+                capture: shared,
+                thread: Mutex::new(Some(thread)),
+                recorder: Mutex::new(None),
+            }));
+        }
+        if cameras.is_empty() {
+            log::warn!("no camera found");
+        }
+        *self.cameras.write().expect("cameras poisoned") = cameras.clone();
+        Ok(cameras)
+    }
+
+    pub fn cameras(&self) -> Vec<Arc<Camera>> {
+        self.cameras.read().expect("cameras poisoned").clone()
+    }
+
+    pub fn camera(&self, id: &str) -> Result<Arc<Camera>> {
+        self.cameras()
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no camera {id}")))
+    }
+
+    /// start_recording: rolling clips of `id` from the next frame on.
+    pub fn start_recording(&self, id: &str, recording_type: RecordingType) -> Result<()> {
+        let camera = self.camera(id)?;
+        let mut slot = camera.recorder.lock().expect("recorder poisoned");
+        if slot.is_some() {
+            return Err(Error::new(
+                ErrorKind::WrongState,
+                format!("{id} is already recording"),
+            ));
+        }
+        let config = self.config();
+        let r = &config.recording;
+        // The ring keeps three slots for capture, the live view and the snapshot.
+        let queue = config.camera.ring_slots.saturating_sub(3).max(1);
+        let subscription = camera
+            .capture
+            .fanout
+            .subscribe("recorder", Delivery::InOrder(queue));
+        let settings = RecorderSettings {
+            camera: id.to_string(),
+            recording_type,
+            clip_length: r.clip_length.0,
+            fragment_duration: r.fragment_duration.0,
+            codec: r.codec,
+            bitrate_kbps: r.bitrate_kbps,
+            fps: config.camera.fps,
+        };
+        *slot = Some(Recorder::start(
+            subscription,
+            Arc::clone(&self.storage),
+            settings,
+        )?);
+        log::info!("recording {id}: started");
+        Ok(())
+    }
+
+    /// stop_recording: finalises the open clip and waits for it to be on disk.
+    pub fn stop_recording(&self, id: &str) -> Result<()> {
+        let camera = self.camera(id)?;
+        let recorder = camera.recorder.lock().expect("recorder poisoned").take();
+        match recorder {
+            Some(r) => {
+                r.stop();
+                log::info!("recording {id}: stopped");
+                Ok(())
+            }
+            None => Err(Error::new(
+                ErrorKind::WrongState,
+                format!("{id} is not recording"),
+            )),
+        }
+    }
+
+    /// The newest raw frame of a camera, or why there is none.
+    pub fn latest_frame(&self, id: &str) -> Result<std::result::Result<Frame, NoFrame>> {
+        let camera = self.camera(id)?;
+        Ok(match camera.capture.latest() {
+            Some(frame) => Ok(frame),
+            None => Err(match camera.capture.state() {
+                CaptureState::Failed(_) | CaptureState::Disconnected(_) => NoFrame::CameraError,
+                _ => NoFrame::NotCapturing,
+            }),
+        })
+    }
+
+    pub fn health_check(&self) -> Health {
+        let mut problems = Vec::new();
+        let mut error = false;
+        let mut degraded = false;
+        let space = self.storage.report();
+        let limits = self.storage.limits();
+        if space.full {
+            error = true;
+            problems.push(format!(
+                "storage full: {:.2} GB free, below min_free_space; recording paused",
+                space.free as f64 / 1e9
+            ));
+        } else if space.free < limits.min_free.saturating_mul(2) {
+            degraded = true;
+            problems.push(format!(
+                "storage low: {:.2} GB free",
+                space.free as f64 / 1e9
+            ));
+        }
+        if !space.writable {
+            error = true;
+            problems.push(format!(
+                "data directory {} is not writable",
+                self.storage.data_dir().display()
+            ));
+        }
+        let cameras = self.cameras();
+        if cameras.is_empty() {
+            error = true;
+            problems.push("no camera found".into());
+        }
+        let mut threads = 1;
+        let camera_health = cameras
+            .iter()
+            .map(|c| {
+                let stats = &c.capture.stats;
+                let state = c.capture.state();
+                match &state {
+                    CaptureState::Disconnected(why) | CaptureState::Failed(why) => {
+                        error = true;
+                        problems.push(format!("{}: {why}", c.id));
+                    }
+                    CaptureState::NoSignal => {
+                        degraded = true;
+                        problems.push(format!("{}: no frames from the camera", c.id));
+                    }
+                    _ => {}
+                }
+                let recorder = c.recorder.lock().expect("recorder poisoned");
+                let (paused, clip, rec_drops) = match recorder.as_ref() {
+                    Some(r) => {
+                        threads += 2;
+                        let paused = r.stats.paused_storage_full.load(Ordering::Relaxed);
+                        if let Some(e) = r.stats.last_error.lock().expect("stats poisoned").as_ref()
+                        {
+                            if !paused {
+                                degraded = true;
+                            }
+                            problems.push(format!("{} recorder: {e}", c.id));
+                        }
+                        (
+                            paused,
+                            r.stats.current_clip.lock().expect("stats poisoned").clone(),
+                            r.frames_dropped(),
+                        )
+                    }
+                    None => (false, None, 0),
+                };
+                threads += 1;
+                CameraHealth {
+                    id: c.id.clone(),
+                    state: state.name(),
+                    fps: stats.fps_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                    frames_captured: stats.frames_captured.load(Ordering::Relaxed),
+                    frames_dropped: stats.ring_full_drops.load(Ordering::Relaxed)
+                        + stats.oversize_drops.load(Ordering::Relaxed)
+                        + stats.driver_drops.load(Ordering::Relaxed)
+                        + rec_drops,
+                    recorder_frames_dropped: rec_drops,
+                    recording: recorder.is_some(),
+                    recording_paused: paused,
+                    current_clip: clip,
+                }
+            })
+            .collect();
+        let now = self.clock.monotonic_us();
+        Health {
+            status: if error {
+                "error"
+            } else if degraded {
+                "degraded"
+            } else {
+                "ok"
+            },
+            timestamp: rfc3339_ms(self.clock.wall_us()),
+            uptime_s: now.saturating_sub(self.started_mono_us) / 1_000_000,
+            version: env!("CARGO_PKG_VERSION"),
+            storage: StorageHealth {
+                path: self.storage.data_dir().display().to_string(),
+                free_disk_space_gb: space.free as f64 / 1e9,
+                total_gb: space.total as f64 / 1e9,
+                writable: space.writable,
+                rolling_bytes: space.rolling_bytes,
+                full: space.full,
+            },
+            cameras: camera_health,
+            active_threads: threads,
+            problems,
+        }
+    }
+
+    /// Stops every recorder (finalising clips) and every capture thread.
+    pub fn shutdown(&self) {
+        for camera in self.cameras() {
+            if let Some(r) = camera.recorder.lock().expect("recorder poisoned").take() {
+                r.stop();
+            }
+            camera.stop_capture();
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! The rolling clip recorder of one camera: an in-order frame subscriber that encodes
+//! every frame, cuts fragments (each starting with a keyframe) and clips (at the first
+//! frame past `clip_length`), and hands finished fragments to its own writer thread,
+//! which appends them to the clip file, fsyncs, and keeps the clip index current.
+//!
+//! Sample times are the frames' capture times; the last sample of a fragment gets its
+//! duration from the first frame of the next, so consecutive clips tile time exactly.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
+use super::index::{clip_file_name, ClipRecord, RecordingType};
+use crate::capture::PixelFormat;
+use crate::config::Codec;
+use crate::encode::h264::H264Encoder;
+use crate::encode::{jpeg, yuv};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::frame::{Frame, Subscription};
+use crate::storage::Storage;
+
+/// What a recorder needs to know, fixed for its lifetime.
+#[derive(Clone, Debug)]
+pub struct RecorderSettings {
+    pub camera: String,
+    pub recording_type: RecordingType,
+    pub clip_length: Duration,
+    pub fragment_duration: Duration,
+    pub codec: Codec,
+    pub bitrate_kbps: u32,
+    /// Nominal rate: sizes buffers and gives the very last sample its duration.
+    pub fps: u32,
+}
+
+/// Counters and state shown in health and metrics; shared with the web side.
+#[derive(Default, Debug)]
+pub struct RecorderStats {
+    pub frames_recorded: AtomicU64,
+    pub clips_closed: AtomicU64,
+    /// Frames not recorded because storage was full (recording paused).
+    pub frames_skipped_storage_full: AtomicU64,
+    /// Frames that could not be encoded (wrong format, codec error).
+    pub frames_failed: AtomicU64,
+    pub paused_storage_full: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+    pub current_clip: Mutex<Option<String>>,
+}
+
+impl RecorderStats {
+    fn set_error(&self, message: Option<String>) {
+        *self.last_error.lock().expect("stats poisoned") = message;
+    }
+}
+
+/// A running recorder; dropping it without `stop` also stops it.
+pub struct Recorder {
+    subscription: Option<Subscription>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<RecorderStats>,
+}
+
+impl Recorder {
+    /// Starts recording the frames of `subscription` (an `InOrder` subscriber).
+    pub fn start(
+        subscription: Subscription,
+        storage: Arc<Storage>,
+        settings: RecorderSettings,
+    ) -> Result<Recorder> {
+        let stats = Arc::new(RecorderStats::default());
+        let dir = storage.index.camera_dir(&settings.camera);
+        std::fs::create_dir_all(&dir).ctx(format!("creating {}", dir.display()))?;
+        let subscriber = Arc::clone(subscription.subscriber());
+        let thread_stats = Arc::clone(&stats);
+        let name = format!("rec-{}", settings.camera);
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let mut state = RecorderState::new(settings, storage, thread_stats);
+                loop {
+                    match subscriber.recv_timeout(Duration::from_millis(250)) {
+                        Some(frame) => state.on_frame(&frame),
+                        None if subscriber.is_closed() => break,
+                        None => {}
+                    }
+                }
+                state.finish();
+            })
+            .ctx("spawning recorder thread")?;
+        Ok(Recorder {
+            subscription: Some(subscription),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Stops after recording every frame already queued; the open clip is finalised.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(sub) = &self.subscription {
+            sub.close();
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("recorder thread panicked");
+            }
+        }
+        self.subscription = None;
+    }
+
+    /// Frames the recorder lost because it fell behind capture.
+    pub fn frames_dropped(&self) -> u64 {
+        self.subscription.as_ref().map_or(0, |s| s.dropped())
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A finished fragment travelling to the writer; its buffers come back for reuse.
+struct FragmentBuf {
+    header: Vec<u8>,
+    data: Vec<u8>,
+    frames: u64,
+    last_frame: u64,
+    /// Clip-relative end time of the fragment's last sample, µs.
+    end_us: u64,
+}
+
+enum WriterMsg {
+    Open {
+        path: PathBuf,
+        init: Vec<u8>,
+        record: ClipRecord,
+    },
+    Fragment(FragmentBuf),
+    Close,
+}
+
+/// The clip being built on the encoding side.
+struct OpenClip {
+    start_us: u64,
+    fragment_start_us: u64,
+    sequence: u32,
+    frame_count: u64,
+    width: u32,
+    height: u32,
+    format: PixelFormat,
+}
+
+/// A sample encoded into the current fragment, waiting for its duration.
+struct PendingSample {
+    size: u32,
+    keyframe: bool,
+    timestamp_us: u64,
+    frame: u64,
+}
+
+struct RecorderState {
+    settings: RecorderSettings,
+    storage: Arc<Storage>,
+    stats: Arc<RecorderStats>,
+    h264: Option<H264Encoder>,
+    clip: Option<OpenClip>,
+    pending: Option<PendingSample>,
+    samples: Vec<SampleInfo>,
+    builder: FragmentBuilder,
+    current: Option<FragmentBuf>,
+    /// Converted picture for raw formats other than I420.
+    i420: Vec<u8>,
+    to_writer: SyncSender<WriterMsg>,
+    free_buffers: Receiver<FragmentBuf>,
+    writer: Option<JoinHandle<()>>,
+    writer_failed: Arc<AtomicBool>,
+    /// Frame time of the last storage check while paused, µs.
+    last_room_check_us: u64,
+    error_logged: bool,
+}
+
+impl RecorderState {
+    fn new(settings: RecorderSettings, storage: Arc<Storage>, stats: Arc<RecorderStats>) -> Self {
+        let frames_per_fragment =
+            (settings.fps as u64 * settings.fragment_duration.as_millis() as u64 / 1000 + 2)
+                as usize
+                * 2;
+        let (to_writer, writer_rx) = sync_channel(4);
+        let (buffer_tx, free_buffers) = sync_channel(4);
+        // Three fragment buffers: one being filled, one being written, one spare.
+        for _ in 0..3 {
+            buffer_tx
+                .send(FragmentBuf {
+                    header: Vec::new(),
+                    data: Vec::new(),
+                    frames: 0,
+                    last_frame: 0,
+                    end_us: 0,
+                })
+                .expect("channel has room for the initial buffers");
+        }
+        let writer_failed = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let storage = Arc::clone(&storage);
+            let stats = Arc::clone(&stats);
+            let failed = Arc::clone(&writer_failed);
+            std::thread::Builder::new()
+                .name(format!("clipw-{}", settings.camera))
+                .spawn(move || write_clips(writer_rx, buffer_tx, storage, stats, failed))
+                .expect("spawning clip writer thread")
+        };
+        RecorderState {
+            builder: FragmentBuilder::new(frames_per_fragment),
+            samples: Vec::with_capacity(frames_per_fragment),
+            settings,
+            storage,
+            stats,
+            h264: None,
+            clip: None,
+            pending: None,
+            current: None,
+            i420: Vec::new(),
+            to_writer,
+            free_buffers,
+            writer: Some(writer),
+            writer_failed,
+            last_room_check_us: 0,
+            error_logged: false,
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Frame) {
+        if self.writer_failed.swap(false, Ordering::AcqRel) {
+            // The writer could not write (disk full or I/O error) and gave the clip up.
+            self.clip = None;
+            self.pending = None;
+            self.samples.clear();
+            self.pause_for_storage(frame);
+        }
+        if self.stats.paused_storage_full.load(Ordering::Relaxed) {
+            if frame.timestamp_us.saturating_sub(self.last_room_check_us) < 1_000_000 {
+                self.stats
+                    .frames_skipped_storage_full
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.last_room_check_us = frame.timestamp_us;
+            if self.storage.ensure_room(&self.settings.camera).is_err() {
+                self.stats
+                    .frames_skipped_storage_full
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.stats
+                .paused_storage_full
+                .store(false, Ordering::Relaxed);
+            self.stats.set_error(None);
+        }
+        if let Err(e) = self.record(frame) {
+            self.stats.frames_failed.fetch_add(1, Ordering::Relaxed);
+            if e.kind == ErrorKind::StorageFull {
+                self.pause_for_storage(frame);
+            } else {
+                if !self.error_logged {
+                    log::error!("recorder {}: {e}", self.settings.camera);
+                    self.error_logged = true;
+                }
+                self.stats.set_error(Some(e.to_string()));
+            }
+        }
+    }
+
+    fn pause_for_storage(&mut self, frame: &Frame) {
+        self.close_clip(None);
+        self.stats
+            .paused_storage_full
+            .store(true, Ordering::Relaxed);
+        self.stats.set_error(Some(
+            "storage full: recording paused until space returns".into(),
+        ));
+        self.last_room_check_us = frame.timestamp_us;
+    }
+
+    fn record(&mut self, frame: &Frame) -> Result<()> {
+        // Settle the previous sample's duration now that the next frame's time is known.
+        if let Some(clip) = &self.clip {
+            let changed =
+                (clip.width, clip.height, clip.format) != (frame.width, frame.height, frame.format);
+            if changed {
+                self.close_clip(None);
+                self.h264 = None;
+            } else if frame.timestamp_us <= self.pending.as_ref().map_or(0, |p| p.timestamp_us) {
+                return Err(Error::new(
+                    ErrorKind::Codec,
+                    "frame time went backwards; frame skipped",
+                ));
+            }
+        }
+        if self.clip.is_some() {
+            let since_clip = frame.timestamp_us - self.clip.as_ref().expect("checked").start_us;
+            if since_clip >= self.settings.clip_length.as_micros() as u64 {
+                self.close_clip(Some(frame.timestamp_us));
+            } else {
+                self.settle_pending(frame.timestamp_us);
+                let clip = self.clip.as_ref().expect("checked");
+                if frame.timestamp_us - clip.fragment_start_us
+                    >= self.settings.fragment_duration.as_micros() as u64
+                {
+                    self.flush_fragment(frame.timestamp_us)?;
+                }
+            }
+        }
+        let starts_fragment = self.samples.is_empty() && self.pending.is_none();
+        if self.clip.is_none() {
+            self.storage.ensure_room(&self.settings.camera)?;
+        }
+        let mut buf = match self.current.take() {
+            Some(buf) => buf,
+            None => self.take_buffer()?,
+        };
+        let encoded = self.encode(frame, starts_fragment, &mut buf.data);
+        let (size, keyframe) = match encoded {
+            Ok(v) => v,
+            Err(e) => {
+                self.current = Some(buf);
+                return Err(e);
+            }
+        };
+        self.current = Some(buf);
+        if self.clip.is_none() {
+            self.open_clip(frame)?;
+        }
+        let clip = self.clip.as_mut().expect("opened above");
+        if starts_fragment {
+            clip.fragment_start_us = frame.timestamp_us;
+        }
+        clip.frame_count += 1;
+        self.pending = Some(PendingSample {
+            size,
+            keyframe,
+            timestamp_us: frame.timestamp_us,
+            frame: frame.number,
+        });
+        self.stats.frames_recorded.fetch_add(1, Ordering::Relaxed);
+        self.error_logged = false;
+        Ok(())
+    }
+
+    /// Encodes `frame` into `out`; returns (bytes, keyframe).
+    fn encode(&mut self, frame: &Frame, keyframe: bool, out: &mut Vec<u8>) -> Result<(u32, bool)> {
+        let before = out.len();
+        let codec = match (self.settings.codec, frame.format) {
+            (Codec::Auto, PixelFormat::Mjpeg) | (Codec::Mjpeg, _) => Codec::Mjpeg,
+            _ => Codec::H264,
+        };
+        match (codec, frame.format) {
+            (Codec::Mjpeg, PixelFormat::Mjpeg) => {
+                out.extend_from_slice(frame.data());
+                Ok(((out.len() - before) as u32, true))
+            }
+            (Codec::Mjpeg, _) => {
+                let mut jpeg_out = std::mem::take(&mut self.i420);
+                jpeg::encode_raw(
+                    frame.format,
+                    frame.data(),
+                    frame.width,
+                    frame.height,
+                    (frame.width, frame.height),
+                    85,
+                    &mut jpeg_out,
+                )?;
+                out.extend_from_slice(&jpeg_out);
+                self.i420 = jpeg_out;
+                Ok(((out.len() - before) as u32, true))
+            }
+            (_, PixelFormat::Mjpeg) => Err(Error::new(
+                ErrorKind::Unsupported,
+                "the camera delivers MJPEG, which H.264 recording cannot take: set recording.codec = \"mjpeg\" (or \"auto\"), or prefer yuyv in camera.formats",
+            )),
+            _ => {
+                if self.h264.is_none() {
+                    self.h264 = Some(H264Encoder::new(self.settings.fps, self.settings.bitrate_kbps)?);
+                }
+                let picture = if frame.format == PixelFormat::I420 {
+                    yuv::I420::from_packed(frame.data(), frame.width, frame.height)?
+                } else {
+                    yuv::to_i420(frame.format, frame.data(), frame.width, frame.height, &mut self.i420)?;
+                    yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
+                };
+                let encoder = self.h264.as_mut().expect("created above");
+                let e = encoder.encode(&picture, keyframe, out)?;
+                if keyframe && !e.keyframe {
+                    return Err(Error::new(ErrorKind::Codec, "encoder ignored a forced keyframe"));
+                }
+                Ok((e.len as u32, e.keyframe))
+            }
+        }
+    }
+
+    fn open_clip(&mut self, frame: &Frame) -> Result<()> {
+        let codec = match (&self.h264, frame.format, self.settings.codec) {
+            (_, PixelFormat::Mjpeg, Codec::Auto | Codec::Mjpeg) | (_, _, Codec::Mjpeg) => {
+                TrackCodec::Jpeg
+            }
+            (Some(enc), _, _) => {
+                let (sps, pps) = enc.parameter_sets().ok_or_else(|| {
+                    Error::new(ErrorKind::Codec, "no SPS/PPS after the first keyframe")
+                })?;
+                TrackCodec::H264 {
+                    sps: sps.to_vec(),
+                    pps: pps.to_vec(),
+                }
+            }
+            (None, _, _) => return Err(Error::new(ErrorKind::Codec, "no encoder")),
+        };
+        let mut init = Vec::with_capacity(1024);
+        fmp4::init_segment(frame.width, frame.height, &codec, &mut init)?;
+        let file = clip_file_name(frame.wall_us, &self.settings.camera, frame.number);
+        let record = ClipRecord {
+            camera: self.settings.camera.clone(),
+            file: file.clone(),
+            recording_type: self.settings.recording_type,
+            started_us: frame.wall_us,
+            first_mono_us: frame.timestamp_us,
+            first_frame: frame.number,
+            last_frame: frame.number,
+            frame_count: 0,
+            duration_us: 0,
+            size: init.len() as u64,
+            complete: false,
+        };
+        let path = self
+            .storage
+            .index
+            .camera_dir(&self.settings.camera)
+            .join(&file);
+        *self.stats.current_clip.lock().expect("stats poisoned") = Some(file);
+        self.send(WriterMsg::Open { path, init, record })?;
+        self.clip = Some(OpenClip {
+            start_us: frame.timestamp_us,
+            fragment_start_us: frame.timestamp_us,
+            sequence: 0,
+            frame_count: 0,
+            width: frame.width,
+            height: frame.height,
+            format: frame.format,
+        });
+        Ok(())
+    }
+
+    /// Gives the pending sample its duration, ending at `next_us` (clip-relative
+    /// rounding keeps the sum of durations equal to the true elapsed time).
+    fn settle_pending(&mut self, next_us: u64) {
+        let (Some(p), Some(clip)) = (self.pending.take(), &self.clip) else {
+            return;
+        };
+        let start = fmp4::us_to_ticks(p.timestamp_us - clip.start_us);
+        let end = fmp4::us_to_ticks(next_us.max(p.timestamp_us + 1) - clip.start_us);
+        self.samples.push(SampleInfo {
+            size: p.size,
+            duration: (end - start).max(1) as u32,
+            keyframe: p.keyframe,
+        });
+        if let Some(buf) = self.current.as_mut() {
+            buf.frames += 1;
+            buf.last_frame = p.frame;
+            buf.end_us = next_us - clip.start_us;
+        }
+    }
+
+    /// Sends the samples gathered so far as one fragment. `next_us` is the capture time
+    /// of the frame that follows (already used to settle the last duration).
+    fn flush_fragment(&mut self, _next_us: u64) -> Result<()> {
+        if self.samples.is_empty() {
+            return Ok(());
+        }
+        let clip = self
+            .clip
+            .as_mut()
+            .expect("fragments belong to an open clip");
+        clip.sequence += 1;
+        let base = {
+            let first_ts = clip.fragment_start_us - clip.start_us;
+            fmp4::us_to_ticks(first_ts)
+        };
+        let mut buf = self
+            .current
+            .take()
+            .expect("a fragment buffer holds the samples");
+        let header = self.builder.build(clip.sequence, base, &self.samples)?;
+        buf.header.clear();
+        buf.header.extend_from_slice(header);
+        self.samples.clear();
+        self.send(WriterMsg::Fragment(buf))
+    }
+
+    /// Ends the open clip. `next_us` is the next frame's time, if one exists, for the
+    /// last sample's duration; otherwise the nominal frame interval is used.
+    fn close_clip(&mut self, next_us: Option<u64>) {
+        if self.clip.is_none() {
+            return;
+        }
+        let last_end = next_us.unwrap_or_else(|| {
+            self.pending.as_ref().map_or(0, |p| {
+                p.timestamp_us + 1_000_000 / self.settings.fps.max(1) as u64
+            })
+        });
+        self.settle_pending(last_end);
+        if let Err(e) = self.flush_fragment(last_end) {
+            log::error!("recorder {}: last fragment lost: {e}", self.settings.camera);
+        }
+        let _ = self.send(WriterMsg::Close);
+        self.clip = None;
+        self.pending = None;
+        self.samples.clear();
+        *self.stats.current_clip.lock().expect("stats poisoned") = None;
+    }
+
+    fn take_buffer(&mut self) -> Result<FragmentBuf> {
+        loop {
+            match self.free_buffers.recv_timeout(Duration::from_secs(5)) {
+                Ok(mut buf) => {
+                    buf.data.clear();
+                    buf.frames = 0;
+                    return Ok(buf);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "recorder {}: clip writer stalled for 5 s (slow storage?)",
+                        self.settings.camera
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::new(ErrorKind::Io, "clip writer thread ended"));
+                }
+            }
+        }
+    }
+
+    fn send(&self, msg: WriterMsg) -> Result<()> {
+        self.to_writer
+            .send(msg)
+            .map_err(|_| Error::new(ErrorKind::Io, "clip writer thread ended"))
+    }
+
+    fn finish(mut self) {
+        self.close_clip(None);
+        let (tx, _) = sync_channel(1);
+        drop(std::mem::replace(&mut self.to_writer, tx));
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                log::error!("clip writer thread panicked");
+            }
+        }
+    }
+}
+
+/// The writer thread: appends fragments to clip files, fsyncs each, keeps the index.
+fn write_clips(
+    rx: Receiver<WriterMsg>,
+    buffers: SyncSender<FragmentBuf>,
+    storage: Arc<Storage>,
+    stats: Arc<RecorderStats>,
+    failed: Arc<AtomicBool>,
+) {
+    let mut open: Option<(File, PathBuf, ClipRecord)> = None;
+    let mut broken = false;
+    for msg in rx {
+        match msg {
+            WriterMsg::Open { path, init, record } => {
+                broken = false;
+                let result = File::create(&path)
+                    .and_then(|mut f| f.write_all(&init).and_then(|_| f.sync_data()).map(|_| f))
+                    .map_err(|e| Error::io(e, format!("creating {}", path.display())));
+                let result = result.and_then(|f| {
+                    if let Some(dir) = path.parent() {
+                        crate::storage::sync_dir(dir)?;
+                    }
+                    storage.index.upsert(record.clone())?;
+                    Ok(f)
+                });
+                match result {
+                    Ok(file) => open = Some((file, path, record)),
+                    Err(e) => {
+                        give_up(&storage, &stats, &failed, &path, &record, e);
+                        broken = true;
+                    }
+                }
+            }
+            WriterMsg::Fragment(buf) => {
+                if let (false, Some((file, path, record))) = (broken, open.as_mut()) {
+                    let written = file
+                        .write_all(&buf.header)
+                        .and_then(|_| file.write_all(&buf.data))
+                        .and_then(|_| file.sync_data());
+                    match written {
+                        Ok(()) => {
+                            record.size += (buf.header.len() + buf.data.len()) as u64;
+                            record.frame_count += buf.frames;
+                            record.last_frame = buf.last_frame;
+                            record.duration_us = buf.end_us;
+                        }
+                        Err(e) => {
+                            let e = Error::io(e, format!("writing {}", path.display()));
+                            let (_, path, record) = open.take().expect("checked");
+                            give_up(&storage, &stats, &failed, &path, &record, e);
+                            broken = true;
+                        }
+                    }
+                }
+                let _ = buffers.send(buf);
+            }
+            WriterMsg::Close => {
+                if let Some((file, path, mut record)) = open.take() {
+                    drop(file);
+                    record.complete = true;
+                    if record.frame_count == 0 {
+                        let _ = storage.index.delete(&record.camera, &record.file);
+                        continue;
+                    }
+                    if let Err(e) = storage.index.upsert(record.clone()) {
+                        log::error!("recorder: cannot index {}: {e}", path.display());
+                    }
+                    stats.clips_closed.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "recorder {}: clip {} closed: {} frames, {:.1} s, {} bytes",
+                        record.camera,
+                        record.file,
+                        record.frame_count,
+                        record.duration_us as f64 / 1e6,
+                        record.size
+                    );
+                    storage.enforce_retention(&record.camera);
+                }
+            }
+        }
+    }
+}
+
+/// A clip could not be written: keep what is on disk and valid, tell the recorder.
+fn give_up(
+    storage: &Storage,
+    stats: &RecorderStats,
+    failed: &AtomicBool,
+    path: &std::path::Path,
+    record: &ClipRecord,
+    e: Error,
+) {
+    log::error!("recorder {}: {e}", record.camera);
+    stats.set_error(Some(e.to_string()));
+    match fmp4::repair(path) {
+        Ok(scan) if scan.samples > 0 => {
+            let mut r = record.clone();
+            r.size = scan.valid_len;
+            r.frame_count = scan.samples;
+            r.duration_us = scan.duration_us();
+            r.last_frame = r.first_frame + scan.samples - 1;
+            r.complete = true;
+            let _ = storage.index.upsert(r);
+        }
+        _ => {
+            let _ = storage.index.delete(&record.camera, &record.file);
+        }
+    }
+    failed.store(true, Ordering::Release);
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# benchcam's test command (the README's; .ci/run calls it).
+#
+#   bash tests/run.sh [--quick] [--no-install]
+#
+# Steps, in order, each with a banner and its time:
+#   deps     tests/lib/install-deps.sh: nasm, ffmpeg; with the full run also the aarch64 cross
+#            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages
+#   fmt      cargo fmt --all --check
+#   clippy   cargo clippy --release --all-targets -- -D warnings
+#   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
+#   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
+#            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
+#   browser  tests/browser/run.sh, when tests/browser exists
+# Every step runs even after an earlier one failed; the last line is `N passed, M failed`
+# (steps), and the exit status is non-zero if any step failed.
+#
+#   --quick       skip the aarch64 and browser steps (and their installs): for local iteration
+#   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
+#
+# Environment knobs:
+#   CARGO_BUILD_JOBS         cargo's job count (default: all cores)
+#   BENCHCAM_CROSS_TEST_ARGS extra arguments for the aarch64 `cargo test`, e.g.
+#                            '-- --skip some_test' for a test that cannot run under qemu
+#
+# Everything is built with --release: the tests encode video, and one build serves clippy's build
+# scripts, the tests and the benches. The aarch64 build has its own target dir
+# (target/aarch64-cross) because it uses another rustc; sharing target/ would rebuild the host's
+# build scripts and proc macros on every switch.
+set -uo pipefail
+
+quick=0 install=1
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=1 ;;
+        --no-install) install=0 ;;
+        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "tests/run.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+root="$PWD"
+
+# rustup's toolchain first: Debian's rustc-web also installs /usr/bin/rustc (1.96), which only the
+# aarch64 step uses, through RUSTC=.
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ -d "$cargo_bin" ]; then export PATH="$cargo_bin:$PATH"; fi
+unset RUSTC RUSTDOC QEMU_LD_PREFIX
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_INCREMENTAL=0
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+cross_target=aarch64-unknown-linux-gnu
+host_arch="$(uname -m)"
+
+names=() results=() times=()
+passed=0 failed=0
+t_start=$SECONDS
+
+banner() {
+    echo
+    echo "================================================================================"
+    echo "== $*"
+    echo "================================================================================"
+}
+
+# step NAME COMMAND... : runs one step, records pass/fail and its time.
+step() {
+    local name="$1"; shift
+    banner "$name: $*"
+    local t0=$SECONDS rc
+    ( "$@" )
+    rc=$?
+    local dt=$((SECONDS - t0))
+    names+=("$name") times+=("$dt")
+    if [ "$rc" -eq 0 ]; then
+        results+=(ok); passed=$((passed + 1))
+        echo "== $name: ok (${dt}s)"
+    else
+        results+=("FAILED (exit $rc)"); failed=$((failed + 1))
+        echo "== $name: FAILED with exit $rc (${dt}s)"
+    fi
+}
+
+skip() {  # skip NAME REASON
+    names+=("$1") results+=("skipped: $2") times+=(0)
+    banner "$1: skipped ($2)"
+}
+
+have_browser=0
+if [ -d tests/browser ] && [ -f tests/browser/run.sh ]; then have_browser=1; fi
+
+# ---- deps -----------------------------------------------------------------------------------
+if [ "$install" = 1 ]; then
+    deps_args=(--host)
+    if [ "$quick" = 0 ]; then
+        if [ "$host_arch" = x86_64 ]; then deps_args+=(--cross); fi
+        if [ "$have_browser" = 1 ]; then deps_args+=(--browser); fi
+    fi
+    step deps bash tests/lib/install-deps.sh "${deps_args[@]}"
+fi
+
+# ---- fmt, clippy, host tests ----------------------------------------------------------------
+step fmt cargo fmt --all --check
+step clippy cargo clippy --release --all-targets -- -D warnings
+step host cargo test --release --no-fail-fast
+
+# ---- aarch64 cross build + tests under qemu -------------------------------------------------
+cross_test() {
+    local missing=()
+    [ -x /usr/bin/rustc ] && [ -x /usr/bin/rustdoc ] || missing+=("/usr/bin/rustc (rustc-web)")
+    [ -d /usr/lib/rustlib/$cross_target/lib ] || missing+=("libstd-rust-web-dev:arm64")
+    command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+    command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
+    command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "missing for the aarch64 step: ${missing[*]} (run without --no-install, or" \
+            "bash tests/lib/install-deps.sh --cross)" >&2
+        return 1
+    fi
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+        echo "warning: qemu-aarch64 is not registered with binfmt_misc: tests that exec an" \
+            "aarch64 binary (the service) will fail" >&2
+    fi
+    echo "cross rustc: $(/usr/bin/rustc --version); $(qemu-aarch64-static --version | head -1)"
+    # RUSTDOC too: cargo runs cross doctests under the runner, and rustup's rustdoc cannot read
+    # rlibs made by Debian's rustc (nor find an aarch64 std).
+    # shellcheck disable=SC2086  # BENCHCAM_CROSS_TEST_ARGS is split on purpose
+    # BENCHCAM_EMULATED=1 lets a test that measures time scale its limits (qemu is ~5-20x slower).
+    RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$root/target/aarch64-cross" \
+        BENCHCAM_EMULATED=1 \
+        cargo test --release --no-fail-fast --target "$cross_target" ${BENCHCAM_CROSS_TEST_ARGS:-}
+}
+
+if [ "$quick" = 1 ]; then
+    skip aarch64 "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip aarch64 "host is $host_arch, not x86_64"
+else
+    step aarch64 cross_test
+fi
+
+# ---- browser --------------------------------------------------------------------------------
+browser_test() {
+    # The page test drives the real service: hand it a fresh release binary (cached by `host`).
+    cargo build --release --bin benchcam || return 1
+    export BENCHCAM_BIN="$root/target/release/benchcam"
+    export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+    if [ -x tests/browser/run.sh ]; then
+        tests/browser/run.sh
+    else
+        echo "note: tests/browser/run.sh is not executable; running it with bash"
+        bash tests/browser/run.sh
+    fi
+}
+
+if [ "$quick" = 1 ]; then
+    skip browser "--quick"
+elif [ "$have_browser" = 0 ]; then
+    skip browser "no tests/browser/run.sh"
+else
+    step browser browser_test
+fi
+
+# ---- summary --------------------------------------------------------------------------------
+banner "summary (total $((SECONDS - t_start))s)"
+for i in "${!names[@]}"; do
+    printf '  %-8s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
+done
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
