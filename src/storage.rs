@@ -42,6 +42,12 @@ pub trait SpaceProbe: Send + Sync {
     fn space(&self, path: &Path) -> Result<(u64, u64)>;
 }
 
+impl<T: SpaceProbe + ?Sized> SpaceProbe for Arc<T> {
+    fn space(&self, path: &Path) -> Result<(u64, u64)> {
+        (**self).space(path)
+    }
+}
+
 /// The real filesystem, through statvfs(2).
 pub struct Statvfs;
 
@@ -340,13 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let space = Arc::new(SimSpace::default());
         space.free.store(free, Ordering::Relaxed);
-        struct Shared(Arc<SimSpace>);
-        impl SpaceProbe for Shared {
-            fn space(&self, p: &Path) -> Result<(u64, u64)> {
-                self.0.space(p)
-            }
-        }
-        let storage = Storage::open(dir.path(), limits, Box::new(Shared(space.clone()))).unwrap();
+        let storage = Storage::open(dir.path(), limits, Box::new(space.clone())).unwrap();
         for c in clips {
             let d = storage.index.camera_dir(&c.camera);
             std::fs::create_dir_all(&d).unwrap();

@@ -145,6 +145,15 @@ async function runChecks(context) {
   await check('Start recording', async () => {
     await page.click('#tab-recording');
     await page.waitForSelector('#panel-recording:not([hidden])');
+    // The state comes from /api/v1/health; if the service already records (auto recording),
+    // stop first so that Start is what this check exercises.
+    await page.waitForFunction(() => document.querySelector('#rec-state').dataset.state !== 'unknown',
+      null, { timeout: 5000 }).catch(() => {});
+    if (await page.getAttribute('#rec-state', 'data-state') === 'recording') {
+      await page.click('#rec-stop');
+      await waitInPage(page, () => document.querySelector('#rec-state').dataset.state === 'idle',
+        null, 10000, '#rec-state to say not recording before the start');
+    }
     await page.waitForSelector('#rec-start:not([disabled])', { timeout: 10000 });
     await shot(page, '02-recording-idle');
     await page.click('#rec-start');

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Browser test of the web page: starts the real benchcam binary on a free loopback port with
+# a temporary data dir and 4 s clips, then drives the page in Debian's Chromium
+# (tests/browser/page.test.mjs). Screenshots, the service log and the page's console
+# errors go to ${TEST_OUTPUT:-target/test-output}/browser/.
+#
+#   BENCHCAM_BIN   the service binary (default target/release/benchcam, relative to the repo)
+#   TEST_OUTPUT    where test artefacts go (default target/test-output)
+#   CHROMIUM       the browser (default /usr/bin/chromium; installed with apt-get when missing
+#                  and running as root)
+#
+# Prints the test's "N passed, M failed" line last; exits non-zero on any failure.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+bin="${BENCHCAM_BIN:-target/release/benchcam}"
+out="${TEST_OUTPUT:-target/test-output}/browser"
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+
+fail() {
+  echo "browser test: $*" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+}
+
+[ -x "$bin" ] || fail "$bin is not an executable; build it first (cargo build --release) or set BENCHCAM_BIN"
+command -v node >/dev/null || fail "node is not installed"
+
+if [ ! -x "$chromium" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "browser test: installing Debian's chromium" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+    fail "apt-get install chromium failed"
+fi
+[ -x "$chromium" ] || fail "$chromium not found (apt-get install chromium, or set CHROMIUM)"
+
+if [ ! -d "$here/node_modules/playwright-core" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci failed"
+fi
+
+mkdir -p "$out"
+rm -f "$out"/*.png "$out"/console.log "$out"/service.log
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/benchcam-browser.XXXXXX")"
+service_pid=""
+cleanup() {
+  if [ -n "$service_pid" ] && kill -0 "$service_pid" 2>/dev/null; then
+    kill -TERM "$service_pid" 2>/dev/null || true
+    # Give it 5 s to finalise its clip and exit, then stop it hard.
+    for _ in $(seq 1 50); do kill -0 "$service_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$service_pid" 2>/dev/null || true
+    wait "$service_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# A free loopback port: bind port 0, read it, release it.
+port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+url="http://127.0.0.1:$port"
+
+cat >"$tmp/benchcam.toml" <<EOF
+# Written by tests/browser/run.sh for one test run.
+[service]
+data_dir = "$tmp/data"
+listen = "127.0.0.1:$port"
+
+[camera]
+source = "pattern"
+
+[recording]
+clip_length = "4s"
+EOF
+
+"$bin" --config "$tmp/benchcam.toml" >"$out/service.log" 2>&1 &
+service_pid=$!
+
+# Up when /api/v1/health answers at all (a degraded service still serves the page); 30 s.
+up=""
+for _ in $(seq 1 150); do
+  if ! kill -0 "$service_pid" 2>/dev/null; then
+    tail -n 20 "$out/service.log" >&2 || true
+    fail "the service exited before it answered (log: $out/service.log)"
+  fi
+  if node -e 'fetch(process.argv[1]).then(()=>process.exit(0),()=>process.exit(1))' "$url/api/v1/health" 2>/dev/null; then
+    up=1
+    break
+  fi
+  sleep 0.2
+done
+[ -n "$up" ] || fail "no answer from $url/api/v1/health within 30 s (log: $out/service.log)"
+
+status=0
+BENCHCAM_URL="$url" SCREENSHOT_DIR="$out" CHROMIUM="$chromium" node tests/browser/page.test.mjs || status=$?
+echo "browser test: screenshots and logs in $out" >&2
+exit "$status"
