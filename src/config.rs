@@ -253,7 +253,7 @@ impl HumanDuration {
             _ => return None,
         };
         let secs = value * unit_s;
-        (secs.is_finite() && secs >= 0.0 && secs < 1e10)
+        (secs.is_finite() && (0.0..1e10).contains(&secs))
             .then(|| HumanDuration(Duration::from_secs_f64(secs)))
     }
 }
@@ -262,10 +262,10 @@ impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
         match ms {
-            _ if ms % 86_400_000 == 0 && ms > 0 => write!(f, "{}d", ms / 86_400_000),
-            _ if ms % 3_600_000 == 0 && ms > 0 => write!(f, "{}h", ms / 3_600_000),
-            _ if ms % 60_000 == 0 && ms > 0 => write!(f, "{}m", ms / 60_000),
-            _ if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            _ if ms.is_multiple_of(86_400_000) && ms > 0 => write!(f, "{}d", ms / 86_400_000),
+            _ if ms.is_multiple_of(3_600_000) && ms > 0 => write!(f, "{}h", ms / 3_600_000),
+            _ if ms.is_multiple_of(60_000) && ms > 0 => write!(f, "{}m", ms / 60_000),
+            _ if ms.is_multiple_of(1000) => write!(f, "{}s", ms / 1000),
             _ => write!(f, "{ms}ms"),
         }
     }
@@ -313,7 +313,7 @@ impl ByteSize {
             _ => return None,
         };
         let bytes = value * mult;
-        (bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19).then_some(ByteSize(bytes as u64))
+        (bytes.is_finite() && (0.0..1.8e19).contains(&bytes)).then_some(ByteSize(bytes as u64))
     }
 }
 
@@ -321,11 +321,11 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, size) in [("GB", 1_000_000_000u64), ("MB", 1_000_000), ("kB", 1000)] {
-            if b >= size && b % size == 0 {
+            if b >= size && b.is_multiple_of(size) {
                 return write!(f, "{}{unit}", b / size);
             }
         }
-        if b >= 1 << 30 && b % (1 << 20) == 0 {
+        if b >= 1 << 30 && b.is_multiple_of(1 << 20) {
             return write!(f, "{}MiB", b >> 20);
         }
         write!(f, "{b}")
@@ -436,14 +436,14 @@ impl Config {
                 "allowed: 1 to 8",
             ));
         }
-        if !(16..=3840).contains(&c.width) || c.width % 2 != 0 {
+        if !(16..=3840).contains(&c.width) || !c.width.is_multiple_of(2) {
             return Err(invalid(
                 "camera.width",
                 c.width,
                 "allowed: an even number from 16 to 3840",
             ));
         }
-        if !(16..=2160).contains(&c.height) || c.height % 2 != 0 {
+        if !(16..=2160).contains(&c.height) || !c.height.is_multiple_of(2) {
             return Err(invalid(
                 "camera.height",
                 c.height,
@@ -745,5 +745,48 @@ mod tests {
             m.contains("streaming.default_quality") && m.contains("low, medium, high"),
             "{m}"
         );
+    }
+}
+
+#[cfg(test)]
+mod documented_defaults {
+    use super::*;
+
+    /// config/benchcam.toml documents every key with its default: it must parse and
+    /// equal the built-in defaults, so the documentation cannot drift from the code.
+    #[test]
+    fn documented_config_equals_built_in_defaults() {
+        let text = include_str!("../config/benchcam.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        let printed = toml::to_string(&Config::default()).unwrap();
+        for section in [
+            "[service]",
+            "[camera]",
+            "[recording]",
+            "[streaming]",
+            "[auto_recording]",
+        ] {
+            assert!(
+                text.contains(section) && printed.contains(section),
+                "{section}"
+            );
+        }
+        // Every key the code knows appears in the documented file.
+        let table: toml::Table = toml::from_str(&printed).unwrap();
+        fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(sub) => keys(&format!("{prefix}{k}."), sub, out),
+                    _ => out.push(format!("{prefix}{k}")),
+                }
+            }
+        }
+        let documented: toml::Table = toml::from_str(text).unwrap();
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        keys("", &table, &mut want);
+        keys("", &documented, &mut have);
+        want.sort();
+        have.sort();
+        assert_eq!(want, have);
     }
 }

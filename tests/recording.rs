@@ -11,14 +11,23 @@ const SMALL: &str = "[camera]\nsource = \"pattern\"\nwidth = 320\nheight = 240\n
 
 #[test]
 fn clips_decode_fully_and_match_what_was_captured() {
-    assert!(have_ffmpeg(), "ffmpeg is required (tests/run.sh installs it)");
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg is required (tests/run.sh installs it)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), port, &format!("{SMALL}[recording]\nclip_length = \"2s\"\n"));
+    let config = write_config(
+        dir.path(),
+        port,
+        &format!("{SMALL}[recording]\nclip_length = \"2s\"\n"),
+    );
     let mut child = spawn(&config);
     let data = dir.path().join("data");
-    wait_for(Duration::from_secs(30), || (clips(&data, "cam0").len() >= 4).then_some(()))
-        .expect("four clips within 30 s");
+    wait_for(Duration::from_secs(30), || {
+        (clips(&data, "cam0").len() >= 4).then_some(())
+    })
+    .expect("four clips within 30 s");
     sigterm(&mut child);
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
@@ -31,23 +40,43 @@ fn clips_decode_fully_and_match_what_was_captured() {
         let p = probe(file);
         assert_eq!(p.codec, "h264", "{}", file.display());
         let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let (start_us, cam, first_frame) = benchcam::record::index::parse_clip_file_name(&name).unwrap();
+        let (start_us, cam, first_frame) =
+            benchcam::record::index::parse_clip_file_name(&name).unwrap();
         assert_eq!(cam, "cam0");
-        assert_eq!(first_frame, total_frames, "clip {i} starts right after the previous one");
+        assert_eq!(
+            first_frame, total_frames,
+            "clip {i} starts right after the previous one"
+        );
         total_frames += p.frames;
         // Timestamps strictly increase, 30 fps spacing within jitter.
-        assert!(p.pts.windows(2).all(|w| w[1] > w[0]), "pts increase in {name}");
+        assert!(
+            p.pts.windows(2).all(|w| w[1] > w[0]),
+            "pts increase in {name}"
+        );
         let full_clip = i + 1 < files.len();
         if full_clip {
             // A 2 s clip at 30 fps holds 60 frames (±1 for the rotation instant).
             assert!((59..=61).contains(&p.frames), "{name}: {} frames", p.frames);
-            assert!((p.duration_s - 2.0).abs() < 0.1, "{name}: {} s", p.duration_s);
+            assert!(
+                (p.duration_s - 2.0).abs() < 0.1,
+                "{name}: {} s",
+                p.duration_s
+            );
         }
         // Frame count and duration agree: duration ≈ frames / fps.
-        assert!((p.duration_s - p.frames as f64 / 30.0).abs() < 0.08, "{name}: {} s for {} frames", p.duration_s, p.frames);
+        assert!(
+            (p.duration_s - p.frames as f64 / 30.0).abs() < 0.08,
+            "{name}: {} s for {} frames",
+            p.duration_s,
+            p.frames
+        );
         if let Some(prev) = prev_end_us {
             // Clips tile time: the next starts where the previous ended (±2 ms rounding).
-            assert!((start_us - prev).abs() <= 2_000, "gap between clips: {} µs", start_us - prev);
+            assert!(
+                (start_us - prev).abs() <= 2_000,
+                "gap between clips: {} µs",
+                start_us - prev
+            );
         }
         prev_end_us = Some(start_us + (p.duration_s * 1e6) as i64);
     }
@@ -55,7 +84,10 @@ fn clips_decode_fully_and_match_what_was_captured() {
 
 #[test]
 fn kill_9_mid_clip_loses_at_most_one_fragment() {
-    assert!(have_ffmpeg(), "ffmpeg is required (tests/run.sh installs it)");
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg is required (tests/run.sh installs it)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(
@@ -66,16 +98,23 @@ fn kill_9_mid_clip_loses_at_most_one_fragment() {
     let data = dir.path().join("data");
     let mut child = spawn(&config);
     // Two closed clips, then kill well inside the third.
-    wait_for(Duration::from_secs(30), || (clips(&data, "cam0").len() >= 3).then_some(()))
-        .expect("three clips within 30 s");
+    wait_for(Duration::from_secs(30), || {
+        (clips(&data, "cam0").len() >= 3).then_some(())
+    })
+    .expect("three clips within 30 s");
     std::thread::sleep(Duration::from_millis(1700));
     let killed_at_us = benchcam::clock::Clock::wall_us(&benchcam::clock::SystemClock);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = clips(&data, "cam0");
     let interrupted = before.last().unwrap().clone();
-    let interrupted_name = interrupted.file_name().unwrap().to_string_lossy().to_string();
-    let (start_us, _, _) = benchcam::record::index::parse_clip_file_name(&interrupted_name).unwrap();
+    let interrupted_name = interrupted
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let (start_us, _, _) =
+        benchcam::record::index::parse_clip_file_name(&interrupted_name).unwrap();
     // Earlier clips are complete already.
     for file in &before[..before.len() - 1] {
         full_decode(file).unwrap();
@@ -95,7 +134,10 @@ fn kill_9_mid_clip_loses_at_most_one_fragment() {
     let recorded_s = (killed_at_us - start_us) as f64 / 1e6;
     let lost = recorded_s - p.duration_s;
     // At most one fragment (500 ms) plus the frames still queued (≤ 100 ms).
-    eprintln!("kill -9: recorded {recorded_s:.3} s before the kill, recovered {:.3} s, lost {lost:.3} s", p.duration_s);
+    eprintln!(
+        "kill -9: recorded {recorded_s:.3} s before the kill, recovered {:.3} s, lost {lost:.3} s",
+        p.duration_s
+    );
     assert!(lost <= 0.6, "lost {lost:.3} s of {recorded_s:.3} s");
     assert!(p.duration_s > 1.0, "recovered {} s", p.duration_s);
     for file in clips(&data, "cam0") {
@@ -135,30 +177,59 @@ fn retention_keeps_at_most_the_configured_clip_count() {
     assert!(deleted_seen, "the oldest clip was deleted");
     // Three complete clips plus the open one, never more.
     assert!(max_seen <= 4, "saw {max_seen} clips");
-    assert!(clips(&data, "cam0").len() <= 3, "after stop: {:?}", clips(&data, "cam0"));
+    assert!(
+        clips(&data, "cam0").len() <= 3,
+        "after stop: {:?}",
+        clips(&data, "cam0")
+    );
 }
 
 #[test]
 fn bad_config_is_refused_naming_key_value_and_allowed() {
     let cases = [
-        ("[recording]\nclip_length = \"5x\"\n", ["recording.clip_length", "5x", "30s"]),
+        (
+            "[recording]\nclip_length = \"5x\"\n",
+            ["recording.clip_length", "5x", "30s"],
+        ),
         ("[camera]\nfps = 500\n", ["camera.fps", "500", "1 to 120"]),
-        ("[camera]\nsource = \"webcam\"\n", ["camera.source", "webcam", "pattern"]),
-        ("[recording]\nrolling_clips_count = 1\n", ["recording.rolling_clips_count", "1", "2 or more"]),
-        ("[recording]\nmin_free_space = \"lots\"\n", ["recording.min_free_space", "lots", "512MB"]),
-        ("[streaming]\nmax_sessions = 0\n", ["streaming.max_sessions", "0", "1 to 64"]),
+        (
+            "[camera]\nsource = \"webcam\"\n",
+            ["camera.source", "webcam", "pattern"],
+        ),
+        (
+            "[recording]\nrolling_clips_count = 1\n",
+            ["recording.rolling_clips_count", "1", "2 or more"],
+        ),
+        (
+            "[recording]\nmin_free_space = \"lots\"\n",
+            ["recording.min_free_space", "lots", "512MB"],
+        ),
+        (
+            "[streaming]\nmax_sessions = 0\n",
+            ["streaming.max_sessions", "0", "1 to 64"],
+        ),
         ("[nonsense]\nx = 1\n", ["nonsense", "unknown", "service"]),
     ];
     for (extra, expect) in cases {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), free_port(), extra);
-        let out = std::process::Command::new(bin()).arg("--config").arg(&config).output().unwrap();
+        let out = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{extra}: {stderr}");
         for word in expect {
-            assert!(stderr.contains(word), "{extra}: message lacks {word:?}: {stderr}");
+            assert!(
+                stderr.contains(word),
+                "{extra}: message lacks {word:?}: {stderr}"
+            );
         }
         assert_eq!(stderr.trim().lines().count(), 1, "one message: {stderr}");
-        assert!(!dir.path().join("data").exists(), "nothing created on disk for {extra}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing created on disk for {extra}"
+        );
     }
 }

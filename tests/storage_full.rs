@@ -37,7 +37,10 @@ fn full_disk_pauses_recording_and_space_returning_resumes_it() {
     space.free.store(20_000_000_000, Ordering::Relaxed);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let hardware = Hardware {
-        discoverer: Box::new(ConfigDiscoverer { camera: config.camera.clone(), clock: clock.clone() }),
+        discoverer: Box::new(ConfigDiscoverer {
+            camera: config.camera.clone(),
+            clock: clock.clone(),
+        }),
         clock,
         space: Box::new(space.clone()),
     };
@@ -45,31 +48,47 @@ fn full_disk_pauses_recording_and_space_returning_resumes_it() {
     let service = &app.service;
     let health = || service.health_check();
 
-    assert!(wait_until(Duration::from_secs(10), || health().storage.rolling_bytes > 0), "recording starts");
+    assert!(
+        wait_until(Duration::from_secs(10), || health().storage.rolling_bytes
+            > 0),
+        "recording starts"
+    );
     assert_eq!(health().status, "ok", "{:?}", health().problems);
 
     // The disk fills up (below the 1 GB reserve) and nothing can be freed: the sim
     // disk does not grow when retention deletes files.
     space.free.store(100_000_000, Ordering::Relaxed);
     assert!(
-        wait_until(Duration::from_secs(10), || health().cameras[0].recording_paused),
+        wait_until(Duration::from_secs(10), || health().cameras[0]
+            .recording_paused),
         "recording pauses: {:?}",
         health()
     );
     let h = health();
     assert_eq!(h.status, "error");
     assert!(h.storage.full);
-    assert!(h.problems.iter().any(|p| p.contains("storage full")), "{:?}", h.problems);
-    assert!(h.cameras[0].recording, "still recording (paused), not stopped");
+    assert!(
+        h.problems.iter().any(|p| p.contains("storage full")),
+        "{:?}",
+        h.problems
+    );
+    assert!(
+        h.cameras[0].recording,
+        "still recording (paused), not stopped"
+    );
     assert_eq!(h.cameras[0].state, "capturing", "capture goes on");
     let bytes_when_paused = h.storage.rolling_bytes;
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(health().storage.rolling_bytes <= bytes_when_paused, "nothing written while paused");
+    assert!(
+        health().storage.rolling_bytes <= bytes_when_paused,
+        "nothing written while paused"
+    );
 
     // Space returns: recording resumes by itself within about a second.
     space.free.store(20_000_000_000, Ordering::Relaxed);
     assert!(
-        wait_until(Duration::from_secs(10), || !health().cameras[0].recording_paused
+        wait_until(Duration::from_secs(10), || !health().cameras[0]
+            .recording_paused
             && health().storage.rolling_bytes > bytes_when_paused),
         "recording resumes: {:?}",
         health()

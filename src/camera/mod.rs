@@ -86,6 +86,8 @@ pub struct CameraHealth {
     /// All frames lost anywhere: ring full, oversize, driver gaps, recorder behind.
     pub frames_dropped: u64,
     pub recorder_frames_dropped: u64,
+    /// Frames written to clips by the current recorder.
+    pub frames_recorded: u64,
     pub recording: bool,
     pub recording_paused: bool,
     pub current_clip: Option<String>,
@@ -338,6 +340,9 @@ impl CameraService {
                     _ => {}
                 }
                 let recorder = c.recorder.lock().expect("recorder poisoned");
+                let frames_recorded = recorder
+                    .as_ref()
+                    .map_or(0, |r| r.stats.frames_recorded.load(Ordering::Relaxed));
                 let (paused, clip, rec_drops) = match recorder.as_ref() {
                     Some(r) => {
                         threads += 2;
@@ -368,6 +373,7 @@ impl CameraService {
                         + stats.driver_drops.load(Ordering::Relaxed)
                         + rec_drops,
                     recorder_frames_dropped: rec_drops,
+                    frames_recorded,
                     recording: recorder.is_some(),
                     recording_paused: paused,
                     current_clip: clip,

@@ -196,12 +196,19 @@ impl RecorderState {
                 * 2;
         let (to_writer, writer_rx) = sync_channel(4);
         let (buffer_tx, free_buffers) = sync_channel(4);
-        // Three fragment buffers: one being filled, one being written, one spare.
+        // Three fragment buffers: one being filled, one being written, one spare. Sized
+        // for four times the H.264 target rate so steady state never grows them (MJPEG
+        // fragments are larger and grow these once, during the first seconds).
+        let fragment_bytes =
+            (settings.bitrate_kbps as u64 * 125 * settings.fragment_duration.as_millis() as u64
+                / 1000
+                * 4)
+            .max(256 * 1024) as usize;
         for _ in 0..3 {
             buffer_tx
                 .send(FragmentBuf {
-                    header: Vec::new(),
-                    data: Vec::new(),
+                    header: Vec::with_capacity(4096),
+                    data: Vec::with_capacity(fragment_bytes),
                     frames: 0,
                     last_frame: 0,
                     end_us: 0,
