@@ -179,6 +179,19 @@
     toast(prefix ? `${prefix}: ${message}` : message, 'error');
   }
 
+  const backgroundShown = new Map();
+
+  /** For errors of periodic refreshes: an unreachable service is already shown by the health
+   *  dot and the connection chip, and the same message is not repeated within 30 s. */
+  function reportBackground(err, prefix) {
+    if (err && err.status === 0) return;
+    const key = `${prefix}: ${err && err.message}`;
+    const now = Date.now();
+    if (now - (backgroundShown.get(key) || 0) < 30000) return;
+    backgroundShown.set(key, now);
+    reportError(err, prefix);
+  }
+
   // ---------------------------------------------------------------------------
   // Login (access code): one prompt shared by every request that got 401
   // ---------------------------------------------------------------------------
@@ -304,10 +317,15 @@
     try {
       list = asList(await api('GET', '/api/v1/cameras'), 'cameras');
     } catch (err) {
-      select.replaceChildren(h('option', { value: '' }, 'No connection'));
-      reportError(err, 'Cameras');
-      setTimeout(loadCameras, 5000);
-      return;
+      // An older service without the camera list: its health names the cameras too.
+      const health = err.status === 404 ? await api('GET', '/api/v1/health').catch(() => null) : null;
+      list = health && Array.isArray(health.cameras) ? health.cameras.filter((cam) => cam && cam.id) : null;
+      if (!list) {
+        select.replaceChildren(h('option', { value: '' }, 'No connection'));
+        reportBackground(err, 'Cameras');
+        setTimeout(loadCameras, 5000);
+        return;
+      }
     }
     app.cameras = list;
     select.replaceChildren(...list.map((cam) => {
@@ -317,6 +335,8 @@
     if (list.length === 0) {
       select.replaceChildren(h('option', { value: '' }, 'No camera'));
       selectCamera('');
+      live.setOverlay('No camera found');
+      setTimeout(loadCameras, 10000);
       return;
     }
     const keep = list.some((cam) => cam.id === app.camera) ? app.camera : list[0].id;
@@ -348,7 +368,7 @@
   // ---------------------------------------------------------------------------
 
   const NO_FRAME_TEXT = {
-    not_capturing: ['Camera is not capturing', 'The camera is not delivering frames. Check that it is plugged in, or start recording.'],
+    not_capturing: ['Camera is not capturing', 'The camera is not delivering frames. Check that it is plugged in; the Status tab shows its state.'],
     streaming_disabled: ['Live streaming is disabled', 'Streaming is switched off in the service settings. Recording is not affected.'],
     camera_error: ['Camera error', 'The camera reported an error. The service keeps retrying; check the cable and Status tab.'],
   };
@@ -984,7 +1004,7 @@
       try {
         list = asList(await api('GET', `/api/v1/clips?camera=${seg(camera)}`), 'clips');
       } catch (err) {
-        reportError(err, 'Clips');
+        reportBackground(err, 'Clips');
         return;
       }
       if (camera !== app.camera) return;
@@ -1107,7 +1127,7 @@
         list = asList(await api('GET', '/api/v1/experiments'), 'experiments');
       } catch (err) {
         if ([404, 405, 501].includes(err.status)) { this.setAvailable(false); return; }
-        reportError(err, 'Experiments');
+        reportBackground(err, 'Experiments');
         return;
       }
       this.setAvailable(true);
@@ -1264,7 +1284,7 @@
     try {
       list = asList(await api('GET', '/api/v1/streaming/sessions'), 'sessions');
     } catch (err) {
-      reportError(err, 'Sessions');
+      reportBackground(err, 'Sessions');
       return;
     }
     const now = Date.now();
@@ -1364,14 +1384,18 @@
       ['Path', storage.path !== undefined ? String(storage.path) : undefined],
       ['Free', `${formatGb(free)} of ${formatGb(total)}`],
       ['Writable', storage.writable === undefined ? undefined : (storage.writable ? 'yes' : 'NO')],
+      ['Full', storage.full ? 'YES: recording paused until space returns' : undefined],
       ['Rolling clips', storage.rolling_bytes === undefined ? undefined : formatBytes(storage.rolling_bytes)],
     ]));
 
     $('tbody', $('#health-cameras')).replaceChildren(...cameras.map((cam) => h('tr', { 'data-id': cam.id },
       h('td', {}, formatScalar(cam.id)), h('td', {}, formatScalar(cam.state)),
       h('td', {}, typeof cam.fps === 'number' ? cam.fps.toFixed(1) : formatScalar(cam.fps)),
-      h('td', {}, formatScalar(cam.frames_captured)), h('td', {}, formatScalar(cam.frames_dropped)),
-      h('td', {}, cam.recording ? '●' : '–'))));
+      h('td', {}, formatScalar(cam.frames_captured)),
+      h('td', {}, cam.recorder_frames_dropped
+        ? `${formatScalar(cam.frames_dropped)} (recorder ${formatScalar(cam.recorder_frames_dropped)})`
+        : formatScalar(cam.frames_dropped)),
+      h('td', {}, cam.recording_paused ? 'paused' : cam.recording ? '●' : '–'))));
   }
 
   /** GPIO answers vary by backend: accept maps (name → value) and lists ({name, ...}). */
@@ -1408,7 +1432,7 @@
       gpio = await api('GET', '/api/v1/gpio');
     } catch (err) {
       $('#gpio-section').hidden = true;
-      if (err.status !== 404) reportError(err, 'GPIO');
+      if (err.status !== 404) reportBackground(err, 'GPIO');
       return;
     }
     gpio = gpio || {};
@@ -1446,7 +1470,7 @@
           $('#settings-form').hidden = true;
           return;
         }
-        reportError(err, 'Settings');
+        reportBackground(err, 'Settings');
         return;
       }
       $('#settings-unavailable').hidden = true;
