@@ -139,8 +139,8 @@ impl Default for RecordingConfig {
         RecordingConfig {
             clip_length: HumanDuration(Duration::from_secs(300)),
             rolling_clips_count: 48,
-            max_rolling_size: ByteSize(8 << 30),
-            min_free_space: ByteSize(512 << 20),
+            max_rolling_size: ByteSize(8_000_000_000),
+            min_free_space: ByteSize(512_000_000),
             fragment_duration: HumanDuration(Duration::from_secs(1)),
             codec: Codec::Auto,
             bitrate_kbps: 3000,

