@@ -70,6 +70,19 @@ fn clips_decode_fully_and_match_what_was_captured() {
             p.duration_s,
             p.frames
         );
+        // The frames file lists every sample: frame numbers, capture times, sample index.
+        let frames_file = file.with_file_name(benchcam::record::index::frames_file_name(&name));
+        let lines = benchcam::record::index::read_frames_file(&frames_file, u64::MAX).unwrap();
+        assert_eq!(lines.len() as u64, p.frames, "{name}: one frames line per sample");
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!((l.sample_index, l.frame_number), (i as u64, first_frame + i as u64));
+        }
+        assert!(lines.windows(2).all(|w| w[1].monotonic_us > w[0].monotonic_us));
+        // Sample times are the capture times (90 kHz rounding).
+        for (l, pts) in lines.iter().zip(&p.pts) {
+            let rel = (l.monotonic_us - lines[0].monotonic_us) as f64 / 1e6;
+            assert!((rel - pts).abs() < 0.001, "{name}: sample at {pts} s, captured at {rel} s");
+        }
         if let Some(prev) = prev_end_us {
             // Clips tile time: the next starts where the previous ended (±2 ms rounding).
             assert!(

@@ -79,6 +79,42 @@ pub fn clip_file_name(started_us: i64, camera: &str, first_frame: u64) -> String
     )
 }
 
+/// Header of a clip's frames file: one line per sample, written with each fragment.
+pub const FRAMES_HEADER: &str = "frame_number,capture_monotonic_us,capture_wall_us,sample_index\n";
+
+/// The frames file beside a clip: `<clip stem>.frames.csv`.
+pub fn frames_file_name(clip_file: &str) -> String {
+    format!("{}.frames.csv", clip_file.strip_suffix(".mp4").unwrap_or(clip_file))
+}
+
+/// One line of a frames file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLine {
+    pub frame_number: u64,
+    pub monotonic_us: u64,
+    pub wall_us: i64,
+    pub sample_index: u64,
+}
+
+/// Reads a clip's frames file, keeping only samples the (possibly repaired) clip holds.
+pub fn read_frames_file(path: &Path, samples: u64) -> Result<Vec<FrameLine>> {
+    let text = std::fs::read_to_string(path).ctx(format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut f = line.split(',');
+            Some(FrameLine {
+                frame_number: f.next()?.parse().ok()?,
+                monotonic_us: f.next()?.parse().ok()?,
+                wall_us: f.next()?.parse().ok()?,
+                sample_index: f.next()?.parse().ok()?,
+            })
+        })
+        .filter(|l| l.sample_index < samples)
+        .collect())
+}
+
 /// Parses a clip file name back into (started_us, camera, first_frame).
 pub fn parse_clip_file_name(name: &str) -> Option<(i64, String, u64)> {
     let stem = name.strip_suffix(".mp4")?;
@@ -190,6 +226,7 @@ impl ClipIndex {
         let mut state = self.state.lock().expect("index poisoned");
         let path = self.rolling_dir.join(camera).join(file);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_file(self.rolling_dir.join(camera).join(frames_file_name(file)));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -398,6 +435,7 @@ fn reconcile(
                     path.display()
                 );
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path.with_file_name(frames_file_name(&file)));
                 if let Some(m) = clips.get_mut(&camera) {
                     m.remove(&file);
                 }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
-use super::index::{clip_file_name, ClipRecord, RecordingType};
+use super::index::{clip_file_name, frames_file_name, ClipRecord, RecordingType, FRAMES_HEADER};
 use crate::capture::PixelFormat;
 use crate::config::Codec;
 use crate::encode::h264::H264Encoder;
@@ -136,6 +136,8 @@ struct FragmentBuf {
     last_frame: u64,
     /// Clip-relative end time of the fragment's last sample, µs.
     end_us: u64,
+    /// Lines of the clip's frames file for this fragment (see `frames_file_name`).
+    frames_csv: Vec<u8>,
 }
 
 enum WriterMsg {
@@ -164,6 +166,7 @@ struct PendingSample {
     size: u32,
     keyframe: bool,
     timestamp_us: u64,
+    wall_us: i64,
     frame: u64,
 }
 
@@ -212,6 +215,7 @@ impl RecorderState {
                     frames: 0,
                     last_frame: 0,
                     end_us: 0,
+                    frames_csv: Vec::with_capacity(64 * 1024),
                 })
                 .expect("channel has room for the initial buffers");
         }
@@ -355,6 +359,7 @@ impl RecorderState {
             size,
             keyframe,
             timestamp_us: frame.timestamp_us,
+            wall_us: frame.wall_us,
             frame: frame.number,
         });
         self.stats.frames_recorded.fetch_add(1, Ordering::Relaxed);
@@ -478,6 +483,13 @@ impl RecorderState {
             keyframe: p.keyframe,
         });
         if let Some(buf) = self.current.as_mut() {
+            // Sample index within the clip: samples already in the buffer's fragments.
+            let sample_index = clip.frame_count - 1;
+            let _ = writeln!(
+                buf.frames_csv,
+                "{},{},{},{}",
+                p.frame, p.timestamp_us, p.wall_us, sample_index
+            );
             buf.frames += 1;
             buf.last_frame = p.frame;
             buf.end_us = next_us - clip.start_us;
@@ -537,6 +549,7 @@ impl RecorderState {
             match self.free_buffers.recv_timeout(Duration::from_secs(5)) {
                 Ok(mut buf) => {
                     buf.data.clear();
+                    buf.frames_csv.clear();
                     buf.frames = 0;
                     return Ok(buf);
                 }
@@ -579,24 +592,28 @@ fn write_clips(
     stats: Arc<RecorderStats>,
     failed: Arc<AtomicBool>,
 ) {
-    let mut open: Option<(File, PathBuf, ClipRecord)> = None;
+    let mut open: Option<(File, File, PathBuf, ClipRecord)> = None;
     let mut broken = false;
     for msg in rx {
         match msg {
             WriterMsg::Open { path, init, record } => {
                 broken = false;
+                let frames_path = path.with_file_name(frames_file_name(&record.file));
                 let result = File::create(&path)
                     .and_then(|mut f| f.write_all(&init).and_then(|_| f.sync_data()).map(|_| f))
                     .map_err(|e| Error::io(e, format!("creating {}", path.display())));
                 let result = result.and_then(|f| {
+                    let mut frames = File::create(&frames_path)
+                        .map_err(|e| Error::io(e, format!("creating {}", frames_path.display())))?;
+                    frames.write_all(FRAMES_HEADER.as_bytes()).ctx("writing frames file")?;
                     if let Some(dir) = path.parent() {
                         crate::storage::sync_dir(dir)?;
                     }
                     storage.index.upsert(record.clone())?;
-                    Ok(f)
+                    Ok((f, frames))
                 });
                 match result {
-                    Ok(file) => open = Some((file, path, record)),
+                    Ok((file, frames)) => open = Some((file, frames, path, record)),
                     Err(e) => {
                         give_up(&storage, &stats, &failed, &path, &record, e);
                         broken = true;
@@ -604,11 +621,15 @@ fn write_clips(
                 }
             }
             WriterMsg::Fragment(buf) => {
-                if let (false, Some((file, path, record))) = (broken, open.as_mut()) {
+                if let (false, Some((file, frames, path, record))) = (broken, open.as_mut()) {
+                    // The video first: a frames line never describes a sample that is
+                    // not on disk (readers also drop lines past the clip's samples).
                     let written = file
                         .write_all(&buf.header)
                         .and_then(|_| file.write_all(&buf.data))
-                        .and_then(|_| file.sync_data());
+                        .and_then(|_| file.sync_data())
+                        .and_then(|_| frames.write_all(&buf.frames_csv))
+                        .and_then(|_| frames.sync_data());
                     match written {
                         Ok(()) => {
                             record.size += (buf.header.len() + buf.data.len()) as u64;
@@ -618,7 +639,7 @@ fn write_clips(
                         }
                         Err(e) => {
                             let e = Error::io(e, format!("writing {}", path.display()));
-                            let (_, path, record) = open.take().expect("checked");
+                            let (_, _, path, record) = open.take().expect("checked");
                             give_up(&storage, &stats, &failed, &path, &record, e);
                             broken = true;
                         }
@@ -627,8 +648,8 @@ fn write_clips(
                 let _ = buffers.send(buf);
             }
             WriterMsg::Close => {
-                if let Some((file, path, mut record)) = open.take() {
-                    drop(file);
+                if let Some((file, frames, path, mut record)) = open.take() {
+                    drop((file, frames));
                     record.complete = true;
                     if record.frame_count == 0 {
                         let _ = storage.index.delete(&record.camera, &record.file);
