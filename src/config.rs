@@ -20,6 +20,42 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub streaming: StreamingConfig,
     pub auto_recording: AutoRecordingConfig,
+    pub experiments: ExperimentsConfig,
+}
+
+/// `[experiments]`: archive folders.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentsConfig {
+    /// "never" (keep every experiment folder) or a duration after which archived
+    /// experiments are deleted, like "90d".
+    pub retention: String,
+    /// Id prefix of experiments started by a trigger without one armed:
+    /// `<prefix>-20261124T114000.123Z`.
+    pub trigger_id_prefix: String,
+}
+
+impl Default for ExperimentsConfig {
+    fn default() -> Self {
+        ExperimentsConfig {
+            retention: "never".into(),
+            trigger_id_prefix: "trigger".into(),
+        }
+    }
+}
+
+impl ExperimentsConfig {
+    /// `None` for "never".
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention != "never").then(|| HumanDuration::parse(&self.retention).map(|d| d.0)).flatten()
+    }
+}
+
+/// Experiment ids: 1-64 of `[A-Za-z0-9._-]`, not starting with `.`.
+pub fn is_experiment_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -596,6 +632,22 @@ impl Config {
             }
         }
 
+        let e = &self.experiments;
+        if e.retention != "never" && HumanDuration::parse(&e.retention).is_none_or(|d| d.0 < Duration::from_secs(3600)) {
+            return Err(invalid(
+                "experiments.retention",
+                format!("\"{}\"", e.retention),
+                "allowed: \"never\" or a duration of at least 1h, like \"90d\"",
+            ));
+        }
+        if !is_experiment_id(&e.trigger_id_prefix) || e.trigger_id_prefix.len() > 32 {
+            return Err(invalid(
+                "experiments.trigger_id_prefix",
+                format!("\"{}\"", e.trigger_id_prefix),
+                "allowed: 1-32 of A-Z a-z 0-9 . _ - not starting with a dot",
+            ));
+        }
+
         let a = &self.auto_recording;
         if !is_camera_id(&a.primary_camera) {
             return Err(invalid(
@@ -765,6 +817,7 @@ mod documented_defaults {
             "[recording]",
             "[streaming]",
             "[auto_recording]",
+            "[experiments]",
         ] {
             assert!(
                 text.contains(section) && printed.contains(section),

@@ -279,6 +279,19 @@ impl CameraService {
         }
     }
 
+    /// Closes `id`'s open clip at its next frame, so everything recorded up to now is
+    /// in complete clips. Returns the clip being closed, if one was open.
+    pub fn cut_clip(&self, id: &str) -> Result<Option<String>> {
+        let camera = self.camera(id)?;
+        let recorder = camera.recorder.lock().expect("recorder poisoned");
+        let Some(r) = recorder.as_ref() else { return Ok(None) };
+        let current = r.stats.current_clip.lock().expect("stats poisoned").clone();
+        if current.is_some() {
+            r.stats.cut_requested.store(true, Ordering::Release);
+        }
+        Ok(current)
+    }
+
     /// The newest raw frame of a camera, or why there is none.
     pub fn latest_frame(&self, id: &str) -> Result<std::result::Result<Frame, NoFrame>> {
         let camera = self.camera(id)?;

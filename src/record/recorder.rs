@@ -48,6 +48,8 @@ pub struct RecorderStats {
     /// Frames that could not be encoded (wrong format, codec error).
     pub frames_failed: AtomicU64,
     pub paused_storage_full: AtomicBool,
+    /// Set to close the open clip at the next frame (experiments archive up to a cut).
+    pub cut_requested: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     pub current_clip: Mutex<Option<String>>,
 }
@@ -275,6 +277,9 @@ impl RecorderState {
                 .paused_storage_full
                 .store(false, Ordering::Relaxed);
             self.stats.set_error(None);
+        }
+        if self.stats.cut_requested.swap(false, Ordering::AcqRel) && self.clip.is_some() {
+            self.close_clip(Some(frame.timestamp_us));
         }
         if let Err(e) = self.record(frame) {
             self.stats.frames_failed.fetch_add(1, Ordering::Relaxed);
