@@ -73,15 +73,27 @@ fn clips_decode_fully_and_match_what_was_captured() {
         // The frames file lists every sample: frame numbers, capture times, sample index.
         let frames_file = file.with_file_name(benchcam::record::index::frames_file_name(&name));
         let lines = benchcam::record::index::read_frames_file(&frames_file, u64::MAX).unwrap();
-        assert_eq!(lines.len() as u64, p.frames, "{name}: one frames line per sample");
+        assert_eq!(
+            lines.len() as u64,
+            p.frames,
+            "{name}: one frames line per sample"
+        );
         for (i, l) in lines.iter().enumerate() {
-            assert_eq!((l.sample_index, l.frame_number), (i as u64, first_frame + i as u64));
+            assert_eq!(
+                (l.sample_index, l.frame_number),
+                (i as u64, first_frame + i as u64)
+            );
         }
-        assert!(lines.windows(2).all(|w| w[1].monotonic_us > w[0].monotonic_us));
+        assert!(lines
+            .windows(2)
+            .all(|w| w[1].monotonic_us > w[0].monotonic_us));
         // Sample times are the capture times (90 kHz rounding).
         for (l, pts) in lines.iter().zip(&p.pts) {
             let rel = (l.monotonic_us - lines[0].monotonic_us) as f64 / 1e6;
-            assert!((rel - pts).abs() < 0.001, "{name}: sample at {pts} s, captured at {rel} s");
+            assert!(
+                (rel - pts).abs() < 0.001,
+                "{name}: sample at {pts} s, captured at {rel} s"
+            );
         }
         if let Some(prev) = prev_end_us {
             // Clips tile time: the next starts where the previous ended (±2 ms rounding).
@@ -244,5 +256,35 @@ fn bad_config_is_refused_naming_key_value_and_allowed() {
             !dir.path().join("data").exists(),
             "nothing created on disk for {extra}"
         );
+    }
+}
+
+#[test]
+fn mjpeg_camera_is_recorded_as_mjpeg_passthrough() {
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg is required (tests/run.sh installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        port,
+        "[camera]\nsource = \"pattern\"\npattern_format = \"mjpeg\"\nwidth = 320\nheight = 240\nfps = 15\n\
+         [recording]\nclip_length = \"2s\"\n",
+    );
+    let data = dir.path().join("data");
+    let mut child = spawn(&config);
+    wait_for(Duration::from_secs(30), || {
+        (clips(&data, "cam0").len() >= 2).then_some(())
+    })
+    .expect("two clips within 30 s");
+    sigterm(&mut child);
+    assert!(child.wait().unwrap().success());
+    for file in clips(&data, "cam0") {
+        full_decode(&file).unwrap();
+        let p = probe(&file);
+        assert_eq!(p.codec, "mjpeg", "{}", file.display());
+        assert!(p.frames > 0 && p.pts.windows(2).all(|w| w[1] > w[0]));
     }
 }

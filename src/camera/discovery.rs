@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::capture::pattern::PatternDevice;
-use crate::capture::{v4l2, CaptureDevice};
+use crate::capture::{v4l2, CaptureDevice, PixelFormat};
 use crate::clock::Clock;
 use crate::config::{CameraConfig, CameraSource};
 
@@ -25,13 +25,11 @@ impl ConfigDiscoverer {
         let c = &self.camera;
         (0..c.pattern_cameras)
             .map(|i| {
-                Arc::new(PatternDevice::new(
-                    i,
-                    c.width,
-                    c.height,
-                    c.fps,
-                    Arc::clone(&self.clock),
-                )) as Arc<dyn CaptureDevice>
+                let format = PixelFormat::parse(&c.pattern_format).unwrap_or(PixelFormat::I420);
+                let device =
+                    PatternDevice::new(i, c.width, c.height, c.fps, Arc::clone(&self.clock))
+                        .with_formats(&[format]);
+                Arc::new(device) as Arc<dyn CaptureDevice>
             })
             .collect()
     }

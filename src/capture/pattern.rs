@@ -53,6 +53,12 @@ impl PatternDevice {
         }
     }
 
+    /// Restricts the formats the pattern offers (e.g. only MJPEG, like many webcams).
+    pub fn with_formats(mut self, formats: &[PixelFormat]) -> Self {
+        self.info.modes.retain(|m| formats.contains(&m.format));
+        self
+    }
+
     /// The switches for this camera's faults.
     pub fn faults(&self) -> Arc<PatternFaults> {
         Arc::clone(&self.faults)
