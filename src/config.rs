@@ -47,7 +47,9 @@ impl Default for ExperimentsConfig {
 impl ExperimentsConfig {
     /// `None` for "never".
     pub fn retention(&self) -> Option<Duration> {
-        (self.retention != "never").then(|| HumanDuration::parse(&self.retention).map(|d| d.0)).flatten()
+        (self.retention != "never")
+            .then(|| HumanDuration::parse(&self.retention).map(|d| d.0))
+            .flatten()
     }
 }
 
@@ -55,7 +57,9 @@ impl ExperimentsConfig {
 pub fn is_experiment_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -633,7 +637,9 @@ impl Config {
         }
 
         let e = &self.experiments;
-        if e.retention != "never" && HumanDuration::parse(&e.retention).is_none_or(|d| d.0 < Duration::from_secs(3600)) {
+        if e.retention != "never"
+            && HumanDuration::parse(&e.retention).is_none_or(|d| d.0 < Duration::from_secs(3600))
+        {
             return Err(invalid(
                 "experiments.retention",
                 format!("\"{}\"", e.retention),

@@ -22,7 +22,9 @@ use crate::camera::CameraService;
 use crate::clock::{compact_utc_ms, rfc3339_ms, Clock};
 use crate::config::{is_experiment_id, AutoRecordingConfig, ExperimentsConfig};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::record::index::{frames_file_name, read_frames_file, ClipRecord, FrameLine, RecordingType};
+use crate::record::index::{
+    frames_file_name, read_frames_file, ClipRecord, FrameLine, RecordingType,
+};
 use crate::storage::{sync_dir, write_atomic, Protection, Storage};
 
 /// A moment on both clocks.
@@ -100,7 +102,10 @@ pub struct ExperimentService {
 
 fn now(clock: &dyn Clock) -> Stamp {
     let monotonic_us = clock.monotonic_us();
-    Stamp { monotonic_us, wall_us: clock.wall_at_us(monotonic_us) }
+    Stamp {
+        monotonic_us,
+        wall_us: clock.wall_at_us(monotonic_us),
+    }
 }
 
 fn wrong_state(message: String) -> Error {
@@ -148,21 +153,31 @@ impl ExperimentService {
         } else {
             Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("experiment id {id:?}: use 1-64 of A-Z a-z 0-9 . _ - not starting with a dot"),
+                format!(
+                    "experiment id {id:?}: use 1-64 of A-Z a-z 0-9 . _ - not starting with a dot"
+                ),
             ))
         }
     }
 
     fn validate_method(method: &str) -> Result<()> {
         if method.chars().count() > 128 || method.chars().any(char::is_control) {
-            return Err(Error::new(ErrorKind::InvalidInput, "method: up to 128 printable characters"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "method: up to 128 printable characters",
+            ));
         }
         Ok(())
     }
 
     /// The primary camera (and any listed); every camera when the primary is absent.
     fn resolve_cameras(&self, listed: Option<Vec<String>>) -> Result<Vec<String>> {
-        let all: Vec<String> = self.cameras.cameras().iter().map(|c| c.id.clone()).collect();
+        let all: Vec<String> = self
+            .cameras
+            .cameras()
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
         let mut chosen = match listed {
             Some(list) if !list.is_empty() => {
                 for c in &list {
@@ -208,7 +223,11 @@ impl ExperimentService {
             stopped: None,
             pre_roll_us: self.auto.pre_roll.0.as_micros() as u64,
             post_roll_us: self.auto.post_roll.0.as_micros() as u64,
-            events: vec![Event { kind: "arm".into(), source: "api".into(), at }],
+            events: vec![Event {
+                kind: "arm".into(),
+                source: "api".into(),
+                at,
+            }],
             started_recording: Vec::new(),
         };
         self.protect(&exp);
@@ -222,7 +241,10 @@ impl ExperimentService {
     fn check_new_locked(&self, active: &Option<Experiment>, id: &str) -> Result<()> {
         Self::validate_id(id)?;
         if let Some(a) = active {
-            return Err(wrong_state(format!("experiment {} is {:?}; stop it first", a.experiment_id, a.phase)));
+            return Err(wrong_state(format!(
+                "experiment {} is {:?}; stop it first",
+                a.experiment_id, a.phase
+            )));
         }
         if self.folder(id).exists() {
             return Err(wrong_state(format!("experiment {id} exists already")));
@@ -231,7 +253,14 @@ impl ExperimentService {
     }
 
     /// Starts an experiment now (or at `at`, a trigger's edge time).
-    pub fn start(&self, id: &str, method: &str, cameras: Option<Vec<String>>, source: &str, at: Option<Stamp>) -> Result<Experiment> {
+    pub fn start(
+        &self,
+        id: &str,
+        method: &str,
+        cameras: Option<Vec<String>>,
+        source: &str,
+        at: Option<Stamp>,
+    ) -> Result<Experiment> {
         Self::validate_method(method)?;
         let mut active = self.active.lock().expect("experiments poisoned");
         self.check_new_locked(&active, id)?;
@@ -258,7 +287,11 @@ impl ExperimentService {
     fn begin(&self, mut exp: Experiment, source: &str, at: Stamp) -> Result<Experiment> {
         exp.phase = Phase::Running;
         exp.started = Some(at);
-        exp.events.push(Event { kind: "start".into(), source: source.into(), at });
+        exp.events.push(Event {
+            kind: "start".into(),
+            source: source.into(),
+            at,
+        });
         exp.started_recording = self.ensure_recording(&exp.cameras);
         self.protect(&exp);
         self.persist(&exp)?;
@@ -285,7 +318,8 @@ impl ExperimentService {
     }
 
     fn protect(&self, exp: &Experiment) {
-        let from = exp.started.or(exp.armed).map_or(i64::MIN, |s| s.wall_us) - exp.pre_roll_us as i64;
+        let from =
+            exp.started.or(exp.armed).map_or(i64::MIN, |s| s.wall_us) - exp.pre_roll_us as i64;
         let to = exp.stopped.map(|s| s.wall_us + exp.post_roll_us as i64);
         self.storage.protect(Protection {
             owner: format!("experiment:{}", exp.experiment_id),
@@ -303,7 +337,11 @@ impl ExperimentService {
             .filter(|e| e.phase == Phase::Running)
             .ok_or_else(|| wrong_state("no experiment is running".into()))?;
         let at = at.unwrap_or_else(|| now(&*self.clock));
-        exp.events.push(Event { kind: "marker".into(), source: source.into(), at });
+        exp.events.push(Event {
+            kind: "marker".into(),
+            source: source.into(),
+            at,
+        });
         self.persist(exp)
     }
 
@@ -319,21 +357,30 @@ impl ExperimentService {
                     let e = active.take().expect("checked");
                     self.storage.unprotect(&format!("experiment:{id}"));
                     let _ = std::fs::remove_dir_all(self.folder(&e.experiment_id));
-                    return Err(wrong_state(format!("experiment {id} was armed, not running; disarmed")));
+                    return Err(wrong_state(format!(
+                        "experiment {id} was armed, not running; disarmed"
+                    )));
                 }
                 _ if self.folder(id).join(STATE_FILE).exists() => {
                     return Err(wrong_state(format!("experiment {id} is not running")));
                 }
                 _ => {
                     Self::validate_id(id)?;
-                    return Err(Error::new(ErrorKind::NotFound, format!("no experiment {id}")));
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no experiment {id}"),
+                    ));
                 }
             }
             let mut exp = active.take().expect("checked");
             let at = at.unwrap_or_else(|| now(&*self.clock));
             exp.phase = Phase::Stopped;
             exp.stopped = Some(at);
-            exp.events.push(Event { kind: "stop".into(), source: source.into(), at });
+            exp.events.push(Event {
+                kind: "stop".into(),
+                source: source.into(),
+                at,
+            });
             self.protect(&exp);
             self.persist(&exp)?;
             log::info!("experiment {id}: stopped by {source}; archiving after the post-roll");
@@ -348,7 +395,8 @@ impl ExperimentService {
     /// Waits out the post-roll, closes the clips that cover it, archives.
     fn finish(&self, mut exp: Experiment) -> Result<serde_json::Value> {
         let stopped = exp.stopped.expect("stopped experiments have a stop time");
-        self.clock.sleep_until_us(stopped.monotonic_us + exp.post_roll_us);
+        self.clock
+            .sleep_until_us(stopped.monotonic_us + exp.post_roll_us);
         self.cut_and_wait(&exp.cameras);
         for id in &exp.started_recording {
             let needed = self.active().is_some_and(|a| a.cameras.contains(id));
@@ -359,7 +407,8 @@ impl ExperimentService {
         let manifest = self.archive_window(&exp)?;
         exp.phase = Phase::Archived;
         self.persist(&exp)?;
-        self.storage.unprotect(&format!("experiment:{}", exp.experiment_id));
+        self.storage
+            .unprotect(&format!("experiment:{}", exp.experiment_id));
         Ok(manifest)
     }
 
@@ -373,9 +422,12 @@ impl ExperimentService {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let pending = waiting
-                .iter()
-                .any(|(cam, file)| self.storage.index.get(cam, file).is_some_and(|c| !c.complete));
+            let pending = waiting.iter().any(|(cam, file)| {
+                self.storage
+                    .index
+                    .get(cam, file)
+                    .is_some_and(|c| !c.complete)
+            });
             if !pending {
                 return;
             }
@@ -390,14 +442,22 @@ impl ExperimentService {
         Self::validate_id(id)?;
         Self::validate_method(method)?;
         if self.active().is_some_and(|a| a.experiment_id == id) {
-            return Err(wrong_state(format!("experiment {id} is still {:?}", self.active().map(|a| a.phase))));
+            return Err(wrong_state(format!(
+                "experiment {id} is still {:?}",
+                self.active().map(|a| a.phase)
+            )));
         }
         let exp = match self.load(id) {
             Some(exp) => exp,
             None => {
                 let cameras = self.resolve_cameras(None)?;
                 let stop = now(&*self.clock);
-                let span = self.auto.pre_roll.0.max(self.cameras.config().recording.clip_length.0).as_micros() as u64;
+                let span = self
+                    .auto
+                    .pre_roll
+                    .0
+                    .max(self.cameras.config().recording.clip_length.0)
+                    .as_micros() as u64;
                 let start = Stamp {
                     monotonic_us: stop.monotonic_us.saturating_sub(span),
                     wall_us: stop.wall_us - span as i64,
@@ -412,7 +472,11 @@ impl ExperimentService {
                     stopped: Some(stop),
                     pre_roll_us: 0,
                     post_roll_us: 0,
-                    events: vec![Event { kind: "archive".into(), source: "api".into(), at: stop }],
+                    events: vec![Event {
+                        kind: "archive".into(),
+                        source: "api".into(),
+                        at: stop,
+                    }],
                     started_recording: Vec::new(),
                 };
                 self.persist(&exp)?;
@@ -439,7 +503,9 @@ impl ExperimentService {
     /// At start: resume a running or armed experiment, redo interrupted archives, and
     /// apply experiment retention.
     pub fn recover(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().to_string();
             if !is_experiment_id(&id) {
@@ -448,7 +514,10 @@ impl ExperimentService {
             let Some(exp) = self.load(&id) else { continue };
             match exp.phase {
                 Phase::Running | Phase::Armed => {
-                    log::warn!("experiment {id}: was {:?} when the service stopped; resuming", exp.phase);
+                    log::warn!(
+                        "experiment {id}: was {:?} when the service stopped; resuming",
+                        exp.phase
+                    );
                     self.protect(&exp);
                     self.ensure_recording(&exp.cameras);
                     let mut active = self.active.lock().expect("experiments poisoned");
@@ -478,7 +547,9 @@ impl ExperimentService {
 
     /// Deletes archived experiments older than `[experiments] retention` (never by default).
     pub fn apply_retention(&self) {
-        let Some(keep) = self.settings.retention() else { return };
+        let Some(keep) = self.settings.retention() else {
+            return;
+        };
         let cutoff = self.clock.wall_us() - keep.as_micros() as i64;
         for exp in self.list_experiments() {
             let ended = exp.stopped.map_or(i64::MAX, |s| s.wall_us);
@@ -524,12 +595,18 @@ impl ExperimentService {
         Self::validate_id(id)?;
         let folder = self.folder(id);
         if let Ok(bytes) = std::fs::read(folder.join(MANIFEST)) {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("manifest of {id} unreadable: {e}")));
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("manifest of {id} unreadable: {e}"))
+            });
         }
         match self.load(id) {
-            Some(exp) => Ok(serde_json::json!({"experiment_id": id, "state": exp.phase, "experiment": exp})),
-            None => Err(Error::new(ErrorKind::NotFound, format!("no experiment {id}"))),
+            Some(exp) => {
+                Ok(serde_json::json!({"experiment_id": id, "state": exp.phase, "experiment": exp}))
+            }
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no experiment {id}"),
+            )),
         }
     }
 
@@ -540,7 +617,10 @@ impl ExperimentService {
             .as_array()
             .is_some_and(|files| files.iter().any(|f| f["name"] == file));
         if !listed && file != MANIFEST {
-            return Err(Error::new(ErrorKind::NotFound, format!("experiment {id} has no file {file:?}")));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("experiment {id} has no file {file:?}"),
+            ));
         }
         Ok(self.folder(id).join(file))
     }
@@ -570,12 +650,19 @@ impl ExperimentService {
                 }
             }
             (TriggerKind::Start, None) => {
-                let id = format!("{}-{}", self.settings.trigger_id_prefix, compact_utc_ms(at.wall_us));
+                let id = format!(
+                    "{}-{}",
+                    self.settings.trigger_id_prefix,
+                    compact_utc_ms(at.wall_us)
+                );
                 self.start(&id, "", None, &source, Some(at)).map(|_| ())
             }
             (TriggerKind::Stop, Some(exp))
                 if exp.phase == Phase::Running
-                    && exp.events.iter().any(|e| e.kind == "start" && e.source.starts_with("gpio:")) =>
+                    && exp
+                        .events
+                        .iter()
+                        .any(|e| e.kind == "start" && e.source.starts_with("gpio:")) =>
             {
                 self.stop(&exp.experiment_id, &source, Some(at)).map(|_| ())
             }
@@ -583,8 +670,16 @@ impl ExperimentService {
                 // A start while running, or a stop of an API-started experiment: logged only.
                 let mut guard = self.active.lock().expect("experiments poisoned");
                 if let Some(e) = guard.as_mut() {
-                    let what = if kind == TriggerKind::Start { "trigger_start" } else { "trigger_stop" };
-                    e.events.push(Event { kind: what.into(), source: source.clone(), at });
+                    let what = if kind == TriggerKind::Start {
+                        "trigger_start"
+                    } else {
+                        "trigger_stop"
+                    };
+                    e.events.push(Event {
+                        kind: what.into(),
+                        source: source.clone(),
+                        at,
+                    });
                     let _ = self.persist(e);
                 }
                 Ok(())
@@ -599,8 +694,12 @@ impl ExperimentService {
     /// Links the covering clips, writes frames.csv, checksums and the manifest.
     fn archive_window(&self, exp: &Experiment) -> Result<serde_json::Value> {
         let _only_one = self.archive_lock.lock().expect("archive lock poisoned");
-        let started = exp.started.ok_or_else(|| wrong_state("experiment never started".into()))?;
-        let stopped = exp.stopped.ok_or_else(|| wrong_state("experiment not stopped".into()))?;
+        let started = exp
+            .started
+            .ok_or_else(|| wrong_state("experiment never started".into()))?;
+        let stopped = exp
+            .stopped
+            .ok_or_else(|| wrong_state("experiment not stopped".into()))?;
         let from_us = started.wall_us - exp.pre_roll_us as i64;
         let to_us = stopped.wall_us + exp.post_roll_us as i64;
         let folder = self.folder(&exp.experiment_id);
@@ -630,8 +729,12 @@ impl ExperimentService {
                         linked += usize::from(place(&src, &folder.join(name))?);
                     }
                 }
-                let lines = read_frames_file(&src_dir.join(&frames_name), clip.frame_count).unwrap_or_default();
-                let (first_mono, last_mono) = (lines.first().map(|l| l.monotonic_us), lines.last().map(|l| l.monotonic_us));
+                let lines = read_frames_file(&src_dir.join(&frames_name), clip.frame_count)
+                    .unwrap_or_default();
+                let (first_mono, last_mono) = (
+                    lines.first().map(|l| l.monotonic_us),
+                    lines.last().map(|l| l.monotonic_us),
+                );
                 frames
                     .entry(camera.clone())
                     .or_default()
@@ -659,7 +762,9 @@ impl ExperimentService {
 
         // Per-frame timestamps of every archived clip; in_window marks the experiment span.
         let mut csv = Vec::with_capacity(64 * 1024);
-        csv.extend_from_slice(b"camera,frame_number,capture_monotonic_us,capture_wall,clip,sample_index,in_window\n");
+        csv.extend_from_slice(
+            b"camera,frame_number,capture_monotonic_us,capture_wall,clip,sample_index,in_window\n",
+        );
         for (camera, lines) in &frames {
             for (l, clip) in lines {
                 let in_window = (from_us..=to_us).contains(&l.wall_us);
@@ -777,7 +882,11 @@ fn nearest_frame(lines: &[(FrameLine, String)], mono_us: u64) -> Option<&(FrameL
 /// RFC 3339 UTC with microseconds.
 fn rfc3339_us(unix_us: i64) -> String {
     let ms = rfc3339_ms(unix_us);
-    format!("{}{:03}Z", ms.trim_end_matches('Z'), unix_us.rem_euclid(1000))
+    format!(
+        "{}{:03}Z",
+        ms.trim_end_matches('Z'),
+        unix_us.rem_euclid(1000)
+    )
 }
 
 /// Hard-links `src` to `dst` (replacing it); copies and fsyncs when linking is not
@@ -787,9 +896,20 @@ fn place(src: &Path, dst: &Path) -> Result<bool> {
     match std::fs::hard_link(src, dst) {
         Ok(()) => Ok(true),
         Err(_) => {
-            let tmp = dst.with_file_name(format!(".{}.tmp", dst.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-            std::fs::copy(src, &tmp).ctx(format!("copying {} to {}", src.display(), tmp.display()))?;
-            File::open(&tmp).and_then(|f| f.sync_all()).ctx("syncing copy")?;
+            let tmp = dst.with_file_name(format!(
+                ".{}.tmp",
+                dst.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            std::fs::copy(src, &tmp).ctx(format!(
+                "copying {} to {}",
+                src.display(),
+                tmp.display()
+            ))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .ctx("syncing copy")?;
             std::fs::rename(&tmp, dst).ctx(format!("renaming {}", tmp.display()))?;
             Ok(false)
         }
@@ -802,13 +922,19 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf).ctx(format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .ctx(format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -816,7 +942,15 @@ mod tests {
     use super::*;
 
     fn line(n: u64, mono: u64) -> (FrameLine, String) {
-        (FrameLine { frame_number: n, monotonic_us: mono, wall_us: mono as i64, sample_index: n }, "c".into())
+        (
+            FrameLine {
+                frame_number: n,
+                monotonic_us: mono,
+                wall_us: mono as i64,
+                sample_index: n,
+            },
+            "c".into(),
+        )
     }
 
     #[test]
@@ -841,6 +975,9 @@ mod tests {
 
     #[test]
     fn rfc3339_with_microseconds() {
-        assert_eq!(rfc3339_us(1_795_520_400_123_456), "2026-11-24T11:40:00.123456Z");
+        assert_eq!(
+            rfc3339_us(1_795_520_400_123_456),
+            "2026-11-24T11:40:00.123456Z"
+        );
     }
 }

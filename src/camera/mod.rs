@@ -284,7 +284,9 @@ impl CameraService {
     pub fn cut_clip(&self, id: &str) -> Result<Option<String>> {
         let camera = self.camera(id)?;
         let recorder = camera.recorder.lock().expect("recorder poisoned");
-        let Some(r) = recorder.as_ref() else { return Ok(None) };
+        let Some(r) = recorder.as_ref() else {
+            return Ok(None);
+        };
         let current = r.stats.current_clip.lock().expect("stats poisoned").clone();
         if current.is_some() {
             r.stats.cut_requested.store(true, Ordering::Release);

@@ -84,7 +84,10 @@ pub const FRAMES_HEADER: &str = "frame_number,capture_monotonic_us,capture_wall_
 
 /// The frames file beside a clip: `<clip stem>.frames.csv`.
 pub fn frames_file_name(clip_file: &str) -> String {
-    format!("{}.frames.csv", clip_file.strip_suffix(".mp4").unwrap_or(clip_file))
+    format!(
+        "{}.frames.csv",
+        clip_file.strip_suffix(".mp4").unwrap_or(clip_file)
+    )
 }
 
 /// One line of a frames file.

@@ -610,7 +610,9 @@ fn write_clips(
                 let result = result.and_then(|f| {
                     let mut frames = File::create(&frames_path)
                         .map_err(|e| Error::io(e, format!("creating {}", frames_path.display())))?;
-                    frames.write_all(FRAMES_HEADER.as_bytes()).ctx("writing frames file")?;
+                    frames
+                        .write_all(FRAMES_HEADER.as_bytes())
+                        .ctx("writing frames file")?;
                     if let Some(dir) = path.parent() {
                         crate::storage::sync_dir(dir)?;
                     }
