@@ -8,6 +8,7 @@ use crate::camera::CameraService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::experiment::ExperimentService;
 use crate::record::index::RecordingType;
 use crate::storage::{Limits, SpaceProbe, Statvfs, Storage};
 use crate::web::{self, AppState};
@@ -45,6 +46,7 @@ pub fn limits(config: &Config) -> Limits {
 /// A started service; `shutdown` stops it in reverse order.
 pub struct App {
     pub service: Arc<CameraService>,
+    pub experiments: Arc<ExperimentService>,
     pub state: Arc<AppState>,
 }
 
@@ -52,6 +54,10 @@ impl App {
     /// Opens storage (recovering clips left open by a crash), discovers cameras,
     /// starts capture and, if configured, rolling recording.
     pub fn start(config: Config, hardware: Hardware) -> Result<App> {
+        // Settings changed from the web page (data_dir/settings.toml) override the file.
+        let config = crate::settings::overlay_saved(config);
+        let (config_auto, config_experiments) =
+            (config.auto_recording.clone(), config.experiments.clone());
         let storage = Storage::open(&config.service.data_dir, limits(&config), hardware.space)?;
         let service =
             CameraService::new(config.clone(), hardware.clock, storage, hardware.discoverer);
@@ -64,11 +70,19 @@ impl App {
                 }
             }
         }
-        let state = Arc::new(AppState {
-            service: Arc::clone(&service),
-            config,
-        });
-        Ok(App { service, state })
+        let state = AppState::new(Arc::clone(&service), config);
+        let experiments = ExperimentService::new(
+            Arc::clone(&service),
+            Arc::clone(&service.storage),
+            config_auto,
+            config_experiments,
+        );
+        experiments.recover();
+        Ok(App {
+            service,
+            experiments,
+            state,
+        })
     }
 
     pub fn shutdown(&self) {

@@ -399,8 +399,11 @@ impl ExperimentService {
             .sleep_until_us(stopped.monotonic_us + exp.post_roll_us);
         self.cut_and_wait(&exp.cameras);
         for id in &exp.started_recording {
-            let needed = self.active().is_some_and(|a| a.cameras.contains(id));
-            if !needed && !(self.auto.enabled && self.auto.start_on_boot) {
+            // Keep recording if another experiment needs the camera or rolling
+            // recording is meant to run all the time.
+            let keep = self.active().is_some_and(|a| a.cameras.contains(id))
+                || (self.auto.enabled && self.auto.start_on_boot);
+            if !keep {
                 let _ = self.cameras.stop_recording(id);
             }
         }

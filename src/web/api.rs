@@ -1,35 +1,37 @@
-//! REST endpoints of DESIGN §4.
+//! REST endpoints of DESIGN §4 (all but experiments and GPIO), `/metrics`, the login, and
+//! the routing that also hands out the page, the MJPEG stream and the WebSocket.
 
-use std::net::SocketAddr;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use futures_lite::AsyncReadExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, RANGE};
 use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
 
-use super::AppState;
+use super::http::{
+    empty, error_response, full, parse_json, parse_range, query_param, read_body, ApiError, Auth,
+    Body, BoxError, RangeRequest, DOWNLOAD_STALL_LIMIT, STALL_LIMIT,
+};
+use super::{assets, mjpeg, ws, AppState, ConnInfo};
+use crate::camera::Camera;
+use crate::capture::PixelFormat;
+use crate::config::is_camera_id;
+use crate::encode::jpeg;
 use crate::error::{Error, ErrorKind};
+use crate::live::Quality;
+use crate::record::index::RecordingType;
+use crate::settings;
 
-pub type Body = Full<Bytes>;
-
-/// JSON error body of DESIGN §4.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
-}
-
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).expect("JSON values serialize");
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static headers are valid")
-}
+pub use super::http::json;
 
 /// Maps a service error to its HTTP status.
 pub fn service_error(e: &Error) -> Response<Body> {
@@ -43,18 +45,925 @@ pub fn service_error(e: &Error) -> Response<Body> {
     error_response(status, code, &e.to_string())
 }
 
+fn not_found(what: &str) -> Response<Body> {
+    error_response(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+fn bad_path() -> Response<Body> {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_path",
+        "path segments may not be '.', '..', or contain escapes, slashes or backslashes",
+    )
+}
+
+/// Every route's path shape, for telling 404 from 405.
+fn route_exists(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        [""] | ["index.html"]
+            | ["app.js"]
+            | ["style.css"]
+            | ["favicon.ico"]
+            | ["metrics"]
+            | [
+                "api",
+                "v1",
+                "login" | "logout" | "health" | "cameras" | "clips" | "settings"
+            ]
+            | ["api", "v1", "cameras", "rescan"]
+            | ["api", "v1", "cameras", _, "recording", "start" | "stop"]
+            | [
+                "api",
+                "v1",
+                "cameras",
+                _,
+                "snapshot.jpg" | "stream.mjpg" | "ws"
+            ]
+            | ["api", "v1", "clips", _, _]
+            | ["api", "v1", "streaming", "sessions"]
+    )
+}
+
+/// Routes one request. Auth is checked first; then the path, split on '/', is matched
+/// segment by segment (never joined onto a directory).
 pub async fn handle(
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    conn: Arc<ConnInfo>,
     state: Arc<AppState>,
 ) -> Response<Body> {
+    state.web.requests.fetch_add(1, Ordering::Relaxed);
+    conn.stall.set(STALL_LIMIT);
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/api/v1/health") => json(StatusCode::OK, &state.service.health_check()),
-        _ => error_response(
+    if state.auth.required(&method, &path) && !state.auth.authorized(req.headers()) {
+        return unauthorized();
+    }
+    let owned: Vec<String> = path.split('/').skip(1).map(str::to_string).collect();
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    if segments.iter().any(|s| *s == ".." || *s == ".") {
+        return bad_path();
+    }
+    let client = conn.peer.to_string();
+    let head = method == Method::HEAD;
+    match (&method, segments.as_slice()) {
+        (
+            &Method::GET | &Method::HEAD,
+            [""] | ["index.html" | "app.js" | "style.css" | "favicon.ico"],
+        ) => assets::serve(&path, req.headers(), head).unwrap_or_else(|| not_found("no such page")),
+        (&Method::GET, ["metrics"]) => metrics(&state),
+        (&Method::POST, ["api", "v1", "login"]) => login(req, &state).await,
+        (&Method::POST, ["api", "v1", "logout"]) => json_with_cookie(Auth::logout_cookie()),
+        (&Method::GET, ["api", "v1", "health"]) => health(&state),
+        (&Method::GET, ["api", "v1", "cameras"]) => json(StatusCode::OK, &cameras_json(&state)),
+        (&Method::POST, ["api", "v1", "cameras", "rescan"]) => rescan(&state).await,
+        (&Method::POST, ["api", "v1", "cameras", cam, "recording", action]) => {
+            let start = *action == "start";
+            match camera(&state, cam) {
+                Ok(_) => recording(req, &state, cam, start).await,
+                Err(e) => e.response(),
+            }
+        }
+        (&Method::GET, ["api", "v1", "cameras", cam, "snapshot.jpg"]) => {
+            match camera(&state, cam) {
+                Ok(_) => snapshot(&state, cam).await,
+                Err(e) => e.response(),
+            }
+        }
+        (&Method::GET, ["api", "v1", "cameras", cam, "stream.mjpg"]) => {
+            let quality = match quality_param(req.uri().query(), &state) {
+                Ok(q) => q,
+                Err(e) => return e.response(),
+            };
+            match camera(&state, cam) {
+                Ok(_) => mjpeg::stream(&state, cam, quality, &client),
+                Err(e) => e.response(),
+            }
+        }
+        (&Method::GET, ["api", "v1", "cameras", cam, "ws"]) => match camera(&state, cam) {
+            Ok(_) => ws::upgrade(req, Arc::clone(&state), cam.to_string(), client),
+            Err(e) => e.response(),
+        },
+        (&Method::GET, ["api", "v1", "clips"]) => clips(&state, req.uri().query()),
+        (&Method::GET | &Method::HEAD, ["api", "v1", "clips", cam, file]) => {
+            clip_download(&req, &conn, &state, cam, file, head).await
+        }
+        (&Method::GET, ["api", "v1", "streaming", "sessions"]) => {
+            json(StatusCode::OK, &state.live.sessions())
+        }
+        (&Method::GET, ["api", "v1", "settings"]) => {
+            json(StatusCode::OK, &settings::current(&state.service.config()))
+        }
+        (&Method::PATCH, ["api", "v1", "settings"]) => patch_settings(req, &state).await,
+        (_, segments) if route_exists(segments) => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &format!("{method} is not allowed on {path}"),
+        ),
+        _ => not_found(&format!("no endpoint {path}")),
+    }
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = error_response(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this request needs the access token: send `Authorization: Bearer <token>` or log in on the page",
+    );
+    r.headers_mut().insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"benchcam\""),
+    );
+    r
+}
+
+fn json_with_cookie(cookie: HeaderValue) -> Response<Body> {
+    let mut r = json(StatusCode::OK, &json!({"ok": true}));
+    r.headers_mut().insert("set-cookie", cookie);
+    r
+}
+
+/// The camera `id`, or the 404 to answer.
+fn camera(state: &AppState, id: &str) -> Result<Arc<Camera>, ApiError> {
+    let missing = || {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            &format!("no endpoint {path}"),
-        ),
+            format!("no camera {id:?}; ids are cam0, cam1, ..."),
+        )
+    };
+    if !is_camera_id(id) {
+        return Err(missing());
     }
+    state.service.camera(id).map_err(|_| missing())
+}
+
+fn quality_param(query: Option<&str>, state: &AppState) -> Result<Quality, ApiError> {
+    match query_param(query, "quality") {
+        None => Ok(state.live.default_quality()),
+        Some(q) => Quality::parse(&q).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_quality",
+                "quality must be low, medium or high",
+            )
+        }),
+    }
+}
+
+async fn login(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return e.response(),
+    };
+    let value = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.response(),
+    };
+    let Some(token) = value.get("token").and_then(Value::as_str) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"token\": \"...\"}",
+        );
+    };
+    if !state.auth.enabled() {
+        return json(StatusCode::OK, &json!({"ok": true, "auth_required": false}));
+    }
+    if state.auth.token_matches(token) {
+        return json_with_cookie(state.auth.login_cookie());
+    }
+    // Slows down guessing; the connection task waits, the executor does not.
+    smol::Timer::after(Duration::from_millis(300)).await;
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        "bad_token",
+        "that is not the access token",
+    )
+}
+
+fn health(state: &AppState) -> Response<Body> {
+    let mut value = serde_json::to_value(state.service.health_check()).expect("health serializes");
+    let live = &state.live;
+    value["streaming"] = json!({
+        "enabled": live.is_enabled(),
+        "sessions": live.session_count(),
+        "max_sessions": live.max_sessions(),
+        "cpu_percent": live.cpu_percent(),
+        "quality_step": live.cpu_step(),
+    });
+    json(StatusCode::OK, &value)
+}
+
+fn cameras_json(state: &AppState) -> Value {
+    state
+        .service
+        .cameras()
+        .iter()
+        .map(|c| {
+            let stats = &c.capture.stats;
+            json!({
+                "id": c.id,
+                "device": c.info.device,
+                "name": c.info.name,
+                "backend": c.info.backend,
+                "mode": c.mode(),
+                "modes": c.info.modes,
+                "state": c.capture.state().name(),
+                "recording": c.is_recording(),
+                "fps": stats.fps_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                "frames_captured": stats.frames_captured.load(Ordering::Relaxed),
+            })
+        })
+        .collect()
+}
+
+async fn rescan(state: &Arc<AppState>) -> Response<Body> {
+    let service = Arc::clone(&state.service);
+    match smol::unblock(move || service.detect_cameras()).await {
+        Ok(_) => json(StatusCode::OK, &cameras_json(state)),
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn recording(
+    req: Request<Incoming>,
+    state: &AppState,
+    cam: &str,
+    start: bool,
+) -> Response<Body> {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return e.response(),
+    };
+    let value = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.response(),
+    };
+    // A recording started from the page is manual; `{"recording_type": "rolling"}` asks
+    // for rolling clips like the ones started at boot.
+    let recording_type = match value.get("recording_type").and_then(Value::as_str) {
+        None => RecordingType::Manual,
+        Some("manual") => RecordingType::Manual,
+        Some("rolling") => RecordingType::Rolling,
+        Some(other) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("recording_type {other:?}: allowed: manual, rolling"),
+            )
+        }
+    };
+    if !value.is_null() && !value.is_object() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body, if any, is a JSON object",
+        );
+    }
+    let service = Arc::clone(&state.service);
+    let id = cam.to_string();
+    // Stopping waits for the clip to be finalised on disk: a blocking thread does it.
+    let result = smol::unblock(move || {
+        if start {
+            service.start_recording(&id, recording_type)
+        } else {
+            service.stop_recording(&id)
+        }
+    })
+    .await;
+    match result {
+        Ok(()) => json(StatusCode::OK, &json!({"camera": cam, "recording": start})),
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn snapshot(state: &AppState, cam: &str) -> Response<Body> {
+    let _permit = state.snapshot_permits.acquire().await;
+    let frame = match state.service.latest_frame(cam) {
+        Err(e) => return service_error(&e),
+        Ok(Err(reason)) => {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": {
+                    "code": "no_frame",
+                    "message": format!("{cam} has no frame to give ({})", reason.reason()),
+                    "reason": reason.reason(),
+                }}),
+            )
+        }
+        Ok(Ok(frame)) => frame,
+    };
+    let meta = *frame.meta();
+    let jpeg_bytes = if meta.format == PixelFormat::Mjpeg {
+        Bytes::copy_from_slice(frame.data())
+    } else {
+        // Copy out and release the ring slot at once; encoding takes a while.
+        let raw = frame.data().to_vec();
+        drop(frame);
+        let quality = state.service.config().streaming.quality.high.jpeg_quality;
+        let encoded = smol::unblock(move || {
+            let mut out = Vec::new();
+            jpeg::encode_raw(
+                meta.format,
+                &raw,
+                meta.width,
+                meta.height,
+                (meta.width, meta.height),
+                quality,
+                &mut out,
+            )
+            .map(|()| out)
+        })
+        .await;
+        match encoded {
+            Ok(out) => Bytes::from(out),
+            Err(e) => return service_error(&e),
+        }
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "image/jpeg")
+        .header("content-length", jpeg_bytes.len())
+        .header("cache-control", "no-store")
+        .header(
+            "content-disposition",
+            format!("inline; filename=\"{cam}_{:06}.jpg\"", meta.number),
+        )
+        .header("x-frame-number", meta.number)
+        .header("x-timestamp-us", meta.timestamp_us)
+        .body(full(jpeg_bytes))
+        .expect("static headers are valid")
+}
+
+fn clips(state: &AppState, query: Option<&str>) -> Response<Body> {
+    let camera = query_param(query, "camera").filter(|c| !c.is_empty());
+    if let Some(cam) = &camera {
+        if !is_camera_id(cam) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_camera",
+                &format!("camera {cam:?} is not a camera id (cam0, cam1, ...)"),
+            );
+        }
+        let index = &state.service.storage.index;
+        let known = state.service.camera(cam).is_ok() || index.cameras().iter().any(|c| c == cam);
+        if !known {
+            return not_found(&format!("no camera {cam} and no clips of it"));
+        }
+    }
+    let list: Vec<Value> = state
+        .service
+        .storage
+        .index
+        .list(camera.as_deref())
+        .iter()
+        .map(|c| c.to_json())
+        .collect();
+    json(StatusCode::OK, &list)
+}
+
+/// Size of one read from a clip file; also the most a download buffers per chunk.
+const CLIP_CHUNK: usize = 64 * 1024;
+
+async fn clip_download(
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    state: &Arc<AppState>,
+    cam: &str,
+    file: &str,
+    head: bool,
+) -> Response<Body> {
+    let suspicious = |s: &str| {
+        s.is_empty()
+            || s.starts_with('.')
+            || s.bytes()
+                .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
+    };
+    if suspicious(cam) || suspicious(file) {
+        return bad_path();
+    }
+    if !is_camera_id(cam) {
+        return not_found(&format!("no clips of {cam:?}"));
+    }
+    // The index is the whitelist: only names it holds reach the filesystem.
+    let index = &state.service.storage.index;
+    let Some(record) = index.get(cam, file) else {
+        return not_found(&format!("no clip {cam}/{file}"));
+    };
+    let path = index.camera_dir(cam).join(&record.file);
+    let opened = smol::unblock(move || -> std::io::Result<(File, u64)> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            // A symlink planted in the clip folder is refused, never followed.
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a regular file",
+            ));
+        }
+        Ok((file, meta.len()))
+    })
+    .await;
+    let (mut file, len) = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("web: clip {cam}/{file} is in the index but cannot be opened: {e}");
+            return not_found(&format!("clip {cam}/{file} is not readable"));
+        }
+    };
+    let range_header = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, count) = match parse_range(range_header, len) {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut r = error_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                &format!("the clip has {len} bytes"),
+            );
+            let headers = r.headers_mut();
+            headers.insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes */{len}"))
+                    .expect("digits are a valid header"),
+            );
+            headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+            return r;
+        }
+    };
+    let download = query_param(req.uri().query(), "download").is_some();
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", "video/mp4")
+        .header("content-length", count)
+        .header("accept-ranges", "bytes")
+        .header("cache-control", "no-cache")
+        .header(
+            "content-disposition",
+            format!(
+                "{}; filename=\"{}\"",
+                if download { "attachment" } else { "inline" },
+                record.file
+            ),
+        );
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(
+            "content-range",
+            format!("bytes {start}-{}/{len}", start + count - 1),
+        );
+    }
+    if head || count == 0 {
+        return builder.body(empty()).expect("static headers are valid");
+    }
+    if start > 0 {
+        file = match smol::unblock(move || file.seek(SeekFrom::Start(start)).map(|_| file)).await {
+            Ok(f) => f,
+            Err(e) => return service_error(&Error::io(e, "seeking in the clip")),
+        };
+    }
+    conn.stall.set(DOWNLOAD_STALL_LIMIT);
+    builder
+        .body(file_body(file, count, Arc::clone(state)))
+        .expect("static headers are valid")
+}
+
+/// Streams `count` bytes of `file` from its current position, read in chunks on a
+/// blocking thread: a clip of gigabytes never sits in memory.
+fn file_body(file: File, count: u64, state: Arc<AppState>) -> Body {
+    let reader = smol::Unblock::with_capacity(CLIP_CHUNK, file);
+    let chunks = futures_lite::stream::unfold((reader, count), move |(mut reader, remaining)| {
+        let state = Arc::clone(&state);
+        async move {
+            if remaining == 0 {
+                return None;
+            }
+            let want = remaining.min(CLIP_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            match reader.read(&mut buf).await {
+                Ok(0) => {
+                    let e: BoxError = "clip ended early (truncated while being sent)".into();
+                    Some((Err(e), (reader, 0)))
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    state
+                        .web
+                        .clip_bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    Some((
+                        Ok(Frame::data(Bytes::from(buf))),
+                        (reader, remaining - n as u64),
+                    ))
+                }
+                Err(e) => Some((Err(BoxError::from(e)), (reader, 0))),
+            }
+        }
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+async fn patch_settings(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return e.response(),
+    };
+    let patch = match parse_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.response(),
+    };
+    let _guard = state.settings_lock.lock().await;
+    let current = state.service.config();
+    let next = match settings::apply_patch(&current, &patch) {
+        Ok(c) => c,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "invalid_setting", &e.to_string())
+        }
+    };
+    let data_dir = state.service.storage.data_dir().to_path_buf();
+    let saved = {
+        let (patch, next) = (patch.clone(), next.clone());
+        smol::unblock(move || settings::save(&data_dir, &patch, &next)).await
+    };
+    if let Err(e) = saved {
+        log::error!("settings: not saved: {e}");
+        return service_error(&e);
+    }
+    let limits_changed = crate::app::limits(&current) != crate::app::limits(&next);
+    state.service.set_config(next.clone());
+    state.service.storage.set_limits(crate::app::limits(&next));
+    state.live.apply_config(&next.streaming);
+    log::info!("settings: changed from the web: {patch}");
+    if limits_changed {
+        // Apply lowered retention limits now rather than at the next clip rotation.
+        let storage = Arc::clone(&state.service.storage);
+        smol::unblock(move || {
+            for camera in storage.index.cameras() {
+                storage.enforce_retention(&camera);
+            }
+        })
+        .await;
+    }
+    json(StatusCode::OK, &settings::current(&next))
+}
+
+/// Prometheus text exposition, one metric family at a time.
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(
+            self.0,
+            "# HELP benchcam_{name} {help}\n# TYPE benchcam_{name} {kind}"
+        );
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.0, "benchcam_{name}");
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let escaped = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{escaped}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn metrics(state: &AppState) -> Response<Body> {
+    let mut m = Metrics(String::with_capacity(8 * 1024));
+    let cameras = state.service.cameras();
+    let relaxed = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+
+    m.family(
+        "frames_captured_total",
+        "counter",
+        "Frames captured into the ring.",
+    );
+    for c in &cameras {
+        m.sample(
+            "frames_captured_total",
+            &[("camera", &c.id)],
+            relaxed(&c.capture.stats.frames_captured),
+        );
+    }
+    m.family(
+        "frames_dropped_total",
+        "counter",
+        "Frames lost before any consumer, by cause.",
+    );
+    for c in &cameras {
+        let s = &c.capture.stats;
+        for (reason, v) in [
+            ("ring_full", relaxed(&s.ring_full_drops)),
+            ("oversize", relaxed(&s.oversize_drops)),
+            ("driver", relaxed(&s.driver_drops)),
+        ] {
+            m.sample(
+                "frames_dropped_total",
+                &[("camera", &c.id), ("reason", reason)],
+                v,
+            );
+        }
+    }
+    m.family("camera_fps", "gauge", "Measured capture frame rate.");
+    for c in &cameras {
+        m.sample(
+            "camera_fps",
+            &[("camera", &c.id)],
+            relaxed(&c.capture.stats.fps_milli) as f64 / 1000.0,
+        );
+    }
+    m.family(
+        "camera_reopens_total",
+        "counter",
+        "Times the capture loop reopened the device.",
+    );
+    for c in &cameras {
+        m.sample(
+            "camera_reopens_total",
+            &[("camera", &c.id)],
+            relaxed(&c.capture.stats.reopens),
+        );
+    }
+    m.family("recording", "gauge", "1 while the camera records.");
+    for c in &cameras {
+        m.sample(
+            "recording",
+            &[("camera", &c.id)],
+            u8::from(c.is_recording()),
+        );
+    }
+    m.family(
+        "recorder_frames_dropped_total",
+        "counter",
+        "Frames the recorder lost (fell behind).",
+    );
+    for c in &cameras {
+        m.sample(
+            "recorder_frames_dropped_total",
+            &[("camera", &c.id)],
+            c.recorder_drops(),
+        );
+    }
+    m.family(
+        "subscriber_frames_delivered_total",
+        "counter",
+        "Frames offered to each frame subscriber.",
+    );
+    let stats: Vec<_> = cameras
+        .iter()
+        .map(|c| (c.id.as_str(), c.capture.fanout.stats()))
+        .collect();
+    for (id, subs) in &stats {
+        for (name, delivered, _) in subs {
+            m.sample(
+                "subscriber_frames_delivered_total",
+                &[("camera", id), ("subscriber", name)],
+                delivered,
+            );
+        }
+    }
+    m.family(
+        "subscriber_frames_dropped_total",
+        "counter",
+        "Frames each subscriber lost by not keeping up.",
+    );
+    for (id, subs) in &stats {
+        for (name, _, dropped) in subs {
+            m.sample(
+                "subscriber_frames_dropped_total",
+                &[("camera", id), ("subscriber", name)],
+                dropped,
+            );
+        }
+    }
+
+    let index = &state.service.storage.index;
+    let clip_cameras = index.cameras();
+    m.family("clips", "gauge", "Rolling clips in the index.");
+    for cam in &clip_cameras {
+        m.sample("clips", &[("camera", cam)], index.list(Some(cam)).len());
+    }
+    m.family("clip_bytes", "gauge", "Bytes of rolling clips.");
+    for cam in &clip_cameras {
+        m.sample(
+            "clip_bytes",
+            &[("camera", cam)],
+            index.total_bytes(Some(cam)),
+        );
+    }
+    m.one(
+        "clips_deleted_total",
+        "counter",
+        "Clips deleted by retention since start.",
+        relaxed(&state.service.storage.deleted_clips),
+    );
+    let space = state.service.storage.report();
+    m.one(
+        "storage_free_bytes",
+        "gauge",
+        "Free bytes on the data filesystem.",
+        space.free,
+    );
+    m.one(
+        "storage_total_bytes",
+        "gauge",
+        "Size of the data filesystem.",
+        space.total,
+    );
+    m.one(
+        "storage_full",
+        "gauge",
+        "1 while recording is paused for lack of space.",
+        u8::from(space.full),
+    );
+
+    let live = &state.live;
+    m.one(
+        "live_streaming_enabled",
+        "gauge",
+        "1 while live streaming is enabled.",
+        u8::from(live.is_enabled()),
+    );
+    m.family("live_sessions", "gauge", "Open live sessions by kind.");
+    let sessions = live.sessions();
+    for kind in ["mjpeg", "ws"] {
+        let n = sessions
+            .iter()
+            .filter(|s| {
+                serde_json::to_value(s.kind)
+                    .ok()
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    == Some(kind)
+            })
+            .count();
+        m.sample("live_sessions", &[("kind", kind)], n);
+    }
+    let t = &live.totals;
+    m.one(
+        "live_sessions_started_total",
+        "counter",
+        "Live sessions admitted.",
+        relaxed(&t.sessions_started),
+    );
+    m.one(
+        "live_sessions_refused_total",
+        "counter",
+        "Live sessions refused (over capacity).",
+        relaxed(&t.sessions_refused),
+    );
+    m.one(
+        "live_bytes_sent_total",
+        "counter",
+        "Bytes sent to live viewers.",
+        relaxed(&t.bytes_sent),
+    );
+    m.one(
+        "live_frames_sent_total",
+        "counter",
+        "Frames sent to live viewers.",
+        relaxed(&t.frames_sent),
+    );
+    m.one(
+        "live_quality_step",
+        "gauge",
+        "Quality levels live sessions are lowered by for CPU load.",
+        live.cpu_step(),
+    );
+    let encoders = live.hub.stats();
+    let labels = |e: &crate::live::EncoderStats| {
+        [
+            ("camera", e.camera.clone()),
+            ("quality", e.quality.name().to_string()),
+        ]
+    };
+    for (name, kind, help, get) in [
+        (
+            "live_frames_encoded_total",
+            "counter",
+            "Frames JPEG-encoded for live view.",
+            (|e: &crate::live::EncoderStats| e.frames_encoded as f64)
+                as fn(&crate::live::EncoderStats) -> f64,
+        ),
+        (
+            "live_frames_passed_through_total",
+            "counter",
+            "MJPEG frames sent on without re-encoding.",
+            |e| e.frames_passed_through as f64,
+        ),
+        (
+            "live_frames_skipped_fps_total",
+            "counter",
+            "Frames skipped to keep the preset's fps.",
+            |e| e.frames_skipped_fps as f64,
+        ),
+        (
+            "live_encode_errors_total",
+            "counter",
+            "Live JPEG encode failures.",
+            |e| e.encode_errors as f64,
+        ),
+        (
+            "live_encode_seconds_total",
+            "counter",
+            "Time spent encoding live JPEGs.",
+            |e| e.encode_seconds,
+        ),
+        (
+            "live_jpeg_bytes_total",
+            "counter",
+            "Bytes of live JPEGs produced.",
+            |e| e.jpeg_bytes as f64,
+        ),
+        (
+            "live_viewer_skips_total",
+            "counter",
+            "Frames replaced before a slow viewer took them.",
+            |e| e.viewer_skips as f64,
+        ),
+        ("live_viewers", "gauge", "Viewers per encoder.", |e| {
+            e.viewers as f64
+        }),
+    ] {
+        m.family(name, kind, help);
+        for e in &encoders {
+            let l = labels(e);
+            m.sample(name, &[("camera", &l[0].1), ("quality", &l[1].1)], get(e));
+        }
+    }
+
+    let w = &state.web;
+    m.one(
+        "http_requests_total",
+        "counter",
+        "HTTP requests served.",
+        relaxed(&w.requests),
+    );
+    m.one(
+        "http_connections_open",
+        "gauge",
+        "Client connections open.",
+        w.connections_open.load(Ordering::Relaxed),
+    );
+    m.one(
+        "http_connections_refused_total",
+        "counter",
+        "Connections refused at the cap.",
+        relaxed(&w.connections_refused),
+    );
+    m.one(
+        "clip_bytes_sent_total",
+        "counter",
+        "Clip download bytes sent.",
+        relaxed(&w.clip_bytes_sent),
+    );
+    m.one(
+        "process_cpu_percent",
+        "gauge",
+        "Process CPU use over the last 2 s, percent of all cores.",
+        live.cpu_percent(),
+    );
+    if let Some(cpu) = crate::live::process_cpu_seconds() {
+        m.one(
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time used by the process.",
+            cpu,
+        );
+    }
+    if let Some(rss) = crate::live::resident_bytes() {
+        m.one(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            rss,
+        );
+    }
+
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+        .header("cache-control", "no-store")
+        .body(full(m.0))
+        .expect("static headers are valid")
 }

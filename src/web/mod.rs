@@ -1,10 +1,21 @@
-//! The web server: `run(listener, state, shutdown)` serves the page and the API on
-//! smol with hyper, one task per connection.
+//! The web server: `run(listener, state, shutdown)` serves the page, the REST API, the
+//! MJPEG stream and the WebSocket live view on smol with hyper, one task per connection.
+//!
+//! Every client socket is wrapped in a `StallGuard` (a client that leaves our writes
+//! blocked for 10 s is dropped) and gets a small kernel send buffer, so a stalled client
+//! holds neither frames nor much memory. Connections are capped.
 
 pub mod api;
+pub mod assets;
+pub mod http;
+pub mod mjpeg;
+pub mod ws;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 use hyper::server::conn::http1;
@@ -14,30 +25,96 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::camera::CameraService;
 use crate::config::Config;
+use crate::live::LiveStreamingService;
+use http::{Auth, StallGuard, StallLimit, STALL_LIMIT};
+
+/// Most client connections served at once; more are closed at accept. Each costs a task,
+/// buffers and (for viewers) a session, so an unbounded number would exhaust a Pi.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Kernel send buffer per client: bounds what a stalled client pins in kernel memory while
+/// still filling a LAN link (256 KiB at a few ms RTT is tens of MB/s).
+const SEND_BUFFER_BYTES: libc::c_int = 256 * 1024;
+
+/// Counters of the web server, for metrics.
+#[derive(Default, Debug)]
+pub struct WebStats {
+    pub requests: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_open: AtomicUsize,
+    pub connections_refused: AtomicU64,
+    /// Body bytes of clip downloads handed to hyper.
+    pub clip_bytes_sent: AtomicU64,
+}
 
 /// What every request handler can reach. Lives as long as the server.
 pub struct AppState {
     pub service: Arc<CameraService>,
-    /// The configuration the service started with.
+    /// The configuration the service started with (settings changes live in
+    /// `service.config()`; the access token and listen address only change on restart).
     pub config: Config,
+    /// Live view: sessions, the JPEG hub.
+    pub live: Arc<LiveStreamingService>,
+    pub auth: Auth,
+    /// Serialises settings changes: read, validate, persist, apply.
+    pub settings_lock: smol::lock::Mutex<()>,
+    /// Snapshots encoded at once (each copies a frame and runs an encoder).
+    pub snapshot_permits: smol::lock::Semaphore,
+    pub web: WebStats,
 }
 
-/// Serves until `shutdown` fires (a message or the sender dropped).
+impl AppState {
+    /// The web state for a started camera service; starts the live-view service.
+    pub fn new(service: Arc<CameraService>, config: Config) -> Arc<AppState> {
+        let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
+        Arc::new(AppState {
+            auth: Auth::new(&config.service.access_token, config.service.protect_reads),
+            service,
+            config,
+            live,
+            settings_lock: smol::lock::Mutex::new(()),
+            snapshot_permits: smol::lock::Semaphore::new(2),
+            web: WebStats::default(),
+        })
+    }
+}
+
+/// Where a request came from and its connection's stall limit.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub stall: StallLimit,
+}
+
+/// Serves until `shutdown` fires (a message or the sender dropped), then ends every
+/// live stream.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: async_channel::Receiver<()>,
 ) {
     let accept = async {
+        let mut last_refusal_log: Option<Instant> = None;
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let open = state.web.connections_open.load(Ordering::Relaxed);
+                    if open >= MAX_CONNECTIONS {
+                        state
+                            .web
+                            .connections_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        if last_refusal_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                            log::warn!("web: {open} connections open, refusing more (logged once a minute)");
+                            last_refusal_log = Some(Instant::now());
+                        }
+                        drop(stream);
+                        continue;
+                    }
                     let state = Arc::clone(&state);
                     smol::spawn(serve_connection(stream, peer, state)).detach();
                 }
                 Err(e) => {
                     log::warn!("web: accept failed: {e}");
-                    smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                    smol::Timer::after(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -46,21 +123,121 @@ pub async fn run(
         let _ = shutdown.recv().await;
     };
     accept.or(stop).await;
-    log::info!("web: stopped accepting connections");
+    state.live.shutdown();
+    log::info!("web: stopped accepting connections; live streams ended");
+}
+
+fn set_send_buffer(stream: &smol::net::TcpStream) {
+    let fd = stream.as_raw_fd();
+    let size = SEND_BUFFER_BYTES;
+    // SAFETY: setsockopt reads `size` (a c_int we own) for the given length on an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "web: cannot set SO_SNDBUF: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Decrements the open-connection count however the connection ends.
+struct OpenConnection<'a>(&'a WebStats);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn serve_connection(stream: smol::net::TcpStream, peer: SocketAddr, state: Arc<AppState>) {
+    state.web.connections_open.fetch_add(1, Ordering::Relaxed);
+    state.web.connections_total.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenConnection(&state.web);
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let state = Arc::clone(&state);
-        async move { Ok::<_, std::convert::Infallible>(api::handle(req, peer, state).await) }
+    set_send_buffer(&stream);
+    let stall = StallLimit::new(STALL_LIMIT);
+    let conn = Arc::new(ConnInfo {
+        peer,
+        stall: stall.clone(),
     });
-    let conn = http1::Builder::new()
+    let service_state = Arc::clone(&state);
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&service_state);
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, std::convert::Infallible>(api::handle(req, conn, state).await) }
+    });
+    let io = FuturesIo::new(StallGuard::new(stream, stall));
+    let connection = http1::Builder::new()
         .timer(SmolTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(20))
-        .serve_connection(FuturesIo::new(stream), service)
+        .header_read_timeout(Duration::from_secs(20))
+        // Bounds the request head and the write buffer per connection.
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service)
         .with_upgrades();
-    if let Err(e) = conn.await {
-        log::debug!("web: connection from {peer}: {e}");
+    if let Err(e) = connection.await {
+        let stalled = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if stalled {
+            log::info!("web: dropped {peer}: it stopped reading what was sent to it");
+        } else {
+            log::debug!("web: connection from {peer}: {e}");
+        }
     }
+}
+
+/// A server running on its own thread, for tests and benchmarks: serves `state` on
+/// `listener` until `stop` (or drop).
+pub struct BackgroundServer {
+    pub addr: SocketAddr,
+    shutdown: Option<async_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Stops accepting, ends live streams, and waits for the server thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send_blocking(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Serves `state` on `listener` from a new thread (`web-server`).
+pub fn serve_in_background(
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<BackgroundServer> {
+    let addr = listener.local_addr()?;
+    let listener = TcpListener::try_from(listener)?;
+    let (tx, rx) = async_channel::bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("web-server".into())
+        .spawn(move || smol::block_on(run(listener, state, rx)))?;
+    Ok(BackgroundServer {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
 }

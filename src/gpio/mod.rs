@@ -1,0 +1,1324 @@
+//! GPIO: trigger inputs, status LEDs and the TTL output behind small line traits, and the
+//! `Gpio` service that turns debounced edges into trigger events and drives the LEDs.
+//!
+//! Layout: `config` (the `[gpio]` section), `debounce` (software debounce), `leds` (LED
+//! patterns as pure functions of state and time), `cdev` (Linux GPIO character device),
+//! `sim` (simulated pins for laptops and tests). `Backend::open` picks cdev or sim once;
+//! `Gpio::start` takes the backend, the clock and the event channel as arguments.
+//!
+//! Threads: one per input (blocking waits on its line), one for the LEDs, one for
+//! frame pulses when `ttl_out.mode = "frame_pulse"`. All stop when `Gpio` is dropped,
+//! and every output is switched off.
+
+pub mod cdev;
+pub mod config;
+pub mod debounce;
+pub mod leds;
+pub mod sim;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::board::{self, Board};
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, Result};
+
+pub use cdev::CdevGpio;
+pub use config::{
+    BackendChoice, GpioConfig, InputConfig, InputMode, InputRole, LedPins, Pull, TtlMode,
+    TtlOutConfig,
+};
+pub use leds::{Health, LedState};
+pub use sim::SimGpio;
+
+/// How long an input thread waits for an edge before checking for shutdown.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+/// Longest sleep of the LED and TTL threads between looks at the clock: bounds how late
+/// they notice a simulated clock moving (the system clock they compute exactly).
+const CLOCK_POLL: Duration = Duration::from_millis(100);
+/// Reopen backoff of a failed input line.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Repeated output errors are logged at most this often.
+const WARN_EVERY_US: u64 = 60_000_000;
+
+/// One debounced edge of an input, in logical terms: `rising` means the line became
+/// active (after active_low), like the kernel's "rising" edge event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub rising: bool,
+    /// CLOCK_MONOTONIC µs of the transition (kernel stamp on cdev, clock on sim).
+    pub timestamp_us: u64,
+}
+
+/// An output line (LED, TTL out). `set` takes the logical level (true = on).
+pub trait OutputLine: Send + Sync {
+    fn set(&self, on: bool) -> Result<()>;
+}
+
+/// An input line with debounced edges.
+pub trait InputLine: Send {
+    /// Blocks up to `timeout` (real time) for the next debounced edge.
+    fn wait_edge(&mut self, timeout: Duration) -> Result<Option<Edge>>;
+    /// The current debounced logical level (true = active).
+    fn level(&self) -> Result<bool>;
+}
+
+/// How to open an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Line name; the consumer label becomes `benchcam-<name>`.
+    pub name: String,
+    /// BCM GPIO number (line offset on the header's gpiochip).
+    pub pin: u32,
+    pub active_low: bool,
+    pub pull: Pull,
+    /// Zero: no debounce.
+    pub debounce: Duration,
+}
+
+impl From<&InputConfig> for InputSpec {
+    fn from(c: &InputConfig) -> Self {
+        InputSpec {
+            name: c.name.clone(),
+            pin: c.pin,
+            active_low: c.active_low,
+            pull: c.effective_pull(),
+            debounce: c.debounce.0,
+        }
+    }
+}
+
+/// How to open an output. It starts off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub pin: u32,
+    pub active_low: bool,
+}
+
+/// Opens lines by pin. Implementations debounce inputs as the spec asks.
+pub trait GpioBackend: Send + Sync {
+    /// "cdev" or "sim".
+    fn name(&self) -> &'static str;
+    fn open_input(&self, spec: &InputSpec) -> Result<Box<dyn InputLine>>;
+    fn open_output(&self, spec: &OutputSpec) -> Result<Box<dyn OutputLine>>;
+}
+
+/// The backend chosen for this run.
+#[derive(Clone)]
+pub enum Backend {
+    Cdev(Arc<CdevGpio>),
+    Sim(SimGpio),
+    /// Any other implementation (tests inject faulty lines this way).
+    Other(Arc<dyn GpioBackend>),
+    /// `backend = "none"`: no lines; the API shows an empty GPIO.
+    None,
+}
+
+impl Backend {
+    /// Resolves `gpio.backend`: `auto` is cdev on a Raspberry Pi with /dev/gpiochip*,
+    /// sim elsewhere. Opening cdev finds the board's gpiochip by label (or `gpio.chip`).
+    pub fn open(config: &GpioConfig, board: &Board, clock: Arc<dyn Clock>) -> Result<Backend> {
+        let choice = match config.backend {
+            BackendChoice::Auto if has_gpiochip() && board::is_raspberry_pi() => {
+                BackendChoice::Cdev
+            }
+            BackendChoice::Auto => BackendChoice::Sim,
+            other => other,
+        };
+        match choice {
+            BackendChoice::Cdev => {
+                let gpio = CdevGpio::open(
+                    config.chip.as_deref().map(Path::new),
+                    &board.gpio.chip_labels,
+                    config.kernel_debounce,
+                )?;
+                Ok(Backend::Cdev(Arc::new(gpio)))
+            }
+            BackendChoice::Sim => Ok(Backend::Sim(SimGpio::new(clock))),
+            BackendChoice::None | BackendChoice::Auto => Ok(Backend::None),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cdev(_) => "cdev",
+            Backend::Sim(_) => "sim",
+            Backend::Other(b) => b.name(),
+            Backend::None => "none",
+        }
+    }
+
+    fn lines(&self) -> Option<Arc<dyn GpioBackend>> {
+        match self {
+            Backend::Cdev(c) => Some(Arc::clone(c) as Arc<dyn GpioBackend>),
+            Backend::Sim(s) => Some(Arc::new(s.clone())),
+            Backend::Other(b) => Some(Arc::clone(b)),
+            Backend::None => None,
+        }
+    }
+}
+
+/// Whether any /dev/gpiochip* exists.
+fn has_gpiochip() -> bool {
+    std::fs::read_dir("/dev").is_ok_and(|dir| {
+        dir.filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("gpiochip"))
+    })
+}
+
+/// What a trigger input asks of the experiment side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerKind {
+    Start,
+    Stop,
+    Marker,
+}
+
+/// One trigger from an input, sent on the channel given to `Gpio::start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TriggerEvent {
+    /// The input's configured name.
+    pub input: String,
+    pub role: InputRole,
+    pub kind: TriggerKind,
+    /// CLOCK_MONOTONIC µs of the (debounced) transition: compare with frame timestamps.
+    pub timestamp_us: u64,
+}
+
+/// An input as `GET /api/v1/gpio` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputStatus {
+    pub name: String,
+    pub pin: u32,
+    pub role: InputRole,
+    /// `None` for markers.
+    pub mode: Option<InputMode>,
+    pub active_low: bool,
+    /// Debounced logical level: true = active.
+    pub level: bool,
+    /// Why the line cannot be read right now, if it cannot.
+    pub fault: Option<String>,
+}
+
+/// An output as `GET /api/v1/gpio` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LedStatus {
+    pub name: String,
+    pub pin: u32,
+    pub on: bool,
+}
+
+/// The TTL output as `GET /api/v1/gpio` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TtlStatus {
+    pub pin: u32,
+    pub mode: TtlMode,
+    pub on: bool,
+}
+
+/// Everything `GET /api/v1/gpio` returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GpioStatus {
+    pub backend: &'static str,
+    pub board: String,
+    pub experiment_running: bool,
+    pub led_state: LedState,
+    pub inputs: Vec<InputStatus>,
+    pub leds: Vec<LedStatus>,
+    pub ttl_out: Option<TtlStatus>,
+}
+
+/// The GPIO service: owns the opened lines and the threads that watch and drive them.
+/// Dropping it stops the threads and switches every output off.
+pub struct Gpio {
+    shared: Arc<Shared>,
+    ttl: Option<Arc<Ttl>>,
+    threads: Vec<JoinHandle<()>>,
+    backend: Backend,
+    board: String,
+}
+
+/// State shared with the threads; lives until the last thread has exited.
+struct Shared {
+    clock: Arc<dyn Clock>,
+    shutdown: AtomicBool,
+    /// Whether an experiment runs, as `pulse` inputs toggle it and the experiment
+    /// service reports it (`set_experiment_running`).
+    experiment_running: AtomicBool,
+    inputs: Vec<InputState>,
+    leds: Vec<Led>,
+    led_state: Mutex<LedState>,
+    /// Wakes the LED thread on a state change or shutdown.
+    led_wake: Condvar,
+    events: async_channel::Sender<TriggerEvent>,
+    /// Set once the event receiver is gone, so that is logged once.
+    events_closed: AtomicBool,
+    output_warnings: RateLimit,
+}
+
+struct InputState {
+    config: InputConfig,
+    level: AtomicBool,
+    fault: Mutex<Option<String>>,
+}
+
+struct Led {
+    name: &'static str,
+    pin: u32,
+    line: Box<dyn OutputLine>,
+    /// The level last written to the line.
+    on: AtomicBool,
+}
+
+/// The TTL output and its pulse timer.
+struct Ttl {
+    pin: u32,
+    mode: TtlMode,
+    width_us: u64,
+    line: Box<dyn OutputLine>,
+    on: AtomicBool,
+    clock: Arc<dyn Clock>,
+    /// When the current frame pulse ends (monotonic µs); `None` when low.
+    pulse_end_us: Mutex<Option<u64>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    warnings: RateLimit,
+}
+
+impl Gpio {
+    /// Opens every configured line on `backend` and starts the threads. Trigger events
+    /// go to `events` (an unbounded channel suits: triggers are rare and never dropped;
+    /// a full bounded one makes the input thread wait, the kernel buffering its edges).
+    pub fn start(
+        config: &GpioConfig,
+        board: &Board,
+        backend: Backend,
+        clock: Arc<dyn Clock>,
+        events: async_channel::Sender<TriggerEvent>,
+    ) -> Result<Gpio> {
+        config.validate_for(board)?;
+        let lines = backend.lines();
+        let mut inputs = Vec::new();
+        let mut opened_inputs = Vec::new();
+        let mut leds = Vec::new();
+        let mut ttl = None;
+        if let Some(lines) = &lines {
+            for input in config.effective_inputs(board) {
+                let spec = InputSpec::from(input);
+                opened_inputs.push((lines.open_input(&spec)?, spec));
+                inputs.push(InputState {
+                    config: input.clone(),
+                    level: AtomicBool::new(false),
+                    fault: Mutex::new(None),
+                });
+            }
+            if config.leds.enabled {
+                for (name, pin) in config.led_pins(board) {
+                    let line = lines.open_output(&OutputSpec {
+                        name: name.into(),
+                        pin,
+                        active_low: config.leds.active_low,
+                    })?;
+                    leds.push(Led {
+                        name,
+                        pin,
+                        line,
+                        on: AtomicBool::new(false),
+                    });
+                }
+            }
+            if let Some(t) = &config.ttl_out {
+                let line = lines.open_output(&OutputSpec {
+                    name: "ttl_out".into(),
+                    pin: t.pin,
+                    active_low: t.active_low,
+                })?;
+                ttl = Some(Arc::new(Ttl {
+                    pin: t.pin,
+                    mode: t.mode,
+                    width_us: t.pulse_width.0.as_micros() as u64,
+                    line,
+                    on: AtomicBool::new(false),
+                    clock: Arc::clone(&clock),
+                    pulse_end_us: Mutex::new(None),
+                    wake: Condvar::new(),
+                    closed: AtomicBool::new(false),
+                    warnings: RateLimit::default(),
+                }));
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            clock,
+            shutdown: AtomicBool::new(false),
+            experiment_running: AtomicBool::new(false),
+            inputs,
+            leds,
+            led_state: Mutex::new(LedState::default()),
+            led_wake: Condvar::new(),
+            events,
+            events_closed: AtomicBool::new(false),
+            output_warnings: RateLimit::default(),
+        });
+        let mut gpio = Gpio {
+            shared: Arc::clone(&shared),
+            ttl: ttl.clone(),
+            threads: Vec::new(),
+            backend,
+            board: board.name.clone(),
+        };
+        // From here on, dropping `gpio` on an error stops what was started.
+        for (index, (line, spec)) in opened_inputs.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let lines = lines.clone().expect("inputs were opened on a backend");
+            gpio.threads
+                .push(spawn(format!("gpio-{}", spec.name), move || {
+                    run_input(&shared, index, line, &*lines, &spec)
+                })?);
+        }
+        if !shared.leds.is_empty() {
+            let shared = Arc::clone(&shared);
+            gpio.threads
+                .push(spawn("gpio-leds".into(), move || run_leds(&shared))?);
+        }
+        if let Some(ttl) = ttl.filter(|t| t.mode == TtlMode::FramePulse) {
+            gpio.threads
+                .push(spawn("gpio-ttl".into(), move || run_frame_pulses(&ttl))?);
+        }
+        log::info!(
+            "gpio: {} backend on {}: {} inputs, {} LEDs{}",
+            gpio.backend.name(),
+            gpio.board,
+            shared.inputs.len(),
+            shared.leds.len(),
+            if gpio.ttl.is_some() { ", TTL out" } else { "" }
+        );
+        Ok(gpio)
+    }
+
+    /// Tells the LEDs (and a `recording` TTL output) what the service is doing.
+    pub fn set_led_state(&self, state: LedState) {
+        let mut current = self.shared.led_state.lock().expect("led state poisoned");
+        if *current == state {
+            return;
+        }
+        *current = state;
+        // Under the state lock, so concurrent callers leave the line at the last state.
+        if let Some(ttl) = self.ttl.as_ref().filter(|t| t.mode == TtlMode::Recording) {
+            ttl.set(state.recording);
+        }
+        drop(current);
+        self.shared.led_wake.notify_all();
+    }
+
+    pub fn led_state(&self) -> LedState {
+        *self.shared.led_state.lock().expect("led state poisoned")
+    }
+
+    /// Keeps `pulse` inputs in step with experiments started or stopped elsewhere (the
+    /// API, a level input, a refused start): the next pulse then does the opposite.
+    pub fn set_experiment_running(&self, running: bool) {
+        self.shared
+            .experiment_running
+            .store(running, Ordering::SeqCst);
+    }
+
+    /// The inputs, their debounced levels and faults.
+    pub fn inputs(&self) -> Vec<InputStatus> {
+        self.shared
+            .inputs
+            .iter()
+            .map(|i| InputStatus {
+                name: i.config.name.clone(),
+                pin: i.config.pin,
+                role: i.config.role,
+                mode: (i.config.role == InputRole::Experiment).then(|| i.config.effective_mode()),
+                active_low: i.config.active_low,
+                level: i.level.load(Ordering::SeqCst),
+                fault: i.fault.lock().expect("input fault poisoned").clone(),
+            })
+            .collect()
+    }
+
+    /// The LEDs and the levels last written to them.
+    pub fn leds(&self) -> Vec<LedStatus> {
+        self.shared
+            .leds
+            .iter()
+            .map(|l| LedStatus {
+                name: l.name.into(),
+                pin: l.pin,
+                on: l.on.load(Ordering::SeqCst),
+            })
+            .collect()
+    }
+
+    /// Everything for `GET /api/v1/gpio`.
+    pub fn status(&self) -> GpioStatus {
+        GpioStatus {
+            backend: self.backend.name(),
+            board: self.board.clone(),
+            experiment_running: self.shared.experiment_running.load(Ordering::SeqCst),
+            led_state: self.led_state(),
+            inputs: self.inputs(),
+            leds: self.leds(),
+            ttl_out: self.ttl.as_ref().map(|t| TtlStatus {
+                pin: t.pin,
+                mode: t.mode,
+                on: t.on.load(Ordering::SeqCst),
+            }),
+        }
+    }
+
+    /// A description of any input fault (for health and the error LED), or `None`.
+    pub fn trigger_fault(&self) -> Option<String> {
+        self.shared.trigger_fault()
+    }
+
+    /// The handle a capture thread calls once per frame, when `ttl_out.mode` is
+    /// `frame_pulse`.
+    pub fn frame_pulser(&self) -> Option<FramePulser> {
+        self.ttl
+            .as_ref()
+            .filter(|t| t.mode == TtlMode::FramePulse)
+            .map(|t| FramePulser { ttl: Arc::clone(t) })
+    }
+
+    /// `POST /api/v1/gpio/sim/{input}`: drives a simulated input. `NotFound` for an
+    /// unknown input, `WrongState` when the backend is not `sim`.
+    pub fn sim_set_input(&self, input: &str, active: bool) -> Result<()> {
+        match &self.backend {
+            Backend::Sim(sim) => sim.set_input(input, active),
+            other => Err(Error::new(
+                ErrorKind::WrongState,
+                format!(
+                    "the gpio backend is {}: simulated inputs exist only with gpio.backend = \"sim\"",
+                    other.name()
+                ),
+            )),
+        }
+    }
+
+    /// The simulated pins, when the backend is `sim`.
+    pub fn sim(&self) -> Option<&SimGpio> {
+        match &self.backend {
+            Backend::Sim(sim) => Some(sim),
+            _ => None,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    pub fn board(&self) -> &str {
+        &self.board
+    }
+}
+
+impl Drop for Gpio {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _guard = self.shared.led_state.lock();
+            self.shared.led_wake.notify_all();
+        }
+        if let Some(ttl) = &self.ttl {
+            ttl.closed.store(true, Ordering::SeqCst);
+            let _guard = ttl.pulse_end_us.lock();
+            ttl.wake.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                log::error!("gpio: a thread panicked");
+            }
+        }
+        for led in &self.shared.leds {
+            self.shared.write_led(led, false);
+        }
+        if let Some(ttl) = &self.ttl {
+            ttl.set(false);
+        }
+    }
+}
+
+/// Raises the TTL line for `pulse_width` per call. Cheap to clone; a no-op once the
+/// `Gpio` is gone.
+///
+/// Timing caveat: the line goes high when `pulse` is called (after the frame was
+/// dequeued, not at exposure), and is lowered by a user-space thread, so under Linux
+/// the width jitters by the scheduling latency (tens of µs idle, milliseconds under
+/// load). Instruments should time frames by the rising edge.
+#[derive(Clone)]
+pub struct FramePulser {
+    ttl: Arc<Ttl>,
+}
+
+impl FramePulser {
+    /// Starts a pulse (or extends the running one) without waiting.
+    pub fn pulse(&self) {
+        let ttl = &self.ttl;
+        if ttl.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut end = ttl.pulse_end_us.lock().expect("ttl lock poisoned");
+        if end.is_none() {
+            ttl.set(true);
+        }
+        *end = Some(ttl.clock.monotonic_us() + ttl.width_us);
+        ttl.wake.notify_all();
+    }
+}
+
+impl Ttl {
+    fn set(&self, on: bool) {
+        match self.line.set(on) {
+            Ok(()) => self.on.store(on, Ordering::SeqCst),
+            Err(e) => self
+                .warnings
+                .warn(&*self.clock, || format!("gpio: TTL out: {e}")),
+        }
+    }
+}
+
+impl Shared {
+    fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn trigger_fault(&self) -> Option<String> {
+        self.inputs.iter().find_map(|i| {
+            let fault = i.fault.lock().expect("input fault poisoned");
+            fault
+                .as_ref()
+                .map(|f| format!("input {}: {f}", i.config.name))
+        })
+    }
+
+    fn set_fault(&self, index: usize, fault: Option<String>) {
+        let mut slot = self.inputs[index]
+            .fault
+            .lock()
+            .expect("input fault poisoned");
+        if *slot != fault {
+            *slot = fault;
+            drop(slot);
+            // The error LED follows input faults.
+            let _guard = self.led_state.lock();
+            self.led_wake.notify_all();
+        }
+    }
+
+    fn write_led(&self, led: &Led, on: bool) {
+        match led.line.set(on) {
+            Ok(()) => led.on.store(on, Ordering::SeqCst),
+            Err(e) => self
+                .output_warnings
+                .warn(&*self.clock, || format!("gpio: LED {}: {e}", led.name)),
+        }
+    }
+
+    /// Maps a debounced edge to a trigger and sends it.
+    fn on_edge(&self, index: usize, edge: Edge) {
+        let input = &self.inputs[index];
+        input.level.store(edge.rising, Ordering::SeqCst);
+        let config = &input.config;
+        let kind = match (config.role, config.effective_mode(), edge.rising) {
+            (InputRole::Marker, _, true) => TriggerKind::Marker,
+            (InputRole::Experiment, InputMode::Level, true) => {
+                self.experiment_running.store(true, Ordering::SeqCst);
+                TriggerKind::Start
+            }
+            (InputRole::Experiment, InputMode::Level, false) => {
+                self.experiment_running.store(false, Ordering::SeqCst);
+                TriggerKind::Stop
+            }
+            (InputRole::Experiment, InputMode::Pulse, true) => {
+                if self.experiment_running.fetch_xor(true, Ordering::SeqCst) {
+                    TriggerKind::Stop
+                } else {
+                    TriggerKind::Start
+                }
+            }
+            (_, _, false) => return,
+        };
+        log::info!("gpio: {} {kind:?} at {} µs", config.name, edge.timestamp_us);
+        let event = TriggerEvent {
+            input: config.name.clone(),
+            role: config.role,
+            kind,
+            timestamp_us: edge.timestamp_us,
+        };
+        if self.events.send_blocking(event).is_err()
+            && !self.events_closed.swap(true, Ordering::SeqCst)
+        {
+            log::warn!("gpio: nobody listens for trigger events any more");
+        }
+    }
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .map_err(|e| Error::io(e, format!("starting thread {name}")))
+}
+
+/// Watches one input until shutdown, reopening its line with backoff after errors.
+fn run_input(
+    shared: &Shared,
+    index: usize,
+    line: Box<dyn InputLine>,
+    backend: &dyn GpioBackend,
+    spec: &InputSpec,
+) {
+    let mut line = Some(line);
+    let mut backoff = BACKOFF_MIN;
+    while !shared.shutting_down() {
+        match run_input_once(shared, index, &mut line, backend, spec, &mut backoff) {
+            Ok(()) => return,
+            Err(e) => {
+                log::warn!("gpio: input {}: {e}; retrying in {backoff:?}", spec.name);
+                shared.set_fault(index, Some(e.to_string()));
+                line = None;
+                sleep_unless_shutdown(shared, backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Opens the line if needed, then turns its edges into triggers until shutdown
+/// (`Ok`) or a line error (`Err`).
+fn run_input_once(
+    shared: &Shared,
+    index: usize,
+    line: &mut Option<Box<dyn InputLine>>,
+    backend: &dyn GpioBackend,
+    spec: &InputSpec,
+    backoff: &mut Duration,
+) -> Result<()> {
+    let line = match line {
+        Some(line) => line,
+        None => line.insert(backend.open_input(spec)?),
+    };
+    // A level input that is active when watching starts (or resumes after an error)
+    // means "running" now; other roles only react to edges.
+    let level = line.level()?;
+    shared.set_fault(index, None);
+    *backoff = BACKOFF_MIN;
+    let state = &shared.inputs[index];
+    if level != state.level.load(Ordering::SeqCst) {
+        if state.config.role == InputRole::Experiment
+            && state.config.effective_mode() == InputMode::Level
+        {
+            let edge = Edge {
+                rising: level,
+                timestamp_us: shared.clock.monotonic_us(),
+            };
+            shared.on_edge(index, edge);
+        } else {
+            state.level.store(level, Ordering::SeqCst);
+        }
+    }
+    while !shared.shutting_down() {
+        if let Some(edge) = line.wait_edge(INPUT_POLL)? {
+            shared.on_edge(index, edge);
+        }
+    }
+    Ok(())
+}
+
+fn sleep_unless_shutdown(shared: &Shared, total: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = total;
+    while !left.is_zero() && !shared.shutting_down() {
+        std::thread::sleep(left.min(step));
+        left = left.saturating_sub(step);
+    }
+}
+
+/// Drives the LEDs from the state and the clock until shutdown.
+fn run_leds(shared: &Shared) {
+    let mut state = shared.led_state.lock().expect("led state poisoned");
+    while !shared.shutting_down() {
+        let now = shared.clock.monotonic_us();
+        let current = *state;
+        drop(state);
+        let fault = shared.trigger_fault().is_some();
+        let want = leds::levels(&current, fault, now);
+        for led in &shared.leds {
+            let on = match led.name {
+                "status" => want.status,
+                "recording" => want.recording,
+                _ => want.error,
+            };
+            if led.on.load(Ordering::SeqCst) != on {
+                shared.write_led(led, on);
+            }
+        }
+        let wait = leds::next_change(&current, now)
+            .map(|at| Duration::from_micros(at - now).min(CLOCK_POLL))
+            .unwrap_or(CLOCK_POLL);
+        state = shared.led_state.lock().expect("led state poisoned");
+        if *state == current && !shared.shutting_down() {
+            state = shared
+                .led_wake
+                .wait_timeout(state, wait)
+                .expect("led state poisoned")
+                .0;
+        }
+    }
+}
+
+/// Lowers the TTL line when each frame pulse ends, until the `Gpio` is dropped.
+fn run_frame_pulses(ttl: &Ttl) {
+    let mut end = ttl.pulse_end_us.lock().expect("ttl lock poisoned");
+    while !ttl.closed.load(Ordering::SeqCst) {
+        let wait = match *end {
+            None => CLOCK_POLL,
+            Some(at) => {
+                let now = ttl.clock.monotonic_us();
+                if now >= at {
+                    ttl.set(false);
+                    *end = None;
+                    continue;
+                }
+                Duration::from_micros(at - now).min(CLOCK_POLL)
+            }
+        };
+        end = ttl
+            .wake
+            .wait_timeout(end, wait)
+            .expect("ttl lock poisoned")
+            .0;
+    }
+}
+
+/// Logs a repeated warning at most once a minute, with the count of those left out.
+#[derive(Default)]
+struct RateLimit {
+    last_us: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    fn warn(&self, clock: &dyn Clock, message: impl FnOnce() -> String) {
+        let now = clock.monotonic_us().max(1);
+        let last = self.last_us.load(Ordering::SeqCst);
+        if last != 0 && now < last + WARN_EVERY_US {
+            self.suppressed.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        self.last_us.store(now, Ordering::SeqCst);
+        match self.suppressed.swap(0, Ordering::SeqCst) {
+            0 => log::warn!("{}", message()),
+            n => log::warn!("{} ({n} more like it not logged)", message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimClock;
+    use std::time::Instant;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    struct Rig {
+        gpio: Gpio,
+        sim: SimGpio,
+        clock: Arc<SimClock>,
+        events: async_channel::Receiver<TriggerEvent>,
+    }
+
+    /// A `Gpio` on simulated pins and a stopped clock at 10 s, from a `[gpio]` section.
+    fn rig(section: &str) -> Rig {
+        #[derive(serde::Deserialize)]
+        struct Wrapper {
+            gpio: GpioConfig,
+        }
+        let config = toml::from_str::<Wrapper>(section).unwrap().gpio;
+        let board = Board::by_name("rpi4").unwrap();
+        let clock = Arc::new(SimClock::new(10_000_000, 1_800_000_000_000_000, false));
+        let sim = SimGpio::new(clock.clone());
+        let (tx, events) = async_channel::unbounded();
+        let gpio =
+            Gpio::start(&config, board, Backend::Sim(sim.clone()), clock.clone(), tx).unwrap();
+        Rig {
+            gpio,
+            sim,
+            clock,
+            events,
+        }
+    }
+
+    impl Rig {
+        fn set(&self, input: &str, active: bool) {
+            self.gpio.sim_set_input(input, active).unwrap();
+        }
+
+        fn advance(&self, by: Duration) {
+            self.clock.advance(by);
+        }
+
+        /// The next trigger, waiting up to 2 s of real time.
+        fn next(&self) -> Option<(TriggerKind, String, u64)> {
+            let give_up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < give_up {
+                if let Ok(e) = self.events.try_recv() {
+                    return Some((e.kind, e.input, e.timestamp_us));
+                }
+                std::thread::sleep(MS);
+            }
+            None
+        }
+
+        /// Asserts no trigger arrives within `real` time.
+        fn quiet(&self, real: Duration) {
+            std::thread::sleep(real);
+            assert_eq!(self.events.try_recv().ok(), None);
+        }
+
+        /// Waits (real time, up to 2 s) until the simulated output reads `on`.
+        fn output_becomes(&self, name: &str, on: bool) {
+            let sim = &self.sim;
+            let give_up = Instant::now() + Duration::from_secs(2);
+            while sim.output(name) != Some(on) {
+                assert!(
+                    Instant::now() < give_up,
+                    "{name} never turned {} at t = {} µs",
+                    if on { "on" } else { "off" },
+                    self.clock.monotonic_us()
+                );
+                std::thread::sleep(MS);
+            }
+        }
+    }
+
+    const LEVEL: &str = r#"
+        [gpio]
+        [[gpio.inputs]]
+        name = "experiment"
+        pin = 23
+        role = "experiment"
+        mode = "level"
+        [[gpio.inputs]]
+        name = "marker"
+        pin = 24
+        role = "marker"
+        [gpio.leds]
+        enabled = false
+    "#;
+
+    #[test]
+    fn level_mode_starts_and_stops_and_ignores_short_pulses() {
+        let r = rig(LEVEL);
+        use TriggerKind::*;
+        // Active for 25 ms: accepted, stamped at the transition.
+        r.set("experiment", true);
+        r.advance(25 * MS);
+        assert_eq!(r.next(), Some((Start, "experiment".into(), 10_000_000)));
+        assert!(r.gpio.status().experiment_running);
+        // A 5 ms drop-out is shorter than the 20 ms debounce: nothing.
+        r.advance(100 * MS);
+        r.set("experiment", false);
+        r.advance(5 * MS);
+        r.set("experiment", true);
+        r.advance(50 * MS);
+        r.quiet(60 * MS);
+        // A real stop.
+        r.set("experiment", false);
+        let stop_at = r.clock.monotonic_us();
+        r.advance(20 * MS);
+        assert_eq!(r.next(), Some((Stop, "experiment".into(), stop_at)));
+        assert!(!r.gpio.inputs()[0].level);
+        assert!(!r.gpio.status().experiment_running);
+    }
+
+    #[test]
+    fn pulse_mode_toggles_and_agrees_with_the_experiment_side() {
+        let r = rig(&LEVEL.replace("mode = \"level\"", "mode = \"pulse\""));
+        use TriggerKind::*;
+        let pulse = |r: &Rig| {
+            r.set("experiment", true);
+            let at = r.clock.monotonic_us();
+            r.advance(30 * MS);
+            r.set("experiment", false);
+            r.advance(30 * MS);
+            at
+        };
+        let t1 = pulse(&r);
+        assert_eq!(r.next(), Some((Start, "experiment".into(), t1)));
+        let t2 = pulse(&r);
+        assert_eq!(r.next(), Some((Stop, "experiment".into(), t2)));
+        // The API started an experiment: the next pulse stops it.
+        r.gpio.set_experiment_running(true);
+        let t3 = pulse(&r);
+        assert_eq!(r.next(), Some((Stop, "experiment".into(), t3)));
+        // The experiment side refused that stop and says it still runs: stop again.
+        r.gpio.set_experiment_running(true);
+        let t4 = pulse(&r);
+        assert_eq!(r.next(), Some((Stop, "experiment".into(), t4)));
+        // A pulse shorter than the debounce toggles nothing.
+        r.set("experiment", true);
+        r.advance(10 * MS);
+        r.set("experiment", false);
+        r.advance(40 * MS);
+        r.quiet(60 * MS);
+        let t5 = pulse(&r);
+        assert_eq!(r.next(), Some((Start, "experiment".into(), t5)));
+    }
+
+    #[test]
+    fn markers_log_on_the_active_edge_only() {
+        let r = rig(LEVEL);
+        r.set("marker", true);
+        let at = r.clock.monotonic_us();
+        r.advance(25 * MS);
+        assert_eq!(r.next(), Some((TriggerKind::Marker, "marker".into(), at)));
+        r.set("marker", false);
+        r.advance(25 * MS);
+        r.quiet(60 * MS);
+        assert_eq!(r.gpio.inputs()[1].role, InputRole::Marker);
+        assert_eq!(r.gpio.inputs()[1].mode, None);
+    }
+
+    #[test]
+    fn unknown_sim_inputs_are_not_found() {
+        let r = rig(LEVEL);
+        let err = r.gpio.sim_set_input("door", true).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn board_defaults_give_named_inputs_and_leds() {
+        let r = rig("[gpio]\n");
+        let inputs = r.gpio.inputs();
+        let names: Vec<_> = inputs.iter().map(|i| (i.name.as_str(), i.pin)).collect();
+        assert_eq!(names, [("experiment", 23), ("marker", 24)]);
+        let leds: Vec<_> = r.gpio.leds().into_iter().map(|l| (l.name, l.pin)).collect();
+        assert_eq!(
+            leds,
+            [
+                ("status".to_string(), 17),
+                ("recording".to_string(), 27),
+                ("error".to_string(), 22)
+            ]
+        );
+        let json = serde_json::to_value(r.gpio.status()).unwrap();
+        assert_eq!(json["backend"], "sim");
+        assert_eq!(json["board"], "rpi4");
+        assert_eq!(json["inputs"][0]["mode"], "level");
+        assert_eq!(json["inputs"][0]["role"], "experiment");
+        assert_eq!(json["led_state"]["health"], "ok");
+    }
+
+    #[test]
+    fn leds_follow_the_state_at_known_clock_times() {
+        let r = rig("[gpio]\ninputs = []\n");
+        // t = 10.000 s, healthy: the heartbeat is in its 100 ms on phase.
+        r.output_becomes("status", true);
+        assert_eq!(r.gpio.sim().unwrap().output("error"), Some(false));
+        r.advance(150 * MS); // 10.150: off phase
+        r.output_becomes("status", false);
+        r.advance(900 * MS); // 11.050: on again
+        r.output_becomes("status", true);
+
+        // Degraded and recording: fast blink, error and recording LEDs on.
+        r.gpio.set_led_state(LedState {
+            health: Health::Degraded,
+            recording: true,
+            archiving: false,
+        });
+        r.output_becomes("error", true);
+        r.output_becomes("recording", true);
+        r.advance(100 * MS); // 11.150: 4 Hz off phase (125..250 ms)
+        r.output_becomes("status", false);
+        r.advance(100 * MS); // 11.250: on
+        r.output_becomes("status", true);
+
+        // Archiving: the recording LED blinks at 2 Hz; error: status solid.
+        r.gpio.set_led_state(LedState {
+            health: Health::Error,
+            recording: true,
+            archiving: true,
+        });
+        r.output_becomes("recording", false); // 11.250: 250 ms into 500, off phase
+        r.advance(260 * MS); // 11.510: on
+        r.output_becomes("recording", true);
+        r.advance(390 * MS); // 11.900: off; heartbeat and 4 Hz would both be off now
+        r.output_becomes("recording", false);
+        assert_eq!(r.gpio.sim().unwrap().output("status"), Some(true));
+
+        // Back to healthy: heartbeat off phase, the error LED goes out.
+        r.gpio.set_led_state(LedState::default());
+        r.output_becomes("error", false);
+        r.output_becomes("status", false);
+
+        // Dropping the service switches everything off.
+        let sim = r.gpio.sim().unwrap().clone();
+        r.gpio.set_led_state(LedState {
+            health: Health::Error,
+            recording: true,
+            archiving: false,
+        });
+        r.output_becomes("recording", true);
+        drop(r);
+        assert!(
+            sim.outputs().iter().all(|(_, on)| !on),
+            "{:?}",
+            sim.outputs()
+        );
+    }
+
+    #[test]
+    fn ttl_out_mirrors_recording() {
+        let r = rig("[gpio]\ninputs = []\n[gpio.ttl_out]\npin = 25\nmode = \"recording\"\n");
+        let sim = r.gpio.sim().unwrap().clone();
+        assert_eq!(sim.output("ttl_out"), Some(false));
+        assert!(r.gpio.frame_pulser().is_none());
+        r.gpio.set_led_state(LedState {
+            recording: true,
+            ..LedState::default()
+        });
+        assert_eq!(sim.output("ttl_out"), Some(true), "set synchronously");
+        r.gpio.set_led_state(LedState::default());
+        assert_eq!(sim.output("ttl_out"), Some(false));
+        assert_eq!(r.gpio.status().ttl_out.unwrap().mode, TtlMode::Recording);
+    }
+
+    #[test]
+    fn frame_pulses_last_their_width_on_the_clock() {
+        let r = rig(
+            "[gpio]\ninputs = []\n[gpio.ttl_out]\npin = 25\nmode = \"frame_pulse\"\npulse_width = \"2ms\"\n",
+        );
+        let sim = r.gpio.sim().unwrap().clone();
+        let pulser = r.gpio.frame_pulser().unwrap();
+        pulser.pulse();
+        assert_eq!(sim.output("ttl_out"), Some(true), "raised at once");
+        r.quiet(20 * MS); // the clock stands still: the pulse goes on
+        assert_eq!(sim.output("ttl_out"), Some(true));
+        r.advance(MS);
+        pulser.pulse(); // a new frame extends the pulse to 2 ms from now
+        r.advance(MS + MS / 2);
+        r.quiet(20 * MS);
+        assert_eq!(sim.output("ttl_out"), Some(true));
+        r.advance(MS);
+        r.output_becomes("ttl_out", false);
+        drop(r);
+        pulser.pulse(); // after the service is gone: nothing
+        assert_eq!(sim.output("ttl_out"), Some(false));
+    }
+
+    /// Lines held active since before benchcam started: no edge ever comes.
+    struct HeldActive;
+
+    impl GpioBackend for HeldActive {
+        fn name(&self) -> &'static str {
+            "held"
+        }
+        fn open_input(&self, _: &InputSpec) -> Result<Box<dyn InputLine>> {
+            struct Line;
+            impl InputLine for Line {
+                fn wait_edge(&mut self, timeout: Duration) -> Result<Option<Edge>> {
+                    std::thread::sleep(timeout);
+                    Ok(None)
+                }
+                fn level(&self) -> Result<bool> {
+                    Ok(true)
+                }
+            }
+            Ok(Box::new(Line))
+        }
+        fn open_output(&self, _: &OutputSpec) -> Result<Box<dyn OutputLine>> {
+            unreachable!("LEDs are disabled in this test")
+        }
+    }
+
+    #[test]
+    fn inputs_active_at_start_start_a_level_experiment_only() {
+        let clock = Arc::new(SimClock::new(5_000_000, 0, false));
+        let (tx, rx) = async_channel::unbounded();
+        let shared = Arc::new(Shared {
+            clock,
+            shutdown: AtomicBool::new(false),
+            experiment_running: AtomicBool::new(false),
+            inputs: ["level", "pulse", "marker"]
+                .iter()
+                .map(|name| InputState {
+                    config: InputConfig {
+                        name: name.to_string(),
+                        pin: 0,
+                        role: if *name == "marker" {
+                            InputRole::Marker
+                        } else {
+                            InputRole::Experiment
+                        },
+                        mode: match *name {
+                            "level" => Some(InputMode::Level),
+                            "pulse" => Some(InputMode::Pulse),
+                            _ => None,
+                        },
+                        active_low: false,
+                        pull: None,
+                        debounce: crate::config::HumanDuration(Duration::ZERO),
+                    },
+                    level: AtomicBool::new(false),
+                    fault: Mutex::new(None),
+                })
+                .collect(),
+            leds: Vec::new(),
+            led_state: Mutex::new(LedState::default()),
+            led_wake: Condvar::new(),
+            events: tx,
+            events_closed: AtomicBool::new(false),
+            output_warnings: RateLimit::default(),
+        });
+        let mut threads = Vec::new();
+        for index in 0..3 {
+            let shared = Arc::clone(&shared);
+            threads.push(std::thread::spawn(move || {
+                let spec = InputSpec::from(&shared.inputs[index].config);
+                let line = HeldActive.open_input(&spec).unwrap();
+                run_input(&shared, index, line, &HeldActive, &spec)
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        shared.shutdown.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let events: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            [TriggerEvent {
+                input: "level".into(),
+                role: InputRole::Experiment,
+                kind: TriggerKind::Start,
+                timestamp_us: 5_000_000,
+            }]
+        );
+        assert!(shared.inputs.iter().all(|i| i.level.load(Ordering::SeqCst)));
+        assert!(shared.experiment_running.load(Ordering::SeqCst));
+    }
+
+    /// Simulated pins whose first opened input fails on its first wait.
+    struct FailsOnce {
+        sim: SimGpio,
+        failed: AtomicBool,
+    }
+
+    struct FailingLine(Box<dyn InputLine>);
+
+    impl InputLine for FailingLine {
+        fn wait_edge(&mut self, _: Duration) -> Result<Option<Edge>> {
+            Err(Error::new(ErrorKind::Disconnected, "line went away"))
+        }
+        fn level(&self) -> Result<bool> {
+            self.0.level()
+        }
+    }
+
+    impl GpioBackend for FailsOnce {
+        fn name(&self) -> &'static str {
+            "fails-once"
+        }
+        fn open_input(&self, spec: &InputSpec) -> Result<Box<dyn InputLine>> {
+            let line = self.sim.open_input(spec)?;
+            if self.failed.swap(true, Ordering::SeqCst) {
+                Ok(line)
+            } else {
+                Ok(Box::new(FailingLine(line)))
+            }
+        }
+        fn open_output(&self, spec: &OutputSpec) -> Result<Box<dyn OutputLine>> {
+            self.sim.open_output(spec)
+        }
+    }
+
+    #[test]
+    fn a_failing_input_is_a_fault_until_reopened() {
+        let clock = Arc::new(SimClock::new(10_000_000, 0, false));
+        let sim = SimGpio::new(clock.clone());
+        let backend = Backend::Other(Arc::new(FailsOnce {
+            sim: sim.clone(),
+            failed: AtomicBool::new(false),
+        }));
+        let config = toml::from_str::<GpioConfig>(
+            "[[inputs]]\nname = \"marker\"\npin = 24\nrole = \"marker\"\n",
+        )
+        .unwrap();
+        let (tx, events) = async_channel::unbounded();
+        let gpio = Gpio::start(
+            &config,
+            Board::by_name("rpi4").unwrap(),
+            backend,
+            clock.clone(),
+            tx,
+        )
+        .unwrap();
+        let r = Rig {
+            gpio,
+            sim: sim.clone(),
+            clock,
+            events,
+        };
+        assert_eq!(r.gpio.backend_name(), "fails-once");
+        r.output_becomes("error", true);
+        let fault = r.gpio.trigger_fault().unwrap();
+        assert_eq!(fault, "input marker: line went away");
+        assert_eq!(r.gpio.inputs()[0].fault.as_deref(), Some("line went away"));
+        // Reopened after the 1 s backoff: the fault clears and edges flow again.
+        r.output_becomes("error", false);
+        assert_eq!(r.gpio.trigger_fault(), None);
+        sim.set_input("marker", true).unwrap();
+        r.advance(25 * MS);
+        assert_eq!(
+            r.next(),
+            Some((TriggerKind::Marker, "marker".into(), 10_000_000))
+        );
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Gpio>();
+        send_sync::<FramePulser>();
+        send_sync::<SimGpio>();
+        send_sync::<Backend>();
+    }
+
+    #[test]
+    fn backend_none_has_no_lines_and_refuses_sim_input() {
+        let board = Board::by_name("rpi4").unwrap();
+        let (tx, _rx) = async_channel::unbounded();
+        let clock = Arc::new(SimClock::new(0, 0, false));
+        let gpio = Gpio::start(&GpioConfig::default(), board, Backend::None, clock, tx).unwrap();
+        assert!(gpio.inputs().is_empty());
+        assert!(gpio.leds().is_empty());
+        assert_eq!(gpio.backend_name(), "none");
+        let err = gpio.sim_set_input("experiment", true).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::WrongState);
+    }
+
+    #[test]
+    fn explicit_sim_backend_is_chosen() {
+        let config = GpioConfig {
+            backend: BackendChoice::Sim,
+            ..GpioConfig::default()
+        };
+        let board = Board::by_name("rpi5").unwrap();
+        let clock = Arc::new(SimClock::new(0, 0, false));
+        assert_eq!(Backend::open(&config, board, clock).unwrap().name(), "sim");
+    }
+}
