@@ -168,7 +168,8 @@ impl PatternSource {
             let end = (bar_x + bar_w).min(w);
             row[bar_x..end].fill(235);
         }
-        let scale = (h / 120).max(1);
+        // 24 glyph cells of 6 units must fit the width.
+        let scale = (w / 150).min(h / 60).max(1);
         let mut text = [b' '; 24];
         write_digits(&mut text[..8], self.sequence);
         let secs_of_day = wall_us.div_euclid(1_000_000).rem_euclid(86_400);
@@ -194,7 +195,7 @@ impl PatternSource {
                 d => b'0' + *d as u8,
             };
         }
-        draw_text(luma, w, h, 2 * scale, 2 * scale, scale * 2, &text);
+        draw_text(luma, w, h, scale, scale, scale, &text);
     }
 }
 

@@ -202,6 +202,7 @@ impl CaptureLoop {
         let mut timeouts = 0;
         let mut last_sequence: Option<u64> = None;
         let mut last_ts: Option<u64> = None;
+        let mut avg_interval_us = 0.0f64;
         let mut number = self.next_number;
         let mut last_drop_log = Instant::now() - Duration::from_secs(60);
         while !shared.shutdown.load(Ordering::Relaxed) {
@@ -220,11 +221,16 @@ impl CaptureLoop {
                 }
                 last_sequence = Some(f.sequence);
                 if let Some(prev) = last_ts {
-                    let interval = f.timestamp_us.saturating_sub(prev).max(1);
-                    let fps_milli = 1_000_000_000 / interval;
-                    let old = shared.stats.fps_milli.load(Ordering::Relaxed);
-                    let new = if old == 0 { fps_milli } else { (old * 7 + fps_milli) / 8 };
-                    shared.stats.fps_milli.store(new, Ordering::Relaxed);
+                    // Average the intervals, not their inverses: 1/x of jittery
+                    // intervals would overstate the rate.
+                    let interval = f.timestamp_us.saturating_sub(prev).max(1) as f64;
+                    avg_interval_us = if avg_interval_us == 0.0 {
+                        interval
+                    } else {
+                        avg_interval_us * 0.9 + interval * 0.1
+                    };
+                    let fps_milli = (1e9 / avg_interval_us) as u64;
+                    shared.stats.fps_milli.store(fps_milli, Ordering::Relaxed);
                 }
                 last_ts = Some(f.timestamp_us);
                 match ring.publish(meta, f.data) {
@@ -262,6 +268,7 @@ impl CaptureLoop {
                     *shared.latest.lock().expect("latest poisoned") = None;
                     shared.stats.fps_milli.store(0, Ordering::Relaxed);
                     last_ts = None;
+                    avg_interval_us = 0.0;
                     if timeouts >= REOPEN_AFTER_TIMEOUTS {
                         self.next_number = number;
                         return Err(e);

@@ -134,10 +134,12 @@ async function runChecks(context) {
     const state = await chips(page);
     assert(state.connection === 'live', `connection chip is "${state.connection}", not live`);
     assert(state.streaming === 'streaming', `streaming chip is "${state.streaming}"`);
-    const size = await page.evaluate(() => {
+    // The src flips to a new Blob URL for every frame, so sample until one has decoded
+    // (naturalWidth is 0 while the newest frame is still loading).
+    const size = await waitInPage(page, () => {
       const img = document.querySelector('#live-img');
-      return { w: img.naturalWidth, h: img.naturalHeight };
-    });
+      return img.complete && img.naturalWidth > 0 ? { w: img.naturalWidth, h: img.naturalHeight } : null;
+    }, null, 5000, 'a decoded live picture').catch(() => ({ w: 0, h: 0 }));
     assert(size.w > 0 && size.h > 0, 'the live image has no decoded picture');
     await shot(page, '01-live');
   });

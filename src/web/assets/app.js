@@ -596,9 +596,16 @@
         return;
       }
       if (this.loadingUrl) URL.revokeObjectURL(this.loadingUrl);
-      this.loadingUrl = URL.createObjectURL(blob);
+      const url = URL.createObjectURL(blob);
+      this.loadingUrl = url;
       this.loadingSince = performance.now();
-      $('#live-img').src = this.loadingUrl;
+      // Decode off-screen first, then swap: the visible image never shows a blank
+      // while the next frame loads. A frame that fails to decode still goes to the
+      // <img>, whose error handler drops it.
+      const probe = new Image();
+      probe.src = url;
+      const show = () => { if (this.loadingUrl === url) $('#live-img').src = url; };
+      probe.decode().then(show, show);
     },
 
     onImageLoad() {
