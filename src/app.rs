@@ -1,14 +1,18 @@
 //! Wiring: open storage, discover cameras, start capture and recording, serve the web
 //! page; shut down in reverse order so the open clips are finalised.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::board::Board;
 use crate::camera::discovery::{ConfigDiscoverer, Discoverer};
 use crate::camera::CameraService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment::ExperimentService;
+use crate::gpio::{Backend, Gpio, Health as LedHealth, LedState};
 use crate::record::index::RecordingType;
 use crate::storage::{Limits, SpaceProbe, Statvfs, Storage};
 use crate::web::{self, AppState};
@@ -45,6 +49,7 @@ pub fn limits(config: &Config) -> Limits {
 
 /// A started service; `shutdown` stops it in reverse order.
 pub struct App {
+    supervisor: Mutex<Option<Supervisor>>,
     pub service: Arc<CameraService>,
     pub experiments: Arc<ExperimentService>,
     pub state: Arc<AppState>,
@@ -70,7 +75,6 @@ impl App {
                 }
             }
         }
-        let state = AppState::new(Arc::clone(&service), config);
         let experiments = ExperimentService::new(
             Arc::clone(&service),
             Arc::clone(&service.storage),
@@ -78,15 +82,147 @@ impl App {
             config_experiments,
         );
         experiments.recover();
+        let gpio = start_gpio(&config, &service, &experiments);
+        let state = AppState::new(
+            Arc::clone(&service),
+            Arc::clone(&experiments),
+            gpio.clone(),
+            config,
+        );
+        let supervisor = Supervisor::start(Arc::clone(&state));
         Ok(App {
             service,
             experiments,
             state,
+            supervisor: Mutex::new(Some(supervisor)),
         })
     }
 
+    /// Stops the supervisor, finalises clips, stops capture; GPIO outputs go off when
+    /// the last reference to the `Gpio` drops.
     pub fn shutdown(&self) {
+        if let Some(s) = self.supervisor.lock().expect("supervisor poisoned").take() {
+            s.stop();
+        }
         self.service.shutdown();
+    }
+}
+
+/// Opens the GPIO backend the config and board call for and starts the trigger loop.
+/// A GPIO failure never stops the service: it runs without GPIO and logs why.
+fn start_gpio(
+    config: &Config,
+    service: &Arc<CameraService>,
+    experiments: &Arc<ExperimentService>,
+) -> Option<Arc<Gpio>> {
+    let clock = Arc::clone(service.clock());
+    let board = match Board::resolve(&config.gpio.board) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("gpio: {e}; running without GPIO");
+            return None;
+        }
+    };
+    let backend = match Backend::open(&config.gpio, board, Arc::clone(&clock)) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("gpio: {e}; running without GPIO");
+            return None;
+        }
+    };
+    if matches!(backend, Backend::None) {
+        return None;
+    }
+    let (tx, rx) = async_channel::unbounded();
+    match Gpio::start(&config.gpio, board, backend, Arc::clone(&clock), tx) {
+        Ok(gpio) => {
+            let gpio = Arc::new(gpio);
+            log::info!("gpio: {} backend on {}", gpio.backend_name(), gpio.board());
+            crate::web::experiments::spawn_trigger_loop(
+                Arc::clone(experiments),
+                Arc::clone(&gpio),
+                rx,
+                clock,
+            );
+            Some(gpio)
+        }
+        Err(e) => {
+            log::error!("gpio: {e}; running without GPIO");
+            None
+        }
+    }
+}
+
+/// Once a second: drives the LEDs from health, and feeds the systemd watchdog only
+/// while every capture thread delivers frames (or reports its camera's fault) and the
+/// web executor answers.
+struct Supervisor {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Supervisor {
+    fn start(state: Arc<AppState>) -> Supervisor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || {
+                let mut last_frames: Vec<u64> = Vec::new();
+                let mut tick = 0u64;
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    tick += 1;
+                    let health = state.service.health_check();
+                    if let Some(gpio) = &state.gpio {
+                        let led_health = match health.status {
+                            "ok" if gpio.trigger_fault().is_none() => LedHealth::Ok,
+                            "error" => LedHealth::Error,
+                            _ => LedHealth::Degraded,
+                        };
+                        gpio.set_led_state(LedState {
+                            health: led_health,
+                            recording: health
+                                .cameras
+                                .iter()
+                                .any(|c| c.recording && !c.recording_paused),
+                            archiving: state.experiments.is_archiving(),
+                        });
+                    }
+                    if !tick.is_multiple_of(4) {
+                        continue;
+                    }
+                    // Capture is alive when each camera either delivered frames since the
+                    // last look or has a state that explains why not (unplugged, no signal).
+                    let frames: Vec<u64> =
+                        health.cameras.iter().map(|c| c.frames_captured).collect();
+                    let capture_alive = health.cameras.iter().enumerate().all(|(i, c)| {
+                        c.state != "capturing"
+                            || last_frames.get(i).is_none_or(|&before| frames[i] > before)
+                    });
+                    last_frames = frames;
+                    let web_alive = state.web.heartbeat_age() < Duration::from_secs(5);
+                    if capture_alive && web_alive {
+                        let status = format!(
+                            "{}: {} camera(s), {} viewer(s)",
+                            health.status,
+                            health.cameras.len(),
+                            state.live.session_count()
+                        );
+                        let _ = sd_notify::notify(&[
+                            sd_notify::NotifyState::Watchdog,
+                            sd_notify::NotifyState::Status(&status),
+                        ]);
+                    }
+                }
+            })
+            .expect("spawning the supervisor thread");
+        Supervisor { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 

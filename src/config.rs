@@ -21,6 +21,7 @@ pub struct Config {
     pub streaming: StreamingConfig,
     pub auto_recording: AutoRecordingConfig,
     pub experiments: ExperimentsConfig,
+    pub gpio: crate::gpio::GpioConfig,
 }
 
 /// `[experiments]`: archive folders.
@@ -653,6 +654,8 @@ impl Config {
                 "allowed: 1-32 of A-Z a-z 0-9 . _ - not starting with a dot",
             ));
         }
+
+        self.gpio.validate()?;
 
         let a = &self.auto_recording;
         if !is_camera_id(&a.primary_camera) {

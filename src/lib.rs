@@ -1,6 +1,7 @@
 //! benchcam: the camera service of a lab-bench appliance.
 
 pub mod app;
+pub mod board;
 pub mod camera;
 pub mod capture;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod encode;
 pub mod error;
 pub mod experiment;
 pub mod frame;
+pub mod gpio;
 pub mod live;
 pub mod record;
 pub mod settings;

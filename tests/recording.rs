@@ -288,3 +288,69 @@ fn mjpeg_camera_is_recorded_as_mjpeg_passthrough() {
         assert!(p.frames > 0 && p.pts.windows(2).all(|w| w[1] > w[0]));
     }
 }
+
+#[test]
+fn kill_9_during_archiving_is_redone_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        port,
+        &format!("{SMALL}[recording]\nclip_length = \"2s\"\n[auto_recording]\npre_roll = \"1s\"\npost_roll = \"3s\"\n"),
+    );
+    let data = dir.path().join("data");
+    let mut child = spawn(&config);
+    wait_for(Duration::from_secs(20), || {
+        http_get(port, "/api/v1/health").filter(|(s, _)| *s == 200)
+    })
+    .expect("service answers");
+    std::thread::sleep(Duration::from_secs(2));
+    let post = |path: &str, body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(post("/api/v1/experiments", r#"{"experiment_id": "kill-1"}"#).contains("201 Created"));
+    std::thread::sleep(Duration::from_secs(2));
+    // Stop blocks for the 3 s post-roll and the archive; kill the service inside it.
+    let _ = post("/api/v1/experiments/kill-1/stop", "");
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let folder = data.join("experiments/kill-1");
+    assert!(
+        !folder.join("manifest.json").exists(),
+        "killed before the archive completed"
+    );
+
+    let mut child = spawn(&config);
+    let manifest = wait_for(Duration::from_secs(30), || {
+        http_get(port, "/api/v1/experiments/kill-1")
+            .filter(|(s, body)| *s == 200 && body.contains("\"files\""))
+            .map(|(_, body)| body)
+    })
+    .expect("the archive is redone at restart");
+    sigterm(&mut child);
+    assert!(child.wait().unwrap().success());
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert!(!manifest["clips"].as_array().unwrap().is_empty());
+    for f in manifest["files"].as_array().unwrap() {
+        let path = folder.join(f["name"].as_str().unwrap());
+        assert_eq!(
+            benchcam::experiment::sha256_file(&path).unwrap(),
+            f["sha256"].as_str().unwrap()
+        );
+        if have_ffmpeg() && path.extension().is_some_and(|e| e == "mp4") {
+            full_decode(&path).unwrap();
+        }
+    }
+}

@@ -21,7 +21,7 @@ use super::http::{
     empty, error_response, full, parse_json, parse_range, query_param, read_body, ApiError, Auth,
     Body, BoxError, RangeRequest, DOWNLOAD_STALL_LIMIT, STALL_LIMIT,
 };
-use super::{assets, mjpeg, ws, AppState, ConnInfo};
+use super::{assets, experiments, mjpeg, ws, AppState, ConnInfo};
 use crate::camera::Camera;
 use crate::capture::PixelFormat;
 use crate::config::is_camera_id;
@@ -82,6 +82,11 @@ fn route_exists(segments: &[&str]) -> bool {
             ]
             | ["api", "v1", "clips", _, _]
             | ["api", "v1", "streaming", "sessions"]
+            | ["api", "v1", "experiments" | "gpio"]
+            | ["api", "v1", "experiments", _]
+            | ["api", "v1", "experiments", _, "stop" | "archive" | "marker"]
+            | ["api", "v1", "experiments", _, "files", _]
+            | ["api", "v1", "gpio", "sim", _]
     )
 }
 
@@ -155,6 +160,25 @@ pub async fn handle(
             json(StatusCode::OK, &settings::current(&state.service.config()))
         }
         (&Method::PATCH, ["api", "v1", "settings"]) => patch_settings(req, &state).await,
+        (&Method::GET, ["api", "v1", "experiments"]) => experiments::list(&state),
+        (&Method::POST, ["api", "v1", "experiments"]) => experiments::create(req, &state).await,
+        (&Method::GET, ["api", "v1", "experiments", id]) => experiments::manifest(&state, id),
+        (&Method::POST, ["api", "v1", "experiments", id, "stop"]) => {
+            experiments::stop(&state, id).await
+        }
+        (&Method::POST, ["api", "v1", "experiments", id, "archive"]) => {
+            experiments::archive(req, &state, id).await
+        }
+        (&Method::POST, ["api", "v1", "experiments", id, "marker"]) => {
+            experiments::marker(&state, id)
+        }
+        (&Method::GET | &Method::HEAD, ["api", "v1", "experiments", id, "files", file]) => {
+            experiment_file(&req, &conn, &state, id, file, head).await
+        }
+        (&Method::GET, ["api", "v1", "gpio"]) => experiments::gpio_status(&state),
+        (&Method::POST, ["api", "v1", "gpio", "sim", input]) => {
+            experiments::gpio_sim(req, &state, input).await
+        }
         (_, segments) if route_exists(segments) => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -452,6 +476,52 @@ async fn clip_download(
         return not_found(&format!("no clip {cam}/{file}"));
     };
     let path = index.camera_dir(cam).join(&record.file);
+    serve_file(req, conn, state, path, &record.file, "video/mp4", head).await
+}
+
+/// GET /api/v1/experiments/{id}/files/{file}: only names the manifest lists.
+async fn experiment_file(
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    state: &Arc<AppState>,
+    id: &str,
+    file: &str,
+    head: bool,
+) -> Response<Body> {
+    let suspicious = |s: &str| {
+        s.is_empty()
+            || s.starts_with('.')
+            || s.bytes()
+                .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
+    };
+    if suspicious(id) || suspicious(file) {
+        return bad_path();
+    }
+    let path = match state.experiments.file_path(id, file) {
+        Ok(p) => p,
+        Err(e) => return service_error(&e),
+    };
+    let content_type = match file.rsplit('.').next() {
+        Some("mp4") => "video/mp4",
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    serve_file(req, conn, state, path, file, content_type, head).await
+}
+
+/// Streams a file that a whitelist (clip index, experiment manifest) named, with HTTP
+/// Range support. `name` is the download name.
+async fn serve_file(
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    state: &Arc<AppState>,
+    path: std::path::PathBuf,
+    name: &str,
+    content_type: &'static str,
+    head: bool,
+) -> Response<Body> {
+    let shown = name.to_string();
     let opened = smol::unblock(move || -> std::io::Result<(File, u64)> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -471,8 +541,8 @@ async fn clip_download(
     let (mut file, len) = match opened {
         Ok(f) => f,
         Err(e) => {
-            log::warn!("web: clip {cam}/{file} is in the index but cannot be opened: {e}");
-            return not_found(&format!("clip {cam}/{file} is not readable"));
+            log::warn!("web: {shown} is listed but cannot be opened: {e}");
+            return not_found(&format!("{shown} is not readable"));
         }
     };
     let range_header = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
@@ -485,7 +555,7 @@ async fn clip_download(
             let mut r = error_response(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
-                &format!("the clip has {len} bytes"),
+                &format!("the file has {len} bytes"),
             );
             let headers = r.headers_mut();
             headers.insert(
@@ -500,7 +570,7 @@ async fn clip_download(
     let download = query_param(req.uri().query(), "download").is_some();
     let mut builder = Response::builder()
         .status(status)
-        .header("content-type", "video/mp4")
+        .header("content-type", content_type)
         .header("content-length", count)
         .header("accept-ranges", "bytes")
         .header("cache-control", "no-cache")
@@ -509,7 +579,7 @@ async fn clip_download(
             format!(
                 "{}; filename=\"{}\"",
                 if download { "attachment" } else { "inline" },
-                record.file
+                name
             ),
         );
     if status == StatusCode::PARTIAL_CONTENT {

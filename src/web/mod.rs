@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod experiments;
 pub mod http;
 pub mod mjpeg;
 pub mod ws;
@@ -25,6 +26,8 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::camera::CameraService;
 use crate::config::Config;
+use crate::experiment::ExperimentService;
+use crate::gpio::Gpio;
 use crate::live::LiveStreamingService;
 use http::{Auth, StallGuard, StallLimit, STALL_LIMIT};
 
@@ -44,6 +47,21 @@ pub struct WebStats {
     pub connections_refused: AtomicU64,
     /// Body bytes of clip downloads handed to hyper.
     pub clip_bytes_sent: AtomicU64,
+    /// CLOCK_MONOTONIC µs of the executor's last heartbeat (the watchdog checks it).
+    pub heartbeat_us: AtomicU64,
+}
+
+impl WebStats {
+    fn beat(&self) {
+        self.heartbeat_us
+            .store(crate::clock::monotonic_now_us(), Ordering::Relaxed);
+    }
+
+    /// How long ago the web executor last ran its heartbeat task.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = self.heartbeat_us.load(Ordering::Relaxed);
+        Duration::from_micros(crate::clock::monotonic_now_us().saturating_sub(last))
+    }
 }
 
 /// What every request handler can reach. Lives as long as the server.
@@ -60,11 +78,20 @@ pub struct AppState {
     /// Snapshots encoded at once (each copies a frame and runs an encoder).
     pub snapshot_permits: smol::lock::Semaphore,
     pub web: WebStats,
+    /// Experiments: start/arm/stop/archive and their archives.
+    pub experiments: Arc<ExperimentService>,
+    /// GPIO (LEDs, trigger inputs); `None` with `gpio.backend = "none"`.
+    pub gpio: Option<Arc<Gpio>>,
 }
 
 impl AppState {
     /// The web state for a started camera service; starts the live-view service.
-    pub fn new(service: Arc<CameraService>, config: Config) -> Arc<AppState> {
+    pub fn new(
+        service: Arc<CameraService>,
+        experiments: Arc<ExperimentService>,
+        gpio: Option<Arc<Gpio>>,
+        config: Config,
+    ) -> Arc<AppState> {
         let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
         Arc::new(AppState {
             auth: Auth::new(&config.service.access_token, config.service.protect_reads),
@@ -74,6 +101,8 @@ impl AppState {
             settings_lock: smol::lock::Mutex::new(()),
             snapshot_permits: smol::lock::Semaphore::new(2),
             web: WebStats::default(),
+            experiments,
+            gpio,
         })
     }
 }
@@ -122,7 +151,14 @@ pub async fn run(
     let stop = async {
         let _ = shutdown.recv().await;
     };
-    accept.or(stop).await;
+    // Proves to the systemd watchdog that this executor still runs.
+    let heartbeat = async {
+        loop {
+            state.web.beat();
+            smol::Timer::after(Duration::from_secs(1)).await;
+        }
+    };
+    accept.or(heartbeat).or(stop).await;
     state.live.shutdown();
     log::info!("web: stopped accepting connections; live streams ended");
 }
