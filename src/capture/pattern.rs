@@ -228,11 +228,13 @@ impl CaptureSource for PatternSource {
         }
         self.clock.sleep_until_us(self.next_due_us);
         let now = self.clock.monotonic_us();
-        // Like a sensor, the pattern keeps its own cadence; a late reader skips frames.
+        // Like a sensor, the pattern keeps its own cadence: a frame is stamped with its
+        // slot on that cadence (as a driver stamps exposure, not dequeue), and a late
+        // reader skips the slots it missed.
         let behind = now.saturating_sub(self.next_due_us) / self.interval_us;
+        let timestamp_us = self.next_due_us + behind * self.interval_us;
         self.sequence += behind;
-        self.next_due_us += (behind + 1) * self.interval_us;
-        let timestamp_us = now;
+        self.next_due_us = timestamp_us + self.interval_us;
         self.draw(self.clock.wall_at_us(timestamp_us));
         let data: &[u8] = match self.mode.format {
             PixelFormat::Mjpeg => {
