@@ -1314,3 +1314,31 @@ fn stalled_viewer_and_16_ws_viewers_cost_the_recorder_no_frame_and_memory_stays_
         assert_eq!(t.health()["cameras"][0]["recorder_frames_dropped"], 0);
     }
 }
+
+#[test]
+fn first_boot_setup_problems_show_in_health() {
+    let t = TestApp::start();
+    assert_eq!(t.health()["status"], "ok", "{}", t.health());
+    std::fs::write(
+        t.dir.path().join("setup-problems.txt"),
+        "wifi_psk: 5 characters, WPA2 needs 8 to 63\nunknown key `colour`\n",
+    )
+    .unwrap();
+    let h = t.health();
+    assert_eq!(h["status"], "degraded");
+    let problems: Vec<&str> = h["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems.contains(&"first-boot setup: wifi_psk: 5 characters, WPA2 needs 8 to 63"),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"first-boot setup: unknown key `colour`"),
+        "{problems:?}"
+    );
+    t.stop();
+}

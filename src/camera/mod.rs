@@ -116,6 +116,10 @@ pub struct Health {
     pub problems: Vec<String>,
 }
 
+/// Written by the OS image's first-boot setup into the data dir when its settings file
+/// had bad values (see docs/appliance.md).
+pub const SETUP_PROBLEMS: &str = "setup-problems.txt";
+
 pub struct CameraService {
     config: RwLock<Config>,
     clock: Arc<dyn Clock>,
@@ -331,6 +335,13 @@ impl CameraService {
                 "data directory {} is not writable",
                 self.storage.data_dir().display()
             ));
+        }
+        // Problems the image's first-boot setup found in its settings file (one a line).
+        if let Ok(text) = std::fs::read_to_string(self.storage.data_dir().join(SETUP_PROBLEMS)) {
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                degraded = true;
+                problems.push(format!("first-boot setup: {line}"));
+            }
         }
         let cameras = self.cameras();
         if cameras.is_empty() {

@@ -268,6 +268,14 @@ async fn login(req: Request<Incoming>, state: &AppState) -> Response<Body> {
 
 fn health(state: &AppState) -> Response<Body> {
     let mut value = serde_json::to_value(state.service.health_check()).expect("health serializes");
+    if let Some(fault) = state.gpio.as_ref().and_then(|g| g.trigger_fault()) {
+        if value["status"] == "ok" {
+            value["status"] = "degraded".into();
+        }
+        if let Some(problems) = value["problems"].as_array_mut() {
+            problems.push(format!("trigger input: {fault}").into());
+        }
+    }
     let live = &state.live;
     value["streaming"] = json!({
         "enabled": live.is_enabled(),
