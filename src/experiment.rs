@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::record::index::{
     frames_file_name, read_frames_file, ClipRecord, FrameLine, RecordingType,
 };
-use crate::storage::{sync_dir, write_atomic, Protection, Storage};
+use crate::storage::{link_or_copy, sync_dir, write_atomic, Protection, Storage};
 
 /// A moment on both clocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -729,7 +729,7 @@ impl ExperimentService {
                 for name in [&clip.file, &frames_name] {
                     let src = src_dir.join(name);
                     if src.exists() {
-                        linked += usize::from(place(&src, &folder.join(name))?);
+                        linked += usize::from(link_or_copy(&src, &folder.join(name))?);
                     }
                 }
                 let lines = read_frames_file(&src_dir.join(&frames_name), clip.frame_count)
@@ -890,33 +890,6 @@ fn rfc3339_us(unix_us: i64) -> String {
         ms.trim_end_matches('Z'),
         unix_us.rem_euclid(1000)
     )
-}
-
-/// Hard-links `src` to `dst` (replacing it); copies and fsyncs when linking is not
-/// possible (another filesystem). Returns true for a link.
-fn place(src: &Path, dst: &Path) -> Result<bool> {
-    let _ = std::fs::remove_file(dst);
-    match std::fs::hard_link(src, dst) {
-        Ok(()) => Ok(true),
-        Err(_) => {
-            let tmp = dst.with_file_name(format!(
-                ".{}.tmp",
-                dst.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            ));
-            std::fs::copy(src, &tmp).ctx(format!(
-                "copying {} to {}",
-                src.display(),
-                tmp.display()
-            ))?;
-            File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .ctx("syncing copy")?;
-            std::fs::rename(&tmp, dst).ctx(format!("renaming {}", tmp.display()))?;
-            Ok(false)
-        }
-    }
 }
 
 /// SHA-256 of a file, hex, read in 256 KiB chunks.

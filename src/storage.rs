@@ -37,6 +37,32 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .ctx(format!("syncing directory {}", dir.display()))
 }
 
+/// Hard-links `src` to `dst` (replacing `dst`); where linking is impossible (another
+/// filesystem) copies with `copy_synced`. Returns true for a link. Archives use this:
+/// a link costs nothing and the clip's bytes stay shared with the rolling folder.
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
+    let _ = std::fs::remove_file(dst);
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(true),
+        Err(_) => copy_synced(src, dst).map(|_| false),
+    }
+}
+
+/// Copies `src` to `dst` through a temporary name, fsynced before the rename, so `dst`
+/// is either absent or complete.
+pub fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dst.with_file_name(format!(".{name}.tmp"));
+    std::fs::copy(src, &tmp).ctx(format!("copying {} to {}", src.display(), tmp.display()))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .ctx("syncing copy")?;
+    std::fs::rename(&tmp, dst).ctx(format!("renaming {}", tmp.display()))
+}
+
 /// Free and total bytes of the filesystem holding a path.
 pub trait SpaceProbe: Send + Sync {
     fn space(&self, path: &Path) -> Result<(u64, u64)>;
