@@ -213,23 +213,13 @@ impl ExperimentService {
         self.check_new_locked(&active, id)?;
         let cameras = self.resolve_cameras(cameras)?;
         let at = now(&*self.clock);
-        let exp = Experiment {
-            experiment_id: id.to_string(),
-            method: method.to_string(),
-            phase: Phase::Armed,
-            cameras,
-            armed: Some(at),
-            started: None,
-            stopped: None,
-            pre_roll_us: self.auto.pre_roll.0.as_micros() as u64,
-            post_roll_us: self.auto.post_roll.0.as_micros() as u64,
-            events: vec![Event {
-                kind: "arm".into(),
-                source: "api".into(),
-                at,
-            }],
-            started_recording: Vec::new(),
-        };
+        let mut exp = self.new_experiment(id, method, cameras);
+        exp.armed = Some(at);
+        exp.events.push(Event {
+            kind: "arm".into(),
+            source: "api".into(),
+            at,
+        });
         self.protect(&exp);
         self.ensure_recording(&exp.cameras);
         self.persist(&exp)?;
@@ -265,7 +255,15 @@ impl ExperimentService {
         let mut active = self.active.lock().expect("experiments poisoned");
         self.check_new_locked(&active, id)?;
         let cameras = self.resolve_cameras(cameras)?;
-        let exp = Experiment {
+        let exp = self.new_experiment(id, method, cameras);
+        let exp = self.begin(exp, source, at.unwrap_or_else(|| now(&*self.clock)))?;
+        *active = Some(exp.clone());
+        Ok(exp)
+    }
+
+    /// A not-yet-started experiment with the configured pre/post roll.
+    fn new_experiment(&self, id: &str, method: &str, cameras: Vec<String>) -> Experiment {
+        Experiment {
             experiment_id: id.to_string(),
             method: method.to_string(),
             phase: Phase::Armed,
@@ -277,10 +275,7 @@ impl ExperimentService {
             post_roll_us: self.auto.post_roll.0.as_micros() as u64,
             events: Vec::new(),
             started_recording: Vec::new(),
-        };
-        let exp = self.begin(exp, source, at.unwrap_or_else(|| now(&*self.clock)))?;
-        *active = Some(exp.clone());
-        Ok(exp)
+        }
     }
 
     /// Armed → running.
@@ -465,23 +460,18 @@ impl ExperimentService {
                     monotonic_us: stop.monotonic_us.saturating_sub(span),
                     wall_us: stop.wall_us - span as i64,
                 };
-                let exp = Experiment {
-                    experiment_id: id.into(),
-                    method: method.into(),
-                    phase: Phase::Stopped,
-                    cameras,
-                    armed: None,
-                    started: Some(start),
-                    stopped: Some(stop),
-                    pre_roll_us: 0,
-                    post_roll_us: 0,
-                    events: vec![Event {
-                        kind: "archive".into(),
-                        source: "api".into(),
-                        at: stop,
-                    }],
-                    started_recording: Vec::new(),
-                };
+                let mut exp = self.new_experiment(id, method, cameras);
+                exp.phase = Phase::Stopped;
+                exp.started = Some(start);
+                exp.stopped = Some(stop);
+                // The window is exactly the recent span: no extra pre/post roll.
+                exp.pre_roll_us = 0;
+                exp.post_roll_us = 0;
+                exp.events.push(Event {
+                    kind: "archive".into(),
+                    source: "api".into(),
+                    at: stop,
+                });
                 self.persist(&exp)?;
                 exp
             }

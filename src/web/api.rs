@@ -455,6 +455,16 @@ fn clips(state: &AppState, query: Option<&str>) -> Response<Body> {
     json(StatusCode::OK, &list)
 }
 
+/// A path segment naming a file that must not go near the filesystem: empty, hidden,
+/// or carrying escapes, separators, NULs or control characters.
+fn suspicious(segment: &str) -> bool {
+    segment.is_empty()
+        || segment.starts_with('.')
+        || segment
+            .bytes()
+            .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
+}
+
 /// Size of one read from a clip file; also the most a download buffers per chunk.
 const CLIP_CHUNK: usize = 64 * 1024;
 
@@ -466,12 +476,6 @@ async fn clip_download(
     file: &str,
     head: bool,
 ) -> Response<Body> {
-    let suspicious = |s: &str| {
-        s.is_empty()
-            || s.starts_with('.')
-            || s.bytes()
-                .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
-    };
     if suspicious(cam) || suspicious(file) {
         return bad_path();
     }
@@ -496,12 +500,6 @@ async fn experiment_file(
     file: &str,
     head: bool,
 ) -> Response<Body> {
-    let suspicious = |s: &str| {
-        s.is_empty()
-            || s.starts_with('.')
-            || s.bytes()
-                .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
-    };
     if suspicious(id) || suspicious(file) {
         return bad_path();
     }
