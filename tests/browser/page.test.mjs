@@ -202,6 +202,28 @@ async function runChecks(context) {
     await shot(page, '06-recording-stopped');
   });
 
+  await check('an experiment starts and stops from the page and shows its manifest', async () => {
+    await page.click('#tab-experiments');
+    await page.waitForSelector('#panel-experiments:not([hidden])');
+    await page.fill('#exp-id', 'browser-1');
+    await page.fill('#exp-method', 'page test');
+    await page.click('#exp-start');
+    await page.waitForSelector('#exp-list li[data-id="browser-1"][data-state="running"]', { timeout: 10000 });
+    await shot(page, '07-experiment-running');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#exp-list li[data-id="browser-1"] .exp-stop');
+    // Stop waits for the post-roll, then archives; the list shows it archived.
+    await page.waitForSelector('#exp-list li[data-id="browser-1"][data-state="archived"]', { timeout: 30000 });
+    await page.click('#exp-list li[data-id="browser-1"] .exp-view');
+    await page.waitForSelector('#exp-manifest:not([hidden])');
+    const files = await page.$$eval('#exp-files li', (lis) => lis.map((li) => li.dataset.file));
+    assert(files.some((f) => f.endsWith('.mp4')), `archived files listed: ${files.join(', ')}`);
+    assert(files.includes('frames.csv'), `frames.csv listed: ${files.join(', ')}`);
+    const events = await page.$$eval('#exp-events tbody tr', (rows) => rows.length);
+    assert(events >= 2, `start and stop events shown (${events})`);
+    await shot(page, '08-experiment-manifest');
+  });
+
   // The next two replace the WebSocket inside the browser, so the page logic is checked
   // against exactly the messages of DESIGN §5, whatever the service's camera is doing.
   await check('no_frame shows a banner with the reason', async () => {
@@ -219,7 +241,7 @@ async function runChecks(context) {
     assert(text.includes('Camera is not capturing'), `banner says "${text.trim()}"`);
     const state = await chips(p);
     assert(state.streaming === 'no_frame', `streaming chip is "${state.streaming}"`);
-    await shot(p, '07-no-frame-banner');
+    await shot(p, '09-no-frame-banner');
     await p.close();
   });
 
@@ -234,7 +256,7 @@ async function runChecks(context) {
     assert(src && src.includes('/stream.mjpg?quality='), `img src is ${src}`);
     await waitInPage(p, () => document.querySelector('#live-img').naturalWidth > 0,
       null, 15000, 'an MJPEG picture in #live-img');
-    await shot(p, '08-mjpeg-fallback');
+    await shot(p, '10-mjpeg-fallback');
     await p.close();
   });
 
