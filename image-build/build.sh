@@ -66,6 +66,8 @@ base_opts=(
     --dpkgopt='path-exclude=/usr/share/locale/*'
     --dpkgopt='path-include=/usr/share/locale/locale.alias'
     --aptopt='Acquire::Languages "none"'
+    # dpkg without fsync (the tarball is written once at the end): saves minutes under qemu-user
+    --hook-directory=/usr/share/mmdebstrap/hooks/eatmydata
 )
 # Partition sizes, MiB.
 boot_mib=256 data_mib=256 first_sector=8192
@@ -86,7 +88,7 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 # ---- host tools ----------------------------------------------------------------------------
 stage "host tools"
 declare -A tool_pkg=(
-    [mmdebstrap]=mmdebstrap [qemu-aarch64-static]=qemu-user-static [update-binfmts]=binfmt-support
+    [mmdebstrap]=mmdebstrap [arch-test]=arch-test [qemu-aarch64-static]=qemu-user-static [update-binfmts]=binfmt-support
     [mkfs.vfat]=dosfstools [mcopy]=mtools [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [xz]=xz-utils
     [systemd-sysusers]=systemd [readelf]=binutils [aarch64-linux-gnu-strip]=binutils-aarch64-linux-gnu
 )
@@ -136,7 +138,8 @@ stage_done "benchcam binary"
 # ---- base rootfs (cached) --------------------------------------------------------------------
 stage "base rootfs"
 key="$(
-    printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}" | sha256sum | cut -c1-16
+    { printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}"; cat "$here/overlay/etc/initramfs-tools/conf.d/benchcam"; } |
+        sha256sum | cut -c1-16
 )"
 mkdir -p "$cache"
 base_tar="$cache/rootfs-$suite-arm64-$key.tar"
@@ -144,11 +147,15 @@ if [ "$use_cache" = 1 ] && [ -s "$base_tar" ]; then
     echo "cached: $base_tar"
     base_state=cached
 else
-    echo "building $base_tar with mmdebstrap (${#packages[@]} packages; ~8 min on 2 cores)"
+    echo "building $base_tar with mmdebstrap (${#packages[@]} packages; ~10 min on 2 cores)"
     include="$(IFS=,; echo "${packages[*]}")"
     rm -f "$base_tar.part"
     # nice: CPU is shared with cargo builds; the work happens in qemu-user, one core at a time.
-    nice -n 15 mmdebstrap "${base_opts[@]}" --include="$include" \
+    # FSTYPE=ext4 goes in before the kernel, so its initramfs carries e2fsck for the root
+    # filesystem (initramfs-tools would probe a root device that the chroot does not have).
+    nice -n 15 mmdebstrap "${base_opts[@]}" --format=tar --include="$include" \
+        --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
+        --essential-hook="upload $here/overlay/etc/initramfs-tools/conf.d/benchcam /etc/initramfs-tools/conf.d/benchcam" \
         "$suite" "$base_tar.part" "${sources[@]}"
     mv "$base_tar.part" "$base_tar"
     # Keep only the newest other base next to this one (a rollback of packages.txt is cheap).
@@ -158,3 +165,209 @@ fi
 echo "base rootfs: $(du -h "$base_tar" | cut -f1)"
 stage_done "base rootfs ($base_state)"
 [ "$base_only" = 0 ] || { printf '%s\n' "${timing[@]}"; exit 0; }
+
+# ---- root tree: base + benchcam + appliance settings ------------------------------------------
+stage "root tree"
+work="$out/work"
+rm -rf "$work"
+mkdir -p "$work/boot" "$out"
+R="$work/root"
+mkdir -p "$R"
+tar -C "$R" --numeric-owner --xattrs --xattrs-include='*' -xpf "$base_tar"
+kver="$(ls -1 "$R/lib/modules" | sort -V | tail -1)"
+[ -n "$kver" ] && [ -f "$R/boot/vmlinuz-$kver" ] && [ -f "$R/boot/initrd.img-$kver" ] ||
+    die "no kernel/initrd in the base rootfs"
+echo "kernel: $kver"
+
+# The service, stripped (the line tables are for backtraces on the build machine).
+aarch64-linux-gnu-strip -o "$R/usr/bin/benchcam" "$binary"
+chmod 0755 "$R/usr/bin/benchcam"
+for lib in $(readelf -d "$R/usr/bin/benchcam" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    [ -e "$R/usr/lib/aarch64-linux-gnu/$lib" ] || [ -e "$R/usr/lib/$lib" ] ||
+        die "benchcam needs $lib, which the image lacks (add its package to packages.txt)"
+done
+install -D -m0644 "$repo/systemd/benchcam.service" "$R/usr/lib/systemd/system/benchcam.service"
+install -D -m0644 "$repo/systemd/benchcam.service.d/listen-port-80.conf" \
+    "$R/usr/lib/systemd/system/benchcam.service.d/listen-port-80.conf"
+install -D -m0644 "$repo/systemd/sysusers.d/benchcam.conf" "$R/usr/lib/sysusers.d/benchcam.conf"
+install -D -m0644 "$repo/systemd/tmpfiles.d/benchcam.conf" "$R/usr/lib/tmpfiles.d/benchcam.conf"
+install -D -m0644 "$repo/systemd/udev/60-benchcam-devices.rules" "$R/usr/lib/udev/rules.d/60-benchcam-devices.rules"
+install -D -m0644 "$repo/systemd/modules-load.d/benchcam.conf" "$R/usr/lib/modules-load.d/benchcam.conf"
+for doc in README.md docs/appliance.md config/benchcam.toml; do
+    [ -f "$repo/$doc" ] && install -D -m0644 "$repo/$doc" "$R/usr/share/doc/benchcam/${doc##*/}"
+done
+cp -rT --preserve=mode "$here/overlay" "$R"
+
+# The service user and its groups now, so the data partition's owner is known (sysusers runs
+# again at boot and finds them there). Trixie's sysusers (under qemu-user): bookworm's does not
+# read trixie's sysusers.d syntax.
+chroot "$R" systemd-sysusers
+uid="$(awk -F: '$1 == "benchcam" { print $3 }' "$R/etc/passwd")"
+gid="$(awk -F: '$1 == "benchcam" { print $3 }' "$R/etc/group")"
+[ -n "$uid" ] && [ -n "$gid" ] || die "sysusers did not create benchcam"
+echo "benchcam: uid $uid gid $gid, groups: $(grep -E '^(video|gpio):' "$R/etc/group" | tr '\n' ' ')"
+
+# The appliance's config: the documented defaults with the data partition and port 80.
+install -d -m0750 -o 0 -g "$gid" "$R/etc/benchcam"
+sed -e 's|^data_dir = .*|data_dir = "/var/lib/benchcam"|' \
+    -e 's|^listen = .*|listen = "0.0.0.0:80"|' "$repo/config/benchcam.toml" >"$R/etc/benchcam/benchcam.toml"
+grep -qx 'data_dir = "/var/lib/benchcam"' "$R/etc/benchcam/benchcam.toml" &&
+    grep -qx 'listen = "0.0.0.0:80"' "$R/etc/benchcam/benchcam.toml" ||
+    die "config/benchcam.toml has no data_dir/listen line to set"
+chown "0:$gid" "$R/etc/benchcam/benchcam.toml"
+chmod 0640 "$R/etc/benchcam/benchcam.toml"
+qemu-aarch64-static "$R/usr/bin/benchcam" check-config --config "$R/etc/benchcam/benchcam.toml" >/dev/null ||
+    die "the image's benchcam.toml does not pass check-config"
+
+# /etc/fstab comes from overlay/etc/fstab.
+grep -q '^LABEL=BENCHDATA' "$R/etc/fstab" || die "overlay/etc/fstab did not land"
+# /boot/firmware holds what Debian's raspi-firmware hook put there in the chroot (firmware,
+# kernel, initrd, DTBs, config.txt); it moves to the FAT partition below, and the directory
+# stays as its mount point. The hook runs again on the box at every kernel upgrade, reading
+# these settings, so it then writes the same cmdline.txt as this script:
+# root by label (SD card or USB), consoles on the screen and the GPIO 14/15 serial port (the
+# mini UART, ttyS1 on Pi 3/4/Zero 2 W with the upstream kernel), and no cma= (the Pi 4 device
+# tree sizes CMA itself, and the hook's build-time guess cannot know which Pi boots the card).
+cat >>"$R/etc/default/raspi-firmware" <<'RASPI'
+
+# benchcam image (image-build/build.sh):
+ROOTPART="LABEL=ROOT rootfstype=ext4"
+CONSOLES="tty0 ttyS1,115200"
+CMA=0
+RASPI
+mv "$R/boot/firmware" "$work/boot-from-hook"
+rm -rf "$R/var/lib/benchcam"
+mkdir -p "$R/boot/firmware" "$R/var/lib/benchcam"
+
+echo benchcam >"$R/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tbenchcam\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$R/etc/hosts"
+# Every box makes its own identity on first boot: machine id (and with it its DHCP client id)
+# and ssh host keys (ssh.service.d/benchcam.conf). An empty machine-id makes systemd generate one
+# without entering "first boot" mode ("uninitialized" would: systemd-firstboot would then wait
+# for answers on the console, and presets would enable every installed unit).
+: >"$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id" "$R"/etc/ssh/ssh_host_*
+# The clock before network time: Pi boards have no RTC; timesyncd starts from its last saved
+# time, and from the image's build time on first boot.
+mkdir -p "$R/var/lib/systemd/timesync" && touch "$R/var/lib/systemd/timesync/clock"
+
+# Which units run. The preset file states the same policy for systemd's first-boot preset pass.
+systemctl --root="$R" --quiet enable benchcam.service benchcam-setup.service \
+    benchcam-grow-data.service benchcam-test-report.service systemd-networkd.service \
+    systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
+systemctl --root="$R" --quiet disable ssh.service ssh.socket 2>/dev/null || true
+systemctl --root="$R" --quiet disable wpa_supplicant.service apt-daily.timer apt-daily-upgrade.timer
+# Nothing waits for "online": the service listens on 0.0.0.0 and works without a network.
+systemctl --root="$R" --quiet mask systemd-networkd-wait-online.service
+# No sshd on AF_UNIX/AF_VSOCK sockets made by systemd's ssh generator: ssh is off unless a key
+# is configured, and then it is the normal ssh.service on port 22.
+mkdir -p "$R/etc/systemd/system-generators"
+ln -sfn /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator"
+mkdir -p "$R/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
+ln -sfn /usr/lib/systemd/system/wpa_supplicant@.service \
+    "$R/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"
+mkdir -p "$R/etc/systemd/system-preset"
+cat >"$R/etc/systemd/system-preset/10-benchcam.preset" <<'PRESET'
+enable benchcam.service
+enable benchcam-setup.service
+enable benchcam-grow-data.service
+enable benchcam-test-report.service
+enable systemd-networkd.service
+enable systemd-resolved.service
+enable systemd-timesyncd.service
+enable avahi-daemon.service
+disable ssh.service
+disable ssh.socket
+disable wpa_supplicant.service
+disable apt-daily.timer
+disable apt-daily-upgrade.timer
+PRESET
+
+# Checks with the systemd that will run the unit (trixie's, under qemu-user).
+chroot "$R" systemd-analyze verify --man=no /usr/lib/systemd/system/benchcam.service ||
+    die "systemd-analyze verify failed on benchcam.service"
+chroot "$R" systemd-analyze security --offline=yes --no-pager \
+    /usr/lib/systemd/system/benchcam.service >"$out/security.txt" 2>&1 || true
+echo "security (unit + image drop-in, offline): $(tail -1 "$out/security.txt")"
+echo "root tree: $(du -sm "$R" | cut -f1) MiB"
+stage_done "root tree"
+
+# ---- boot partition content ----------------------------------------------------------------
+stage "boot files"
+# What raspi-firmware's hook installed in the chroot: the Pi's boot firmware, the kernel and
+# initrd (by version), the Pi DTBs of the kernel and config.txt (arm_64bit=1, upstream_kernel=1,
+# kernel=, initramfs). Only cmdline.txt is rewritten, as the hook writes it with the settings
+# above (it guessed /dev/mmcblk0p2 and cma=64M in the chroot).
+B="$work/boot"
+rm -rf "$B"
+mv "$work/boot-from-hook" "$B"
+for f in bootcode.bin start4.elf fixup4.dat config.txt "vmlinuz-$kver" "initrd.img-$kver"; do
+    [ -e "$B/$f" ] || die "raspi-firmware left no $f in /boot/firmware"
+done
+grep -qx 'arm_64bit=1' "$B/config.txt" && grep -qx "kernel=vmlinuz-$kver" "$B/config.txt" ||
+    die "unexpected config.txt from raspi-firmware: $(cat "$B/config.txt")"
+for board in bcm2837-rpi-3-b-plus bcm2837-rpi-zero-2-w bcm2711-rpi-4-b bcm2711-rpi-cm4-io bcm2712-rpi-5-b; do
+    [ -e "$B/$board.dtb" ] || die "no $board.dtb from linux-image-$kver"
+done
+echo "console=tty0 console=ttyS1,115200 root=LABEL=ROOT rootfstype=ext4 rw fsck.repair=yes net.ifnames=0 rootwait" >"$B/cmdline.txt"
+cp "$here/boot/benchcam-setup.txt" "$B/benchcam-setup.txt"
+echo "boot files: $(du -sm "$B" | cut -f1) MiB: $(ls "$B" | grep -c '\.dtb$') device trees, cmdline: $(cat "$B/cmdline.txt")"
+stage_done "boot files"
+
+# ---- filesystems and the image ------------------------------------------------------------
+stage "filesystems"
+root_used_mib="$(du -s -BM "$R" | tr -dc 0-9)"
+# Room for updates and logs: a fifth more plus 384 MiB, in whole MiB.
+root_mib=$((root_used_mib + root_used_mib / 5 + 384))
+rm -f "$work/boot.vfat" "$work/root.ext4" "$work/data.ext4"
+mkfs.vfat -C -F 32 -n BOOT "$work/boot.vfat" $((boot_mib * 1024)) >/dev/null
+mcopy -s -m -Q -i "$work/boot.vfat" "$B"/* ::
+truncate -s "${root_mib}M" "$work/root.ext4"
+mkfs.ext4 -q -F -L ROOT -b 4096 -m 1 -d "$R" "$work/root.ext4"
+truncate -s "${data_mib}M" "$work/data.ext4"
+# 4 KiB blocks although it starts small (mke2fs would pick 1 KiB), one inode per 64 KiB: the
+# partition grows to the card's size on first boot, and holds big clips.
+mkfs.ext4 -q -F -L BENCHDATA -b 4096 -i 65536 -m 0 -J size=16 -E root_owner="$uid:$gid" "$work/data.ext4"
+stage_done "filesystems"
+
+stage "image"
+img="$out/benchcam.img"
+boot_start=$first_sector
+root_start=$((boot_start + boot_mib * 2048))
+data_start=$((root_start + root_mib * 2048))
+end=$((data_start + data_mib * 2048))
+rm -f "$img" "$img.xz"
+truncate -s $((end * 512)) "$img"
+sfdisk --quiet "$img" <<SFDISK
+label: dos
+unit: sectors
+start=$boot_start, size=$((boot_mib * 2048)), type=c, bootable
+start=$root_start, size=$((root_mib * 2048)), type=83
+start=$data_start, size=$((data_mib * 2048)), type=83
+SFDISK
+dd if="$work/boot.vfat" of="$img" bs=1M seek=$((boot_start / 2048)) conv=notrunc,sparse status=none
+dd if="$work/root.ext4" of="$img" bs=1M seek=$((root_start / 2048)) conv=notrunc,sparse status=none
+dd if="$work/data.ext4" of="$img" bs=1M seek=$((data_start / 2048)) conv=notrunc,sparse status=none
+sfdisk --dump "$img"
+stage_done "image"
+
+if [ "$want_xz" = 1 ]; then
+    stage "xz"
+    nice -n 10 xz -T2 -6 -k -f "$img"
+    stage_done "xz"
+fi
+
+# ---- report ---------------------------------------------------------------------------------
+rm -rf "$work"
+mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+{
+    echo "benchcam image, built $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "kernel $kver; base rootfs $base_state ($(basename "$base_tar"))"
+    echo "image: $img: $(mib "$(stat -c %s "$img")") MiB raw, $(du -m "$img" | cut -f1) MiB allocated"
+    [ -f "$img.xz" ] && echo "compressed: $img.xz: $(mib "$(stat -c %s "$img.xz")") MiB"
+    echo "partitions: BOOT ${boot_mib} MiB, ROOT ${root_mib} MiB (${root_used_mib} MiB used), BENCHDATA ${data_mib} MiB (grows on first boot)"
+    echo "security: $(tail -1 "$out/security.txt")"
+    echo "timings:"
+    printf '  %s\n' "${timing[@]}"
+    echo "  total                        $((SECONDS - t_all)) s"
+} | tee "$out/build-report.txt"

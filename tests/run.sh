@@ -105,6 +105,10 @@ fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --all-targets -- -D warnings
 step host cargo test --release --no-fail-fast
+# The image's first-boot settings script, against a scratch tree (1 s). The image build and
+# its boot under qemu-system take 15+ min uncached: `bash image-build/build.sh &&
+# bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.
+step appliance bash image-build/test-setup.sh
 
 # ---- aarch64 cross build + tests under qemu -------------------------------------------------
 cross_test() {

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Boots the built image under emulation and checks the appliance end to end:
+#
+#   bash image-build/boot-test.sh [--image PATH] [--timeout MINUTES] [--port N] [--smp N] [--keep]
+#
+#   --image PATH     the image to test (default target/image/benchcam.img; build it first with
+#                    image-build/build.sh --no-xz). It is copied; the original stays untouched.
+#   --timeout MIN    how long one boot may take to answer on the health endpoint (default 12)
+#   --port N         host port forwarded to the box's port 80 (default 18080)
+#   --smp N          emulated CPUs (default 2)
+#   --keep           keep the work directory (serial logs, the booted image copy)
+#
+# What it does, on a copy of the image grown by 512 MiB (a card bigger than the image):
+# 1. writes a settings file with a bad Wi-Fi passphrase and an unknown key next to good values
+#    (hostname, access token, time zone, ssh key) onto the FAT partition (mtools);
+# 2. takes the kernel and initrd out of the image's ROOT partition (debugfs) and boots it with
+#    qemu-system-aarch64 -M virt -cpu cortex-a72 -m 1024, with the command line of the image's
+#    cmdline.txt (root=LABEL=ROOT; the console moved to the emulator's serial port) on a virtio disk, user
+#    networking with only a host forward of 127.0.0.1:PORT to port 80 (restrict=on: the guest
+#    reaches nothing else), and benchcam.test=1, which starts the image's test report unit:
+#    it prints `systemctl is-active benchcam`, the clips on the data partition and more to the
+#    serial console, which this script reads;
+# 3. checks: GET /api/v1/health answers JSON with a status, GET / is the page, benchcam is
+#    active (it sent READY=1), a clip grows on the BENCHDATA partition (the test-pattern camera:
+#    no camera under qemu), the partition grew to the disk's end, the good settings applied and
+#    the bad ones reported in the journal and setup-problems.txt, the secrets redacted;
+# 4. powers off cleanly through the emulated power button (QMP system_powerdown) and checks the
+#    clips on the data partition from outside (debugfs);
+# 5. boots again and checks the clips of the first boot are still there and the settings file
+#    is not applied twice.
+# Ends with `N passed, M failed` and exits non-zero on any failure. Prints boot-to-health times.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+image="$repo/target/image/benchcam.img" timeout_min=12 port="${BENCHCAM_BOOT_TEST_PORT:-18080}"
+smp=2 keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --image) image="$2"; shift ;;
+        --timeout) timeout_min="$2"; shift ;;
+        --port) port="$2"; shift ;;
+        --smp) smp="$2"; shift ;;
+        --keep) keep=1 ;;
+        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "boot-test.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+die() { echo "boot-test.sh: $*" >&2; exit 1; }
+[ -f "$image" ] || die "no image at $image: build it first (bash image-build/build.sh --no-xz)"
+
+missing=()
+command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
+command -v debugfs >/dev/null || missing+=(e2fsprogs)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v sfdisk >/dev/null || missing+=(fdisk)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || die "missing: ${missing[*]}"
+    echo "installing: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" || die "could not install ${missing[*]}"
+fi
+python3 - "$port" <<'EOF' || die "port $port is in use (pass --port)"
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()
+EOF
+
+work="$repo/target/image/boot-test"
+rm -rf "$work"
+mkdir -p "$work"
+qemu_pid=""
+cleanup() {
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid"; fi
+    [ "$keep" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "  ok: $1"; }
+bad() { failed=$((failed + 1)); echo "  FAILED: $1"; }
+check() {  # check DESCRIPTION COMMAND...
+    local d="$1"; shift
+    if "$@" >/dev/null 2>&1; then ok "$d"; else bad "$d"; fi
+}
+t_all=$SECONDS
+
+# ---- the disk: a copy, grown like a bigger card, with a settings file -----------------------
+disk="$work/disk.img"
+cp --sparse=always "$image" "$disk"
+truncate -s +512M "$disk"
+# offset_of N: byte offset of partition N
+offset_of() { sfdisk --dump "$disk" | awk -v p="$disk$1" '$1 == p { gsub(",", "", $4); print $4 * 512 }'; }
+boot_off="$(offset_of 1)" root_off="$(offset_of 2)" data_off="$(offset_of 3)"
+[ -n "$boot_off" ] && [ -n "$root_off" ] && [ -n "$data_off" ] || die "cannot read the partition table of $image"
+
+ssh-keygen -q -t ed25519 -N '' -C boot-test -f "$work/id_ed25519" 2>/dev/null ||
+    echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbUXkHOhz1DZmvGeJPyQ2dqFvwDUFkhW2XyQmMGa0eo boot-test" >"$work/id_ed25519.pub"
+cat >"$work/benchcam-setup.txt" <<EOF
+# boot test: good values, a Wi-Fi passphrase that is too short, and an unknown key
+hostname=benchtest
+wifi_ssid=LabNet
+wifi_psk=short
+wifi_country=DE
+colour=blue
+access_token=boot-test-token
+timezone=Europe/Berlin
+ssh_authorized_key=$(cat "$work/id_ed25519.pub")
+EOF
+mcopy -o -i "$disk@@$boot_off" "$work/benchcam-setup.txt" ::benchcam-setup.txt
+
+kver="$(debugfs -R 'ls -p /boot' "$disk?offset=$root_off" 2>/dev/null |
+    awk -F/ '$6 ~ /^vmlinuz-/ { sub("vmlinuz-", "", $6); print $6 }' | sort -V | tail -1)"
+[ -n "$kver" ] || die "no /boot/vmlinuz-* on the image's ROOT partition"
+debugfs -R "dump /boot/vmlinuz-$kver $work/vmlinuz" "$disk?offset=$root_off" 2>/dev/null
+debugfs -R "dump /boot/initrd.img-$kver $work/initrd.img" "$disk?offset=$root_off" 2>/dev/null
+[ -s "$work/vmlinuz" ] && [ -s "$work/initrd.img" ] || die "could not extract the kernel $kver"
+# The Pi's own command line from the BOOT partition, with the emulator's serial console.
+append="$(mtype -i "$disk@@$boot_off" ::cmdline.txt | tr -d '\r\n' | sed 's/console=[^ ]*//g; s/  */ /g')"
+case "$append" in *root=LABEL=ROOT*) ;; *) die "cmdline.txt has no root=LABEL=ROOT: $append" ;; esac
+append="$append console=ttyAMA0 benchcam.test=1"
+echo "kernel $kver; disk $(( $(stat -c %s "$disk") / 1048576 )) MiB; command line: $append"
+
+# ---- one boot ---------------------------------------------------------------------------
+health_url="http://127.0.0.1:$port/api/v1/health"
+declare -a boot_to_health=()
+
+qmp() {  # qmp COMMAND: one QMP command to the running emulator
+    python3 - "$work/qmp.sock" "$1" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+f.readline()
+for cmd in ("qmp_capabilities", sys.argv[2]):
+    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    while "return" not in (reply := json.loads(f.readline())):
+        if "error" in reply: sys.exit(reply["error"]["desc"])
+EOF
+}
+
+# boot N: starts the emulator, waits for health and the test report, checks the common part.
+boot() {
+    local n="$1" serial="$work/serial-$1.log"
+    echo
+    echo "== boot $n"
+    local t0=$SECONDS
+    qemu-system-aarch64 -M virt -cpu cortex-a72 -smp "$smp" -m 1024 \
+        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
+        -append "$append" \
+        -drive if=virtio,format=raw,file="$disk" \
+        -netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:"$port"-:80 \
+        -device virtio-net-pci,netdev=net0,romfile= -device virtio-rng-pci \
+        -display none -monitor none -serial file:"$serial" \
+        -qmp unix:"$work/qmp.sock",server=on,wait=off -no-reboot &
+    qemu_pid=$!
+
+    local health="" deadline=$((SECONDS + timeout_min * 60))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$qemu_pid" 2>/dev/null; do
+        if health="$(curl -fsS --max-time 5 "$health_url" 2>/dev/null)"; then break; fi
+        health=""
+        sleep 2
+    done
+    if [ -n "$health" ]; then
+        boot_to_health+=("boot $n: $((SECONDS - t0)) s")
+        ok "boot $n: health answers after $((SECONDS - t0)) s"
+    else
+        bad "boot $n: no health answer within $timeout_min min"
+        tail -30 "$serial"
+        return 1
+    fi
+    echo "$health" >"$work/health-$n.json"
+    check "boot $n: health is JSON with a status" python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1])); assert h["status"] in ("ok", "degraded", "error"), h' "$work/health-$n.json"
+    echo "  health: $(python3 -c 'import json,sys; h=json.load(open(sys.argv[1])); print(h["status"], h.get("problems"))' "$work/health-$n.json")"
+    check "boot $n: health lists the settings file's problems (setup-problems.txt)" python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1]))
+assert any("wifi_psk" in p for p in h["problems"]) and any("colour" in p for p in h["problems"]), h' "$work/health-$n.json"
+    check "boot $n: the page at / is HTML" bash -c "curl -fsS --max-time 10 http://127.0.0.1:$port/ | grep -qi '<html'"
+
+    while [ $SECONDS -lt $deadline ] && ! grep -q 'BENCHCAM-TEST done' "$serial"; do sleep 2; done
+    grep -a 'BENCHCAM-TEST' "$serial" | tr -d '\r' | sed 's/^.*BENCHCAM-TEST /BENCHCAM-TEST /' >"$work/report-$n.txt"
+    check "boot $n: test report complete" grep -q '^BENCHCAM-TEST done' "$work/report-$n.txt"
+    grep -v -e '^BENCHCAM-TEST clip ' -e '^BENCHCAM-TEST setup-file' "$work/report-$n.txt" | sed 's/^BENCHCAM-TEST /  | /'
+    r() { sed -n "s/^BENCHCAM-TEST $1 //p" "$work/report-$n.txt" | head -1; }
+    check "boot $n: systemctl is-active benchcam = active (READY=1 sent)" [ "$(r is-active)" = active ]
+    check "boot $n: a clip is growing on the data partition" [ "$(r clip-growing)" = yes ]
+    check "boot $n: data partition mounted at /var/lib/benchcam" bash -c "[[ '$(r data-mount)' == /dev/vda3,ext4,*noatime*commit=60* ]]"
+    check "boot $n: data partition grew to the disk's end (> 700 MiB)" [ "$(r data-size-mib)" -gt 700 ]
+    check "boot $n: /tmp is a tmpfs" [ "$(r tmp)" = tmpfs ]
+    check "boot $n: no failed units" [ -z "$(r failed-units | tr -d ' ')" ]
+    check "boot $n: hostname from the settings file" [ "$(r hostname)" = benchtest ]
+    check "boot $n: access token applied" [ "$(r config-token)" = 1 ]
+    check "boot $n: config stays root:benchcam 0640" [ "$(r config-mode)" = root:benchcam:640 ]
+    check "boot $n: ssh on (key given)" [ "$(r ssh)" = active ]
+    check "boot $n: setup problem: short passphrase" grep -q '^BENCHCAM-TEST setup-problem .*wifi_psk: must be 8-63' "$work/report-$n.txt"
+    check "boot $n: setup problem: unknown key" grep -q '^BENCHCAM-TEST setup-problem .*unknown key `colour`' "$work/report-$n.txt"
+    check "boot $n: settings file redacted" bash -c "grep -q '^BENCHCAM-TEST setup-file # wifi_psk=<redacted>' '$work/report-$n.txt' && grep -q '^BENCHCAM-TEST setup-file access_token=<redacted>' '$work/report-$n.txt' && ! grep -q -e 'psk=short' -e boot-test-token '$work/report-$n.txt'"
+    check "boot $n: the initramfs checked the root filesystem (fsck)" bash -c "grep -aq 'fsck.ext4' '$serial' && ! grep -aq 'fsck not present' '$serial'"
+    grep '^BENCHCAM-TEST clip ' "$work/report-$n.txt" | awk '{print $3, $4}' >"$work/clips-$n.txt"
+    echo "  clips: $(wc -l <"$work/clips-$n.txt") on the data partition"
+    return 0
+}
+
+# poweroff N: the emulated power button; the guest must shut down by itself, cleanly.
+poweroff() {
+    local n="$1" serial="$work/serial-$1.log" t0=$SECONDS
+    qmp system_powerdown || bad "boot $n: QMP system_powerdown failed"
+    local deadline=$((SECONDS + 180))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$qemu_pid" 2>/dev/null; do sleep 1; done
+    if kill -0 "$qemu_pid" 2>/dev/null; then
+        bad "boot $n: still running 180 s after the power button"
+        kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null; qemu_pid=""
+        return 1
+    fi
+    wait "$qemu_pid" 2>/dev/null; qemu_pid=""
+    ok "boot $n: powered off by the power button in $((SECONDS - t0)) s"
+    # systemd's status lines carry colour codes; a stop that ran into TimeoutStopSec says so.
+    sed 's/\x1b\[[0-9;]*[mK]//g' "$serial" >"$serial.txt"
+    check "boot $n: benchcam stopped cleanly (SIGTERM, no timeout)" bash -c "grep -aq 'Stopped benchcam.service' '$serial.txt' && ! grep -aq 'benchcam.service: State .* timed out' '$serial.txt'"
+    check "boot $n: kernel reached power down" grep -aq 'reboot: Power down' "$serial"
+}
+
+# decodes CLIP: a full decode of a clip read from the data partition (ffmpeg -f null), the way
+# the service's own tests judge clips.
+decodes() {
+    rm -f "$work/clip.mp4"
+    debugfs -R "dump /rolling/cam0/$1 $work/clip.mp4" "$disk?offset=$data_off" 2>/dev/null
+    [ -s "$work/clip.mp4" ] && [ -z "$(ffmpeg -nostdin -v error -i "$work/clip.mp4" -f null - 2>&1)" ]
+}
+
+data_clips() {  # the clips on the data partition, read from outside: "name size" lines
+    debugfs -R 'ls -l /rolling/cam0' "$disk?offset=$data_off" 2>/dev/null |
+        awk '$NF ~ /\.mp4$/ { print $NF, $(NF-3) }' | sort
+}
+
+summary() {
+    echo
+    echo "== summary ($((SECONDS - t_all)) s)"
+    printf '  boot to health: %s\n' "${boot_to_health[@]}"
+    [ -f "$work/report-1.txt" ] && sed -n 's/^BENCHCAM-TEST security /  exposure (running unit): /p' "$work/report-1.txt"
+    echo "boot-test: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+if ! boot 1 || ! poweroff 1; then summary; exit 1; fi
+data_clips >"$work/disk-clips-1.txt"
+check "after boot 1: clips on BENCHDATA, read from outside" [ -s "$work/disk-clips-1.txt" ]
+echo "  $(wc -l <"$work/disk-clips-1.txt") clip(s): $(tr '\n' ' ' <"$work/disk-clips-1.txt")"
+if command -v ffmpeg >/dev/null; then
+    while read -r name _; do
+        check "after boot 1: $name decodes fully (finalised at power-off)" decodes "$name"
+    done <"$work/disk-clips-1.txt"
+else
+    echo "  note: no ffmpeg here: clips not decoded"
+fi
+mtype -i "$disk@@$boot_off" ::benchcam-setup.txt >"$work/setup-after-1.txt" 2>/dev/null
+check "after boot 1: no secret left on the FAT partition" bash -c "! grep -q -e 'psk=short' -e boot-test-token '$work/setup-after-1.txt'"
+
+if ! boot 2 || ! poweroff 2; then summary; exit 1; fi
+kept=0
+while read -r name _; do
+    grep -q "^$name " "$work/clips-2.txt" && kept=$((kept + 1))
+done <"$work/disk-clips-1.txt"
+total="$(wc -l <"$work/disk-clips-1.txt")"
+check "boot 2: all $total clip(s) of boot 1 still there ($kept found)" [ "$kept" -gt 0 -a "$kept" = "$total" ]
+check "boot 2: the settings file was not applied again" bash -c "! grep -q '^BENCHCAM-TEST setup-journal' '$work/report-2.txt'"
+
+summary
