@@ -24,7 +24,7 @@
 # Image layout (MBR, so the Pi 3 boot ROM reads it; partitions are found by label, so the
 # same image boots as mmcblk0p* on a Pi and as vda* under qemu):
 #   1  BOOT       FAT32, 256 MiB: Pi firmware, config.txt, cmdline.txt, kernel, initrd, DTBs,
-#                 benchcam-setup.txt (the first-boot settings file, docs/appliance.md)
+#                 benchcam-setup.txt (the first-boot settings file, README.md)
 #   2  ROOT       ext4: Debian trixie + benchcam, mounted at /
 #   3  BENCHDATA  ext4, 256 MiB in the image, grown to fill the card on first boot
 #                 (benchcam-grow-data + x-systemd.growfs): /var/lib/benchcam, the data_dir
@@ -193,7 +193,7 @@ install -D -m0644 "$repo/systemd/sysusers.d/benchcam.conf" "$R/usr/lib/sysusers.
 install -D -m0644 "$repo/systemd/tmpfiles.d/benchcam.conf" "$R/usr/lib/tmpfiles.d/benchcam.conf"
 install -D -m0644 "$repo/systemd/udev/60-benchcam-devices.rules" "$R/usr/lib/udev/rules.d/60-benchcam-devices.rules"
 install -D -m0644 "$repo/systemd/modules-load.d/benchcam.conf" "$R/usr/lib/modules-load.d/benchcam.conf"
-for doc in README.md docs/appliance.md config/benchcam.toml; do
+for doc in README.md config/benchcam.toml; do
     [ -f "$repo/$doc" ] && install -D -m0644 "$repo/$doc" "$R/usr/share/doc/benchcam/${doc##*/}"
 done
 cp -rT --preserve=mode "$here/overlay" "$R"

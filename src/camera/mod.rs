@@ -117,7 +117,7 @@ pub struct Health {
 }
 
 /// Written by the OS image's first-boot setup into the data dir when its settings file
-/// had bad values (see docs/appliance.md).
+/// had bad values (README.md, "The appliance").
 pub const SETUP_PROBLEMS: &str = "setup-problems.txt";
 
 pub struct CameraService {
