@@ -15,6 +15,8 @@
 #   --no-xz        skip the compressed copy (the boot test needs only the .img)
 #   --no-install   do not apt-get install missing host tools; fail and name them
 #   --base-only    stop after the base rootfs tarball (to warm the cache)
+#   --check-cache  build nothing: exit 0 when the base rootfs for the current packages.txt is
+#                  cached (an image build then takes ~15 s), 1 when it is not (~12 min)
 #
 # Must run as root (mmdebstrap's chroot mode, file ownership in the filesystems). Nothing is
 # mounted: the host kernel here has no loop partition scanning, no VFAT and no device-mapper,
@@ -34,7 +36,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 binary="" out="$repo/target/image" cache="${BENCHCAM_IMAGE_CACHE:-$HOME/.cache/benchcam-image}"
-use_cache=1 want_xz=1 install=1 base_only=0
+use_cache=1 want_xz=1 install=1 base_only=0 check_cache=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --binary) binary="$(realpath "$2")"; shift ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
         --no-xz) want_xz=0 ;;
         --no-install) install=0 ;;
         --base-only) base_only=1 ;;
+        --check-cache) check_cache=1 ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -58,6 +61,7 @@ sources=(
     "deb http://deb.debian.org/debian-security $suite-security main non-free-firmware"
 )
 mapfile -t packages < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$here/packages.txt")
+# shellcheck disable=SC2054  # the commas are mmdebstrap's (--components=a,b)
 base_opts=(
     --mode=root --arch=arm64 --variant=apt --components=main,non-free-firmware
     # No manuals, docs or translations on a box nobody logs into (copyrights stay).
@@ -71,6 +75,18 @@ base_opts=(
 )
 # Partition sizes, MiB.
 boot_mib=256 data_mib=256 first_sector=8192
+
+# The cache key: everything that goes into the base rootfs, nothing that depends on where the
+# checkout is (CI builds from a fresh clone elsewhere and must find the same tarball).
+key="$(
+    { printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}"; cat "$here/overlay/etc/initramfs-tools/conf.d/benchcam"; } |
+        sha256sum | cut -c1-16
+)"
+base_tar="$cache/rootfs-$suite-arm64-$key.tar"
+if [ "$check_cache" = 1 ]; then
+    if [ -s "$base_tar" ]; then echo "cached: $base_tar"; exit 0; fi
+    echo "not cached: $base_tar"; exit 1
+fi
 
 t_all=$SECONDS
 declare -a timing=()
@@ -137,12 +153,7 @@ stage_done "benchcam binary"
 
 # ---- base rootfs (cached) --------------------------------------------------------------------
 stage "base rootfs"
-key="$(
-    { printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}"; cat "$here/overlay/etc/initramfs-tools/conf.d/benchcam"; } |
-        sha256sum | cut -c1-16
-)"
 mkdir -p "$cache"
-base_tar="$cache/rootfs-$suite-arm64-$key.tar"
 if [ "$use_cache" = 1 ] && [ -s "$base_tar" ]; then
     echo "cached: $base_tar"
     base_state=cached
@@ -311,7 +322,8 @@ for board in bcm2837-rpi-3-b-plus bcm2837-rpi-zero-2-w bcm2711-rpi-4-b bcm2711-r
 done
 echo "console=tty0 console=ttyS1,115200 root=LABEL=ROOT rootfstype=ext4 rw fsck.repair=yes net.ifnames=0 rootwait" >"$B/cmdline.txt"
 cp "$here/boot/benchcam-setup.txt" "$B/benchcam-setup.txt"
-echo "boot files: $(du -sm "$B" | cut -f1) MiB: $(ls "$B" | grep -c '\.dtb$') device trees, cmdline: $(cat "$B/cmdline.txt")"
+dtbs=("$B"/*.dtb)
+echo "boot files: $(du -sm "$B" | cut -f1) MiB: ${#dtbs[@]} device trees, cmdline: $(cat "$B/cmdline.txt")"
 stage_done "boot files"
 
 # ---- filesystems and the image ------------------------------------------------------------

@@ -32,6 +32,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     fn offer(&self, frame: &Frame) {
+        // A closed subscriber drains what it has and takes nothing new: a recorder that
+        // is behind capture would otherwise never reach an empty queue and never stop.
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let mut queue = self.queue.lock().expect("subscriber queue poisoned");
         match self.delivery {
             Delivery::InOrder(capacity) if queue.len() >= capacity => {
@@ -251,6 +256,11 @@ mod tests {
             fanout.publish(&f);
         }
         assert_eq!(viewer.try_recv().unwrap().number, 9);
+        // Once closed, nothing new is queued, so a slow consumer's drain ends.
+        viewer.close();
+        let f = ring.publish(meta(10), &[0; 6]).unwrap();
+        fanout.publish(&f);
+        assert!(viewer.try_recv().is_none());
         assert_eq!(viewer.dropped(), 9);
         drop(viewer);
         assert_eq!(ring.slots_in_use(), 0);
