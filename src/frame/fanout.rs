@@ -261,6 +261,7 @@ mod tests {
         let f = ring.publish(meta(10), &[0; 6]).unwrap();
         fanout.publish(&f);
         assert!(viewer.try_recv().is_none());
+        drop(f);
         assert_eq!(viewer.dropped(), 9);
         drop(viewer);
         assert_eq!(ring.slots_in_use(), 0);
