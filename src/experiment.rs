@@ -756,19 +756,20 @@ impl ExperimentService {
         // Per-frame timestamps of every archived clip; in_window marks the experiment span.
         let mut csv = Vec::with_capacity(64 * 1024);
         csv.extend_from_slice(
-            b"camera,frame_number,capture_monotonic_us,capture_wall,clip,sample_index,in_window\n",
+            b"camera,frame_number,capture_monotonic_us,capture_wall,clip,sample_index,in_window,driver_dropped_before\n",
         );
         for (camera, lines) in &frames {
             for (l, clip) in lines {
                 let in_window = (from_us..=to_us).contains(&l.wall_us);
                 let _ = writeln!(
                     csv,
-                    "{camera},{},{},{},{clip},{},{}",
+                    "{camera},{},{},{},{clip},{},{},{}",
                     l.frame_number,
                     l.monotonic_us,
                     rfc3339_us(l.wall_us),
                     l.sample_index,
-                    u8::from(in_window)
+                    u8::from(in_window),
+                    l.driver_dropped_before
                 );
             }
         }
@@ -914,6 +915,7 @@ mod tests {
                 monotonic_us: mono,
                 wall_us: mono as i64,
                 sample_index: n,
+                driver_dropped_before: 0,
             },
             "c".into(),
         )

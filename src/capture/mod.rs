@@ -110,6 +110,12 @@ pub trait CaptureSource: Send {
         timeout: Duration,
         sink: &mut dyn FnMut(CapturedFrame<'_>),
     ) -> Result<()>;
+
+    /// Frames received since open but not lent because they were corrupt (torn or
+    /// truncated JPEGs, buffers the driver flagged as bad).
+    fn frames_skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// A camera found by discovery, before it is opened.

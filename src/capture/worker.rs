@@ -18,7 +18,7 @@ pub enum CaptureState {
     Capturing,
     /// The device is open but no frame came in time.
     NoSignal,
-    /// The device is gone; reopening with backoff.
+    /// The device is gone (unplugged, driver unbound); looking for it again.
     Disconnected(String),
     /// The device refuses the requested mode or failed otherwise; retrying slowly.
     Failed(String),
@@ -31,7 +31,7 @@ impl CaptureState {
             CaptureState::Starting => "starting",
             CaptureState::Capturing => "capturing",
             CaptureState::NoSignal => "no_signal",
-            CaptureState::Disconnected(_) => "disconnected",
+            CaptureState::Disconnected(_) => "lost",
             CaptureState::Failed(_) => "error",
             CaptureState::Stopped => "stopped",
         }
@@ -48,9 +48,15 @@ pub struct CaptureStats {
     pub oversize_drops: AtomicU64,
     /// Frames the driver reports it dropped (gaps in its sequence numbers).
     pub driver_drops: AtomicU64,
+    /// Frames the source received but skipped as corrupt (torn or truncated JPEGs), over
+    /// every open; see also the recorder's count of frames it could not decode.
+    pub corrupt_frames: AtomicU64,
     /// Measured frame rate x 1000 (moving average of frame intervals).
     pub fps_milli: AtomicU64,
+    /// Failed attempts to open the device.
     pub reopens: AtomicU64,
+    /// Times the camera came back after it was lost or stopped sending.
+    pub reconnects: AtomicU64,
 }
 
 /// Everything the capture thread shares with the rest of the service.
@@ -102,6 +108,8 @@ pub struct CaptureLoop {
 }
 
 const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a lost camera is looked for again.
+const LOST_RETRY: Duration = Duration::from_millis(200);
 /// Consecutive timeouts after which the device is reopened.
 const REOPEN_AFTER_TIMEOUTS: u32 = 3;
 
@@ -126,21 +134,26 @@ impl CaptureLoop {
     }
 
     /// Runs until `shared.shutdown` is set; never gives up on the device.
+    ///
+    /// A device that went away is looked for again every [`LOST_RETRY`] (a replug must be
+    /// picked up within a second or two, and a missing node costs one failed `open`);
+    /// any other failure is retried with a backoff that grows to 5 s.
     pub fn run(mut self) {
         let mut backoff = Duration::from_millis(250);
         let mut last_log: Option<(ErrorKind, Instant)> = None;
+        let mut opened_before = false;
         while !self.shared.shutdown.load(Ordering::Relaxed) {
             let started = Instant::now();
-            match self.run_once() {
+            let result = self.run_once(&mut opened_before);
+            match result {
                 Ok(()) => break,
                 Err(e) => {
                     if started.elapsed() > Duration::from_secs(10) {
                         backoff = Duration::from_millis(250);
                     }
+                    let lost = matches!(e.kind, ErrorKind::NoDevice | ErrorKind::Disconnected);
                     let state = match e.kind {
-                        ErrorKind::NoDevice | ErrorKind::Disconnected => {
-                            CaptureState::Disconnected(e.to_string())
-                        }
+                        _ if lost => CaptureState::Disconnected(format!("camera lost: {e}")),
                         ErrorKind::NoSignal => CaptureState::NoSignal,
                         _ => CaptureState::Failed(e.to_string()),
                     };
@@ -149,17 +162,20 @@ impl CaptureLoop {
                     // Same error again within a minute: keep quiet (rate-limited log).
                     let repeat = last_log
                         .is_some_and(|(k, t)| k == e.kind && t.elapsed() < Duration::from_secs(60));
+                    let wait = if lost { LOST_RETRY } else { backoff };
                     if !repeat {
                         log::warn!(
-                            "capture {}: {e}; retrying every {:?} or slower",
+                            "capture {}: {e}; retrying every {wait:?}{}",
                             self.camera,
-                            backoff
+                            if lost { "" } else { " or slower" }
                         );
                         last_log = Some((e.kind, Instant::now()));
                     }
                     self.shared.stats.reopens.fetch_add(1, Ordering::Relaxed);
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    self.sleep(wait);
+                    if !lost {
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
         }
@@ -175,8 +191,18 @@ impl CaptureLoop {
     }
 
     /// Opens the device and captures until shutdown (`Ok`) or a device error.
-    pub fn run_once(&mut self) -> Result<()> {
+    /// `opened_before` tells a reconnect (counted and logged) from the first open.
+    pub fn run_once(&mut self, opened_before: &mut bool) -> Result<()> {
         let mut source = self.device.open(&self.request)?;
+        if *opened_before {
+            self.shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "capture {}: {} reconnected",
+                self.camera,
+                self.device.info().device
+            );
+        }
+        *opened_before = true;
         let mode = source.mode();
         let mut ring = FrameRing::new(
             self.ring_slots,
@@ -205,8 +231,15 @@ impl CaptureLoop {
         let mut avg_interval_us = 0.0f64;
         let mut number = self.next_number;
         let mut last_drop_log = Instant::now() - Duration::from_secs(60);
+        let mut skipped_seen = 0;
+        // Ends the stream for the subscribers (the recorder closes its clip) whenever this
+        // open ends, whatever the reason.
+        let _interrupt_on_exit = InterruptOnDrop(&shared.fanout);
         while !shared.shutdown.load(Ordering::Relaxed) {
             let result = source.next_frame(FRAME_TIMEOUT, &mut |f| {
+                let gap = last_sequence.map_or(0, |prev| f.sequence.saturating_sub(prev + 1));
+                shared.stats.driver_drops.fetch_add(gap, Ordering::Relaxed);
+                last_sequence = Some(f.sequence);
                 let meta = FrameMeta {
                     number,
                     timestamp_us: f.timestamp_us,
@@ -214,12 +247,8 @@ impl CaptureLoop {
                     width: mode.width,
                     height: mode.height,
                     format: mode.format,
+                    driver_dropped_before: gap.min(u32::MAX as u64) as u32,
                 };
-                if let Some(prev) = last_sequence {
-                    let gap = f.sequence.saturating_sub(prev + 1);
-                    shared.stats.driver_drops.fetch_add(gap, Ordering::Relaxed);
-                }
-                last_sequence = Some(f.sequence);
                 if let Some(prev) = last_ts {
                     // Average the intervals, not their inverses: 1/x of jittery
                     // intervals would overstate the rate.
@@ -253,16 +282,31 @@ impl CaptureLoop {
                     }
                 }
             });
+            let skipped = source.frames_skipped();
+            if skipped != skipped_seen {
+                shared
+                    .stats
+                    .corrupt_frames
+                    .fetch_add(skipped - skipped_seen, Ordering::Relaxed);
+                skipped_seen = skipped;
+            }
             match result {
                 Ok(()) => {
                     if timeouts > 0
                         || *shared.state.lock().expect("state poisoned") != CaptureState::Capturing
                     {
+                        if timeouts > 0 {
+                            shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("capture {}: frames again", self.camera);
+                        }
                         shared.set_state(CaptureState::Capturing);
                     }
                     timeouts = 0;
                 }
                 Err(e) if e.kind == ErrorKind::NoSignal => {
+                    if timeouts == 0 {
+                        shared.fanout.interrupt();
+                    }
                     timeouts += 1;
                     shared.set_state(CaptureState::NoSignal);
                     *shared.latest.lock().expect("latest poisoned") = None;
@@ -283,5 +327,14 @@ impl CaptureLoop {
         }
         self.next_number = number;
         Ok(())
+    }
+}
+
+/// Calls [`Fanout::interrupt`] when dropped: the end of an open, by any path.
+struct InterruptOnDrop<'a>(&'a Fanout);
+
+impl Drop for InterruptOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.interrupt();
     }
 }

@@ -2,6 +2,10 @@
 //! subscriber and never waits: an in-order subscriber (the recorder) gets a bounded
 //! queue, a latest-only subscriber (live view, callbacks) a single mailbox. Whatever
 //! does not fit is dropped and counted on that subscriber.
+//!
+//! When the stream breaks (camera lost, no signal) the capture loop calls
+//! [`Fanout::interrupt`]: each subscriber is woken and can see, once its queue is empty,
+//! that no frame will follow the last one soon (the recorder closes its clip there).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +32,10 @@ pub struct Subscriber {
     delivered: AtomicU64,
     dropped: AtomicU64,
     closed: AtomicBool,
+    /// Set by [`Fanout::interrupt`], cleared by [`Subscriber::take_interruption`].
+    interrupted: AtomicBool,
+    /// Set with `interrupted`; makes one waiting `recv_timeout` return early.
+    wake: AtomicBool,
 }
 
 impl Subscriber {
@@ -63,7 +71,7 @@ impl Subscriber {
             if let Some(frame) = queue.pop_front() {
                 return Some(frame);
             }
-            if self.closed.load(Ordering::Acquire) {
+            if self.closed.load(Ordering::Acquire) || self.wake.swap(false, Ordering::AcqRel) {
                 return None;
             }
             let (q, result) = self
@@ -85,6 +93,13 @@ impl Subscriber {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the stream broke since the last call, once every frame sent before the
+    /// break has been taken (`false` while frames are still queued).
+    pub fn take_interruption(&self) -> bool {
+        let queue = self.queue.lock().expect("subscriber queue poisoned");
+        queue.is_empty() && self.interrupted.swap(false, Ordering::AcqRel)
     }
 
     /// Takes a waiting frame without blocking.
@@ -146,6 +161,8 @@ impl Fanout {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
+            wake: AtomicBool::new(false),
         });
         self.subscribers
             .lock()
@@ -165,6 +182,18 @@ impl Fanout {
             .iter()
             .map(|s| (s.name.clone(), s.delivered(), s.dropped()))
             .collect()
+    }
+
+    /// Tells every subscriber that the stream broke after the last frame published (the
+    /// camera was lost or stopped sending); wakes the waiting ones.
+    pub fn interrupt(&self) {
+        for s in self.subscribers.lock().expect("fanout poisoned").iter() {
+            s.interrupted.store(true, Ordering::Release);
+            s.wake.store(true, Ordering::Release);
+            // Taking the queue lock orders the flag before a waiter's check.
+            drop(s.queue.lock().expect("subscriber queue poisoned"));
+            s.ready.notify_all();
+        }
     }
 
     /// Wakes every waiting subscriber so its thread can notice shutdown.
@@ -224,6 +253,7 @@ mod tests {
             width: 2,
             height: 2,
             format: PixelFormat::I420,
+            driver_dropped_before: 0,
         }
     }
 
@@ -266,5 +296,37 @@ mod tests {
         drop(viewer);
         assert_eq!(ring.slots_in_use(), 0);
         assert!(fanout.stats().is_empty());
+    }
+
+    #[test]
+    fn an_interruption_is_seen_after_the_frames_sent_before_it() {
+        let fanout = Fanout::new();
+        let mut ring = FrameRing::new(4, 8, PixelFormat::I420, 2, 2);
+        let recorder = fanout.subscribe("recorder", Delivery::InOrder(3));
+        let f = ring.publish(meta(0), &[0; 6]).unwrap();
+        fanout.publish(&f);
+        drop(f);
+        fanout.interrupt();
+        // The queued frame first; the break only once the queue is empty.
+        assert!(!recorder.take_interruption());
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            recorder
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .number,
+            0
+        );
+        assert!(recorder.recv_timeout(Duration::from_secs(5)).is_none());
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "the break wakes the reader"
+        );
+        assert!(recorder.take_interruption());
+        assert!(!recorder.take_interruption(), "seen once");
+        // Only one early return: a reader that ignores breaks does not spin.
+        let t0 = std::time::Instant::now();
+        assert!(recorder.recv_timeout(Duration::from_millis(200)).is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(150));
     }
 }

@@ -23,6 +23,9 @@ pub struct FrameMeta {
     pub width: u32,
     pub height: u32,
     pub format: PixelFormat,
+    /// Frames the driver dropped right before this one (a gap in its sequence numbers);
+    /// written into the clip's frames file so a lab sees where the camera lost frames.
+    pub driver_dropped_before: u32,
 }
 
 /// One slot: metadata plus a buffer whose capacity is fixed at allocation.
@@ -89,6 +92,7 @@ impl FrameRing {
             width,
             height,
             format,
+            driver_dropped_before: 0,
         };
         FrameRing {
             slots: (0..slots)
@@ -153,6 +157,7 @@ mod tests {
             width: 4,
             height: 2,
             format: PixelFormat::I420,
+            driver_dropped_before: 0,
         }
     }
 

@@ -80,7 +80,10 @@ pub fn clip_file_name(started_us: i64, camera: &str, first_frame: u64) -> String
 }
 
 /// Header of a clip's frames file: one line per sample, written with each fragment.
-pub const FRAMES_HEADER: &str = "frame_number,capture_monotonic_us,capture_wall_us,sample_index\n";
+/// `driver_dropped_before` counts the frames the camera's driver dropped right before
+/// that sample (a gap in its sequence numbers; 0 almost always).
+pub const FRAMES_HEADER: &str =
+    "frame_number,capture_monotonic_us,capture_wall_us,sample_index,driver_dropped_before\n";
 
 /// The frames file beside a clip: `<clip stem>.frames.csv`.
 pub fn frames_file_name(clip_file: &str) -> String {
@@ -97,6 +100,7 @@ pub struct FrameLine {
     pub monotonic_us: u64,
     pub wall_us: i64,
     pub sample_index: u64,
+    pub driver_dropped_before: u32,
 }
 
 /// Reads a clip's frames file, keeping only samples the (possibly repaired) clip holds.
@@ -112,6 +116,8 @@ pub fn read_frames_file(path: &Path, samples: u64) -> Result<Vec<FrameLine>> {
                 monotonic_us: f.next()?.parse().ok()?,
                 wall_us: f.next()?.parse().ok()?,
                 sample_index: f.next()?.parse().ok()?,
+                // Files written before the column existed have none: no known gap.
+                driver_dropped_before: f.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             })
         })
         .filter(|l| l.sample_index < samples)

@@ -90,6 +90,11 @@ impl Recorder {
                         None if subscriber.is_closed() => break,
                         None => {}
                     }
+                    // The camera was lost or stopped sending: end the clip at its last
+                    // frame now, so it is complete and playable through the gap.
+                    if subscriber.take_interruption() {
+                        state.close_clip(None);
+                    }
                 }
                 state.finish();
             })
@@ -170,6 +175,7 @@ struct PendingSample {
     timestamp_us: u64,
     wall_us: i64,
     frame: u64,
+    driver_dropped_before: u32,
 }
 
 struct RecorderState {
@@ -366,6 +372,7 @@ impl RecorderState {
             timestamp_us: frame.timestamp_us,
             wall_us: frame.wall_us,
             frame: frame.number,
+            driver_dropped_before: frame.driver_dropped_before,
         });
         self.stats.frames_recorded.fetch_add(1, Ordering::Relaxed);
         self.error_logged = false;
@@ -492,8 +499,8 @@ impl RecorderState {
             let sample_index = clip.frame_count - 1;
             let _ = writeln!(
                 buf.frames_csv,
-                "{},{},{},{}",
-                p.frame, p.timestamp_us, p.wall_us, sample_index
+                "{},{},{},{},{}",
+                p.frame, p.timestamp_us, p.wall_us, sample_index, p.driver_dropped_before
             );
             buf.frames += 1;
             buf.last_frame = p.frame;
