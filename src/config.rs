@@ -119,6 +119,10 @@ pub struct CameraConfig {
     pub pattern_format: String,
     /// How many test-pattern cameras `source = "pattern"` creates.
     pub pattern_cameras: usize,
+    /// Timestamp jitter of the test pattern, modelled on real drivers (0 = a perfect
+    /// cadence): each frame is stamped up to this much off its slot, and about one frame in
+    /// 50 comes late by up to three frame intervals.
+    pub pattern_jitter: HumanDuration,
 }
 
 impl Default for CameraConfig {
@@ -134,6 +138,7 @@ impl Default for CameraConfig {
             ring_slots: 6,
             pattern_format: "i420".into(),
             pattern_cameras: 1,
+            pattern_jitter: HumanDuration(Duration::ZERO),
         }
     }
 }
@@ -151,7 +156,7 @@ impl CameraConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
-    /// H.264 for raw sources; MJPEG passthrough for MJPEG sources.
+    /// H.264 for every source (MJPEG cameras' frames are decoded first).
     Auto,
     H264,
     Mjpeg,
@@ -529,6 +534,13 @@ impl Config {
                 "camera.pattern_cameras",
                 c.pattern_cameras,
                 "allowed: 1 to camera.max_cameras",
+            ));
+        }
+        if c.pattern_jitter.0 * 2 > Duration::from_micros(1_000_000 / c.fps.max(1) as u64) {
+            return Err(invalid(
+                "camera.pattern_jitter",
+                format!("\"{}\"", c.pattern_jitter),
+                "allowed: 0 to half a frame interval (1 / camera.fps / 2)",
             ));
         }
         if c.source == CameraSource::Libcamera && !cfg!(feature = "libcamera") {

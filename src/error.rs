@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Io,
     /// Encoder or muxer failure.
     Codec,
+    /// A frame from the camera is damaged (torn or truncated JPEG): skip it, count it.
+    Corrupt,
 }
 
 impl ErrorKind {
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::StorageFull => "storage_full",
             ErrorKind::Io => "io_error",
             ErrorKind::Codec => "codec_error",
+            ErrorKind::Corrupt => "corrupt_frame",
         }
     }
 

@@ -27,7 +27,7 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 fn full_disk_pauses_recording_and_space_returning_resumes_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::parse(
-        "[camera]\nsource = \"pattern\"\nwidth = 160\nheight = 120\nfps = 30\n\
+        "[camera]\nsource = \"pattern\"\npattern_jitter = \"10ms\"\nwidth = 160\nheight = 120\nfps = 30\n\
          [recording]\nclip_length = \"2s\"\nmin_free_space = \"1GB\"\n",
     )
     .unwrap();

@@ -28,7 +28,8 @@ impl ConfigDiscoverer {
                 let format = PixelFormat::parse(&c.pattern_format).unwrap_or(PixelFormat::I420);
                 let device =
                     PatternDevice::new(i, c.width, c.height, c.fps, Arc::clone(&self.clock))
-                        .with_formats(&[format]);
+                        .with_formats(&[format])
+                        .with_jitter(c.pattern_jitter.0);
                 Arc::new(device) as Arc<dyn CaptureDevice>
             })
             .collect()

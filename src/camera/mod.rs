@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 use crate::capture::worker::{CaptureLoop, CaptureShared, CaptureState};
-use crate::capture::{CameraInfo, CaptureDevice, Mode, ModeRequest};
+use crate::capture::{explain_mode, CameraInfo, CaptureDevice, Mode, ModeRequest};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -24,6 +24,8 @@ use discovery::Discoverer;
 pub struct Camera {
     pub id: String,
     pub info: CameraInfo,
+    /// The mode picked for the configured request, and why (`capture::explain_mode`).
+    pub mode_choice: String,
     pub device: Arc<dyn CaptureDevice>,
     pub capture: Arc<CaptureShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -46,6 +48,16 @@ impl Camera {
             .expect("recorder poisoned")
             .as_ref()
             .map_or(0, |r| r.frames_dropped())
+    }
+
+    /// Damaged camera frames skipped: by the capture source (cut short) and by the
+    /// recorder's MJPEG decoder (damaged inside).
+    pub fn corrupt_frames(&self) -> u64 {
+        let recorder = self.recorder.lock().expect("recorder poisoned");
+        self.capture.stats.corrupt_frames.load(Ordering::Relaxed)
+            + recorder
+                .as_ref()
+                .map_or(0, |r| r.stats.frames_corrupt.load(Ordering::Relaxed))
     }
 
     fn stop_capture(&self) {
@@ -83,8 +95,14 @@ pub struct CameraHealth {
     pub state: &'static str,
     pub fps: f64,
     pub frames_captured: u64,
-    /// All frames lost anywhere: ring full, oversize, driver gaps, recorder behind.
+    /// All frames lost anywhere: ring full, oversize, driver gaps, damaged, recorder behind.
     pub frames_dropped: u64,
+    /// Frames the camera's driver dropped (gaps in its sequence numbers).
+    pub driver_frames_dropped: u64,
+    /// Damaged camera frames skipped (torn or truncated JPEGs).
+    pub corrupt_frames: u64,
+    /// Times the camera came back after it was lost or stopped sending.
+    pub reconnects: u64,
     pub recorder_frames_dropped: u64,
     /// Frames written to clips by the current recorder.
     pub frames_recorded: u64,
@@ -184,12 +202,26 @@ impl CameraService {
         for (i, device) in self.discoverer.discover().into_iter().enumerate() {
             let id = format!("cam{i}");
             let info = device.info().clone();
+            let (mode, mode_choice) = explain_mode(&info.modes, &request);
             log::info!(
                 "camera {id}: {} ({}, {})",
                 info.name,
                 info.device,
                 info.backend
             );
+            if mode.is_some_and(|m| {
+                (m.width, m.height, m.fps, Some(&m.format))
+                    == (
+                        request.width,
+                        request.height,
+                        request.fps,
+                        request.formats.first(),
+                    )
+            }) {
+                log::info!("camera {id}: {mode_choice}");
+            } else {
+                log::warn!("camera {id}: {mode_choice}");
+            }
             let shared = CaptureShared::new();
             let worker = CaptureLoop::new(
                 id.clone(),
@@ -206,6 +238,7 @@ impl CameraService {
             cameras.push(Arc::new(Camera {
                 id,
                 info,
+                mode_choice,
                 device,
                 capture: shared,
                 thread: Mutex::new(Some(thread)),
@@ -365,6 +398,7 @@ impl CameraService {
                     }
                     _ => {}
                 }
+                let corrupt = c.corrupt_frames();
                 let recorder = c.recorder.lock().expect("recorder poisoned");
                 let frames_recorded = recorder
                     .as_ref()
@@ -397,7 +431,11 @@ impl CameraService {
                     frames_dropped: stats.ring_full_drops.load(Ordering::Relaxed)
                         + stats.oversize_drops.load(Ordering::Relaxed)
                         + stats.driver_drops.load(Ordering::Relaxed)
+                        + corrupt
                         + rec_drops,
+                    driver_frames_dropped: stats.driver_drops.load(Ordering::Relaxed),
+                    corrupt_frames: corrupt,
+                    reconnects: stats.reconnects.load(Ordering::Relaxed),
                     recorder_frames_dropped: rec_drops,
                     frames_recorded,
                     recording: recorder.is_some(),

@@ -164,6 +164,69 @@ pub fn best_mode(modes: &[Mode], request: &ModeRequest) -> Option<Mode> {
         .copied()
 }
 
+/// Which mode `best_mode` picks for `request`, and why, in words for the log and the API:
+/// an exact match says so; anything else names what the camera lacks and what is used
+/// instead, so a requested mode the camera does not have is never a silent fallback.
+pub fn explain_mode(modes: &[Mode], request: &ModeRequest) -> (Option<Mode>, String) {
+    let wanted = format!(
+        "{}x{} at {} fps in [{}]",
+        request.width,
+        request.height,
+        request.fps,
+        request
+            .formats
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Some(mode) = best_mode(modes, request) else {
+        let mut offered: Vec<&str> = modes.iter().map(|m| m.format.name()).collect();
+        offered.dedup();
+        return (
+            None,
+            format!(
+                "asked for {wanted}; the camera offers none of these formats (it has [{}])",
+                offered.join(", ")
+            ),
+        );
+    };
+    let chosen = format!(
+        "{}x{} {} at {} fps",
+        mode.width,
+        mode.height,
+        mode.format.name(),
+        mode.fps
+    );
+    let mut lacks = Vec::new();
+    if request.formats.first() != Some(&mode.format) {
+        lacks.push(format!(
+            "no {} mode",
+            request.formats.first().map_or("", |f| f.name())
+        ));
+    }
+    if (mode.width, mode.height) != (request.width, request.height) {
+        lacks.push(format!(
+            "no {}x{} in {}",
+            request.width,
+            request.height,
+            mode.format.name()
+        ));
+    }
+    if mode.fps != request.fps {
+        lacks.push(format!("no {} fps at that size", request.fps));
+    }
+    let why = if lacks.is_empty() {
+        format!("{chosen}, as asked")
+    } else {
+        format!(
+            "asked for {wanted}; the camera has {}: using {chosen}, the closest it offers",
+            lacks.join(", ")
+        )
+    };
+    (Some(mode), why)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +270,22 @@ mod tests {
             Some(modes[1])
         );
         assert_eq!(best_mode(&modes, &req(vec![PixelFormat::Nv12])), None);
+
+        let (mode, why) = explain_mode(&modes, &req(vec![PixelFormat::Mjpeg]));
+        assert_eq!(mode, Some(modes[2]));
+        assert_eq!(why, "1280x720 mjpeg at 30 fps, as asked");
+        let (_, why) = explain_mode(&modes, &req(vec![PixelFormat::Yuyv]));
+        assert!(
+            why.contains("no 30 fps at that size") && why.contains("using 1280x720 yuyv at 10 fps"),
+            "{why}"
+        );
+        let (_, why) = explain_mode(&modes, &req(vec![PixelFormat::Nv12, PixelFormat::Yuyv]));
+        assert!(why.contains("no nv12 mode"), "{why}");
+        let (mode, why) = explain_mode(&modes, &req(vec![PixelFormat::Nv12]));
+        assert_eq!(mode, None);
+        assert!(
+            why.contains("none of these formats") && why.contains("[yuyv, mjpeg]"),
+            "{why}"
+        );
     }
 }

@@ -28,6 +28,10 @@ pub struct PatternDevice {
     info: CameraInfo,
     clock: Arc<dyn Clock>,
     faults: Arc<PatternFaults>,
+    /// Timestamp jitter (see [`PatternDevice::with_jitter`]); zero for a perfect cadence.
+    jitter: Duration,
+    /// Seeds each open's jitter, so runs are repeatable and cameras differ.
+    seed: u64,
 }
 
 impl PatternDevice {
@@ -50,7 +54,19 @@ impl PatternDevice {
             },
             clock,
             faults: Arc::new(PatternFaults::default()),
+            jitter: Duration::ZERO,
+            seed: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
         }
+    }
+
+    /// Stamps frames like a real driver does, not on a perfect cadence: each frame up to
+    /// `jitter` (at most half a frame interval) before or after its slot, and about one
+    /// frame in 50 late by one to three frame intervals, after which the cadence goes on
+    /// from there (a driver thread that was not scheduled in time; no frame is lost).
+    /// vivid under emulation shows 23–200 ms intervals at a nominal 33 ms.
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// Restricts the formats the pattern offers (e.g. only MJPEG, like many webcams).
@@ -83,11 +99,12 @@ impl CaptureDevice for PatternDevice {
                 format!("{} offers only i420 and mjpeg", self.info.device),
             )
         })?;
-        Ok(Box::new(PatternSource::new(
-            mode,
-            Arc::clone(&self.clock),
-            Arc::clone(&self.faults),
-        )))
+        let mut source =
+            PatternSource::new(mode, Arc::clone(&self.clock), Arc::clone(&self.faults));
+        let interval = Duration::from_micros(source.interval_us);
+        source.jitter_us = self.jitter.min(interval / 2).as_micros() as u64;
+        source.rng = self.seed | 1;
+        Ok(Box::new(source))
     }
 }
 
@@ -99,6 +116,12 @@ pub struct PatternSource {
     interval_us: u64,
     next_due_us: u64,
     sequence: u64,
+    /// Largest offset of a stamp from its slot, µs; 0 for a perfect cadence.
+    jitter_us: u64,
+    /// xorshift64 state for the jitter (never 0).
+    rng: u64,
+    /// The previous frame's stamp: stamps always increase, as a driver's do.
+    last_timestamp_us: u64,
     /// The I420 picture; chroma is drawn once, luma every frame.
     picture: Vec<u8>,
     /// A luma ramp twice the width; each row copies a window of it (cheap motion).
@@ -141,6 +164,9 @@ impl PatternSource {
             interval_us,
             next_due_us: now + interval_us,
             sequence: 0,
+            jitter_us: 0,
+            rng: 1,
+            last_timestamp_us: 0,
             picture,
             ramp,
             jpeg: Vec::with_capacity(size / 4),
@@ -232,9 +258,18 @@ impl CaptureSource for PatternSource {
         // slot on that cadence (as a driver stamps exposure, not dequeue), and a late
         // reader skips the slots it missed.
         let behind = now.saturating_sub(self.next_due_us) / self.interval_us;
-        let timestamp_us = self.next_due_us + behind * self.interval_us;
+        let slot_us = self.next_due_us + behind * self.interval_us;
         self.sequence += behind;
-        self.next_due_us = timestamp_us + self.interval_us;
+        self.next_due_us = slot_us + self.interval_us;
+        let timestamp_us = if self.jitter_us == 0 {
+            slot_us
+        } else {
+            let stamp = self.jittered(slot_us).max(self.last_timestamp_us + 1);
+            // A frame is never delivered before the time it carries.
+            self.clock.sleep_until_us(stamp);
+            stamp
+        };
+        self.last_timestamp_us = timestamp_us;
         self.draw(self.clock.wall_at_us(timestamp_us));
         let data: &[u8] = match self.mode.format {
             PixelFormat::Mjpeg => {
@@ -257,6 +292,28 @@ impl CaptureSource for PatternSource {
         });
         self.sequence += 1;
         Ok(())
+    }
+}
+
+impl PatternSource {
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// The stamp of the frame of `slot_us` (see [`PatternDevice::with_jitter`]); a late
+    /// frame also moves the cadence on by the same amount.
+    fn jittered(&mut self, slot_us: u64) -> u64 {
+        let offset = self.random() % (2 * self.jitter_us + 1);
+        let mut stamp = (slot_us + offset).saturating_sub(self.jitter_us);
+        if self.random() % 50 == 0 {
+            let late = self.interval_us + self.random() % (2 * self.interval_us);
+            stamp += late;
+            self.next_due_us += late;
+        }
+        stamp
     }
 }
 

@@ -1,5 +1,7 @@
-//! Encoders: H.264 for clips, JPEG for live view, and the YUV views they read.
+//! Encoders: H.264 for clips, JPEG for live view, the MJPEG decoder that feeds H.264 from
+//! JPEG cameras, and the YUV views they read.
 
 pub mod h264;
 pub mod jpeg;
+pub mod mjpeg;
 pub mod yuv;

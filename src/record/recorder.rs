@@ -20,6 +20,7 @@ use super::index::{clip_file_name, frames_file_name, ClipRecord, RecordingType, 
 use crate::capture::PixelFormat;
 use crate::config::Codec;
 use crate::encode::h264::H264Encoder;
+use crate::encode::mjpeg::MjpegDecoder;
 use crate::encode::{jpeg, yuv};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::frame::{Frame, Subscription};
@@ -47,6 +48,8 @@ pub struct RecorderStats {
     pub frames_skipped_storage_full: AtomicU64,
     /// Frames that could not be encoded (wrong format, codec error).
     pub frames_failed: AtomicU64,
+    /// Camera JPEGs that could not be decoded for H.264 (torn, truncated): skipped.
+    pub frames_corrupt: AtomicU64,
     pub paused_storage_full: AtomicBool,
     /// Set to close the open clip at the next frame (experiments archive up to a cut).
     pub cut_requested: AtomicBool,
@@ -188,8 +191,10 @@ struct RecorderState {
     samples: Vec<SampleInfo>,
     builder: FragmentBuilder,
     current: Option<FragmentBuf>,
-    /// Converted picture for raw formats other than I420.
+    /// Converted picture for raw formats other than I420 (and decoded MJPEG).
     i420: Vec<u8>,
+    /// Decodes MJPEG camera frames for H.264 recording.
+    mjpeg: MjpegDecoder,
     to_writer: SyncSender<WriterMsg>,
     free_buffers: Receiver<FragmentBuf>,
     writer: Option<JoinHandle<()>>,
@@ -248,6 +253,7 @@ impl RecorderState {
             pending: None,
             current: None,
             i420: Vec::new(),
+            mjpeg: MjpegDecoder::new(),
             to_writer,
             free_buffers,
             writer: Some(writer),
@@ -288,6 +294,18 @@ impl RecorderState {
             self.close_clip(Some(frame.timestamp_us));
         }
         if let Err(e) = self.record(frame) {
+            if e.kind == ErrorKind::Corrupt {
+                // Damaged camera frames are normal with USB webcams: skipped, counted,
+                // logged at the 1st, 10th, 100th, ...
+                let n = self.stats.frames_corrupt.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 10u64.pow(n.ilog10()) {
+                    log::warn!(
+                        "recorder {}: skipped {n} damaged frame(s), latest: {e}",
+                        self.settings.camera
+                    );
+                }
+                return;
+            }
             self.stats.frames_failed.fetch_add(1, Ordering::Relaxed);
             if e.kind == ErrorKind::StorageFull {
                 self.pause_for_storage(frame);
@@ -382,9 +400,9 @@ impl RecorderState {
     /// Encodes `frame` into `out`; returns (bytes, keyframe).
     fn encode(&mut self, frame: &Frame, keyframe: bool, out: &mut Vec<u8>) -> Result<(u32, bool)> {
         let before = out.len();
-        let codec = match (self.settings.codec, frame.format) {
-            (Codec::Auto, PixelFormat::Mjpeg) | (Codec::Mjpeg, _) => Codec::Mjpeg,
-            _ => Codec::H264,
+        let codec = match self.settings.codec {
+            Codec::Mjpeg => Codec::Mjpeg,
+            Codec::Auto | Codec::H264 => Codec::H264,
         };
         match (codec, frame.format) {
             (Codec::Mjpeg, PixelFormat::Mjpeg) => {
@@ -406,24 +424,40 @@ impl RecorderState {
                 self.i420 = jpeg_out;
                 Ok(((out.len() - before) as u32, true))
             }
-            (_, PixelFormat::Mjpeg) => Err(Error::new(
-                ErrorKind::Unsupported,
-                "the camera delivers MJPEG, which H.264 recording cannot take: set recording.codec = \"mjpeg\" (or \"auto\"), or prefer yuyv in camera.formats",
-            )),
             _ => {
                 if self.h264.is_none() {
-                    self.h264 = Some(H264Encoder::new(self.settings.fps, self.settings.bitrate_kbps)?);
+                    self.h264 = Some(H264Encoder::new(
+                        self.settings.fps,
+                        self.settings.bitrate_kbps,
+                    )?);
                 }
                 let picture = if frame.format == PixelFormat::I420 {
                     yuv::I420::from_packed(frame.data(), frame.width, frame.height)?
+                } else if frame.format == PixelFormat::Mjpeg {
+                    self.mjpeg.decode_i420(
+                        frame.data(),
+                        frame.width,
+                        frame.height,
+                        &mut self.i420,
+                    )?;
+                    yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
                 } else {
-                    yuv::to_i420(frame.format, frame.data(), frame.width, frame.height, &mut self.i420)?;
+                    yuv::to_i420(
+                        frame.format,
+                        frame.data(),
+                        frame.width,
+                        frame.height,
+                        &mut self.i420,
+                    )?;
                     yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
                 };
                 let encoder = self.h264.as_mut().expect("created above");
                 let e = encoder.encode(&picture, keyframe, out)?;
                 if keyframe && !e.keyframe {
-                    return Err(Error::new(ErrorKind::Codec, "encoder ignored a forced keyframe"));
+                    return Err(Error::new(
+                        ErrorKind::Codec,
+                        "encoder ignored a forced keyframe",
+                    ));
                 }
                 Ok((e.len as u32, e.keyframe))
             }
@@ -431,11 +465,9 @@ impl RecorderState {
     }
 
     fn open_clip(&mut self, frame: &Frame) -> Result<()> {
-        let codec = match (&self.h264, frame.format, self.settings.codec) {
-            (_, PixelFormat::Mjpeg, Codec::Auto | Codec::Mjpeg) | (_, _, Codec::Mjpeg) => {
-                TrackCodec::Jpeg
-            }
-            (Some(enc), _, _) => {
+        let codec = match (&self.h264, self.settings.codec) {
+            (_, Codec::Mjpeg) => TrackCodec::Jpeg,
+            (Some(enc), _) => {
                 let (sps, pps) = enc.parameter_sets().ok_or_else(|| {
                     Error::new(ErrorKind::Codec, "no SPS/PPS after the first keyframe")
                 })?;
@@ -444,7 +476,7 @@ impl RecorderState {
                     pps: pps.to_vec(),
                 }
             }
-            (None, _, _) => return Err(Error::new(ErrorKind::Codec, "no encoder")),
+            (None, _) => return Err(Error::new(ErrorKind::Codec, "no encoder")),
         };
         let mut init = Vec::with_capacity(1024);
         fmp4::init_segment(frame.width, frame.height, &codec, &mut init)?;

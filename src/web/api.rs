@@ -300,6 +300,7 @@ fn cameras_json(state: &AppState) -> Value {
                 "name": c.info.name,
                 "backend": c.info.backend,
                 "mode": c.mode(),
+                "mode_choice": c.mode_choice,
                 "modes": c.info.modes,
                 "state": c.capture.state().name(),
                 "recording": c.is_recording(),
@@ -748,10 +749,12 @@ fn metrics(state: &AppState) -> Response<Body> {
     );
     for c in &cameras {
         let s = &c.capture.stats;
+        let corrupt = c.corrupt_frames();
         for (reason, v) in [
             ("ring_full", relaxed(&s.ring_full_drops)),
             ("oversize", relaxed(&s.oversize_drops)),
             ("driver", relaxed(&s.driver_drops)),
+            ("corrupt", corrupt),
         ] {
             m.sample(
                 "frames_dropped_total",
@@ -779,6 +782,30 @@ fn metrics(state: &AppState) -> Response<Body> {
             &[("camera", &c.id)],
             relaxed(&c.capture.stats.reopens),
         );
+    }
+    m.family(
+        "camera_reconnects_total",
+        "counter",
+        "Times the camera came back after it was lost or stopped sending.",
+    );
+    for c in &cameras {
+        m.sample(
+            "camera_reconnects_total",
+            &[("camera", &c.id)],
+            relaxed(&c.capture.stats.reconnects),
+        );
+    }
+    m.family(
+        "camera_lost",
+        "gauge",
+        "1 while the camera is unplugged or gone.",
+    );
+    for c in &cameras {
+        let lost = matches!(
+            c.capture.state(),
+            crate::capture::worker::CaptureState::Disconnected(_)
+        );
+        m.sample("camera_lost", &[("camera", &c.id)], u8::from(lost));
     }
     m.family("recording", "gauge", "1 while the camera records.");
     for c in &cameras {

@@ -58,6 +58,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     c.camera.width = WIDTH;
     c.camera.height = HEIGHT;
     c.camera.fps = 30;
+    // Real drivers' timestamps jitter; every clip test must hold with it.
+    c.camera.pattern_jitter = HumanDuration(Duration::from_millis(10));
     // Generous recorder queue (ring_slots - 3): the tests share a busy machine.
     c.camera.ring_slots = 12;
     c.auto_recording.enabled = false;
@@ -90,7 +92,8 @@ impl TestApp {
             config.camera.height,
             config.camera.fps,
             Arc::clone(&clock),
-        );
+        )
+        .with_jitter(config.camera.pattern_jitter.0);
         let faults = device.faults();
         let hardware = Hardware {
             clock,

@@ -2,7 +2,7 @@
 # Installs what tests/run.sh needs on a Debian bookworm machine (as root), idempotently:
 # nothing is fetched, and `apt-get update` is not run, when everything is already there.
 #
-#   bash tests/lib/install-deps.sh [--host] [--cross] [--browser]
+#   bash tests/lib/install-deps.sh [--host] [--cross] [--browser] [--vm]
 #
 #   --host     nasm (openh264's x86 assembly; without it openh264 builds at 1/3 speed) and
 #              ffmpeg/ffprobe (tests judge clips by a full decode)
@@ -13,23 +13,28 @@
 #              binary)
 #   --browser  Debian's chromium + chromium-driver, and tests/browser's npm packages
 #              (playwright-core; never a browser download) when tests/browser/package.json exists
-# With no flag: all three.
+#   --vm       the VM bench (tests/vm): qemu-system-x86 and qemu-utils (qemu-img: the guest's
+#              copy-on-write root disk), mmdebstrap + eatmydata + the Debian keyrings (the guest's
+#              trixie root filesystem), e2fsprogs (mkfs.ext4 -d), patch (v4l2loopback's source),
+#              python3 and ffmpeg/ffprobe (the host-side checkers)
+# With no flag: all four.
 #
 # Debian's rustc-web puts rustc in /usr/bin only; rustup's ~/.cargo/bin stays first on PATH, so
 # normal builds keep using rustup's toolchain. Only the cross step sets RUSTC=/usr/bin/rustc.
 set -euo pipefail
 
-want_host=0 want_cross=0 want_browser=0
+want_host=0 want_cross=0 want_browser=0 want_vm=0
 for a in "$@"; do
     case "$a" in
         --host) want_host=1 ;;
         --cross) want_cross=1 ;;
         --browser) want_browser=1 ;;
+        --vm) want_vm=1 ;;
         *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
     esac
 done
-if [ $((want_host + want_cross + want_browser)) -eq 0 ]; then
-    want_host=1 want_cross=1 want_browser=1
+if [ $((want_host + want_cross + want_browser + want_vm)) -eq 0 ]; then
+    want_host=1 want_cross=1 want_browser=1 want_vm=1
 fi
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -85,6 +90,19 @@ fi
 if [ "$want_browser" = 1 ]; then
     need_cmd_pkg chromium chromium
     need_cmd_pkg chromedriver chromium-driver
+fi
+
+if [ "$want_vm" = 1 ]; then
+    need_cmd_pkg qemu-system-x86_64 qemu-system-x86
+    need_cmd_pkg qemu-img qemu-utils
+    need_cmd_pkg mmdebstrap mmdebstrap
+    need_cmd_pkg eatmydata eatmydata
+    need_cmd_pkg mkfs.ext4 e2fsprogs
+    need_cmd_pkg patch patch
+    need_cmd_pkg python3 python3
+    need_cmd_pkg ffmpeg ffmpeg
+    need_cmd_pkg ffprobe ffmpeg
+    [ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || missing+=(debian-archive-keyring)
 fi
 
 # apt-get, waiting for a lock held by another apt/dpkg (another engineer's install) rather than

@@ -78,6 +78,9 @@ pub fn full_decode(path: &Path) -> Result<(), String> {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
+        // Clips are VFR with the camera's real capture times: without these two, the null
+        // muxer rescales to a constant rate and reports ordinary jitter as bad DTS.
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1"])
         .args(["-f", "null", "-"])
         .output()
         .expect("running ffmpeg");

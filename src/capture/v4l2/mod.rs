@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libc::c_int;
@@ -34,6 +35,9 @@ mod sys;
 /// that a capture loop that is briefly late does not make the driver drop frames. The driver
 /// may grant a different number; whatever it grants is mapped.
 const BUFFER_COUNT: u32 = 4;
+
+/// Longest wait for a frame between checks that the device node is still there.
+const GONE_CHECK: Duration = Duration::from_millis(200);
 
 /// Fewest buffers worth streaming with: with one, the driver has nowhere to write while the
 /// sink reads, and drops every other frame.
@@ -133,10 +137,73 @@ fn video_index(name: &str) -> Option<u32> {
 /// [`CaptureDevice::open`]. Holds no file descriptor between opens.
 pub struct V4l2Device {
     info: CameraInfo,
-    path: PathBuf,
+    /// Where the camera was last seen. A replugged USB camera may come back at another
+    /// `/dev/videoN`; [`V4l2Device::locate`] finds it by `identity` and updates this.
+    path: Mutex<PathBuf>,
+    /// What makes this camera this camera, across unplugs; `None` only for devices made up
+    /// by tests, which are opened at their path as they are.
+    identity: Option<Identity>,
+    /// The directory whose `videoN` nodes are searched for the camera (`/dev`).
+    dev_dir: PathBuf,
+    /// The `videoN` nodes seen by the last search, so that a search repeats only when the
+    /// nodes changed (a lost camera is looked for every few hundred ms).
+    last_search: Mutex<Vec<PathBuf>>,
     /// The fourcc the driver listed for each format in `info.modes`: MJPEG comes as `MJPG` or
     /// `JPEG` depending on the driver, and S_FMT must be given back the code it offered.
     fourccs: Vec<(PixelFormat, u32)>,
+}
+
+/// Who a capture node belongs to: the same camera after an unplug has the same identity,
+/// whatever node number it gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    driver: String,
+    card: String,
+    /// Where the device sits (`usb-0000:01:00.0-1.2`, `platform:vivid-000`).
+    bus_info: String,
+    /// The USB serial number from sysfs, when the camera has one.
+    serial: Option<String>,
+}
+
+impl Identity {
+    /// Reads the identity of the node at `path`; `None` when it cannot be opened or queried.
+    fn read(path: &Path) -> Option<Identity> {
+        let file = open_node(path).ok()?;
+        let mut cap = sys::Capability::zeroed();
+        sys::ioctl(file.as_fd(), sys::VIDIOC_QUERYCAP, &mut cap).ok()?;
+        Some(Identity::from_cap(&cap, path))
+    }
+
+    fn from_cap(cap: &sys::Capability, path: &Path) -> Identity {
+        Identity {
+            driver: c_string(&cap.driver),
+            card: c_string(&cap.card),
+            bus_info: c_string(&cap.bus_info),
+            serial: usb_serial(path),
+        }
+    }
+
+    /// The same camera: same driver and name, and the same serial number where both have
+    /// one, otherwise the same place on the bus (two identical webcams without serials are
+    /// told apart by their ports).
+    fn same_camera(&self, other: &Identity) -> bool {
+        self.driver == other.driver
+            && self.card == other.card
+            && match (&self.serial, &other.serial) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.bus_info == other.bus_info,
+            }
+    }
+}
+
+/// The USB serial number of the camera behind a `videoN` node, from sysfs (the node's
+/// device is a USB interface; its parent, the USB device, has `serial`).
+fn usb_serial(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let serial =
+        fs::read_to_string(format!("/sys/class/video4linux/{name}/device/../serial")).ok()?;
+    let serial = serial.trim();
+    (!serial.is_empty()).then(|| serial.to_owned())
 }
 
 impl V4l2Device {
@@ -165,14 +232,18 @@ impl V4l2Device {
                 format!("{device} (driver {driver}): offers no MJPEG, YUYV, NV12 or I420 mode"),
             ));
         }
+        let identity = Identity::from_cap(&cap, path);
         Ok(V4l2Device {
             info: CameraInfo {
                 device,
-                name: c_string(&cap.card),
+                name: identity.card.clone(),
                 backend: "v4l2",
                 modes,
             },
-            path: path.to_owned(),
+            path: Mutex::new(path.to_owned()),
+            identity: Some(identity),
+            dev_dir: path.parent().unwrap_or(Path::new("/dev")).to_owned(),
+            last_search: Mutex::new(Vec::new()),
             fourccs,
         })
     }
@@ -182,6 +253,47 @@ impl V4l2Device {
             .iter()
             .find(|(f, _)| *f == format)
             .map(|&(_, code)| code)
+    }
+
+    /// The node this camera is at now: where it was last seen if it is still there,
+    /// otherwise whichever `videoN` node has its identity (a replug at another number).
+    ///
+    /// Errors: `NoDevice` while the camera is not plugged in.
+    fn locate(&self) -> Result<PathBuf> {
+        let current = self.path.lock().expect("path poisoned").clone();
+        let Some(identity) = &self.identity else {
+            return Ok(current);
+        };
+        if Identity::read(&current).is_some_and(|id| id.same_camera(identity)) {
+            return Ok(current);
+        }
+        let nodes = video_nodes(&self.dev_dir);
+        let mut last = self.last_search.lock().expect("search poisoned");
+        if *last != nodes {
+            *last = nodes.clone();
+            drop(last);
+            for node in nodes.iter().filter(|n| **n != current) {
+                if Identity::read(node).is_some_and(|id| id.same_camera(identity)) {
+                    log::info!(
+                        "v4l2: \"{}\" ({}) is now at {}",
+                        identity.card,
+                        identity.bus_info,
+                        node.display()
+                    );
+                    *self.path.lock().expect("path poisoned") = node.clone();
+                    return Ok(node.clone());
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NoDevice,
+            format!(
+                "\"{}\" ({}) is not plugged in (last seen at {})",
+                identity.card,
+                identity.bus_info,
+                current.display()
+            ),
+        ))
     }
 }
 
@@ -206,7 +318,9 @@ impl CaptureDevice for V4l2Device {
                 ),
             ));
         };
-        let source = V4l2Source::start(&self.path, device, mode, fourcc).ctx(device)?;
+        let path = self.locate()?;
+        let node = path.display().to_string();
+        let source = V4l2Source::start(&path, &node, mode, fourcc).ctx(&node)?;
         Ok(Box::new(source))
     }
 }
@@ -346,14 +460,18 @@ impl V4l2Source {
     }
 
     /// Waits until a buffer can be dequeued; `false` when `deadline` passed first.
+    ///
+    /// Waits in slices of at most [`GONE_CHECK`]: not every driver wakes a poller when its
+    /// device goes away (vivid unbound from its driver does not), so between slices the
+    /// node is checked for still being there.
     fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool> {
         loop {
-            let timeout_ms = match deadline {
-                Some(deadline) => {
-                    poll_timeout_ms(deadline.saturating_duration_since(Instant::now()))
-                }
-                None => -1,
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => GONE_CHECK,
             };
+            let slice = remaining.min(GONE_CHECK);
+            let timeout_ms = poll_timeout_ms(slice);
             let mut pollfd = libc::pollfd {
                 fd: self.file.as_raw_fd(),
                 events: libc::POLLIN,
@@ -369,7 +487,16 @@ impl V4l2Source {
                 return Err(self.stream_error(err, "poll"));
             }
             if ready == 0 {
-                return Ok(false);
+                if self.node_gone() {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        format!("{}: the device node went away (unplugged?)", self.device),
+                    ));
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+                continue;
             }
             // videobuf2 reports POLLERR once the queue has failed, which is how an unplugged
             // UVC camera shows up before its node disappears.
@@ -380,6 +507,25 @@ impl V4l2Source {
                 ));
             }
             return Ok(true);
+        }
+    }
+
+    /// Whether the node we hold open was removed (its inode has no links left, or the path
+    /// now names another inode): the device was unplugged or its driver unbound.
+    fn node_gone(&self) -> bool {
+        let held = match self.file.metadata() {
+            Ok(m) => m,
+            Err(_) => return true,
+        };
+        if std::os::unix::fs::MetadataExt::nlink(&held) == 0 {
+            return true;
+        }
+        match fs::metadata(&self.device) {
+            Ok(now) => {
+                use std::os::unix::fs::MetadataExt;
+                (now.dev(), now.ino()) != (held.dev(), held.ino())
+            }
+            Err(_) => true,
         }
     }
 
@@ -445,6 +591,10 @@ impl V4l2Source {
 impl CaptureSource for V4l2Source {
     fn mode(&self) -> Mode {
         self.mode
+    }
+
+    fn frames_skipped(&self) -> u64 {
+        self.skipped_frames
     }
 
     fn max_frame_bytes(&self) -> usize {
@@ -778,10 +928,14 @@ impl fmt::Display for FourCc {
     }
 }
 
-/// Whether an MJPEG buffer holds something that can be a JPEG image: UVC cameras deliver
-/// empty buffers and frames torn by USB errors, which decoders downstream choke on.
+/// Whether an MJPEG buffer holds something that can be a whole JPEG image: it starts with
+/// SOI and has an EOI near its end (cameras pad some frames after EOI). UVC cameras deliver
+/// empty buffers and frames cut short by USB errors, which decoders downstream choke on;
+/// damage inside a frame is found by the decoder, which counts it too.
 fn looks_like_jpeg(data: &[u8]) -> bool {
-    data.starts_with(&[0xFF, 0xD8])
+    const EOI_WITHIN: usize = 1024;
+    let tail = &data[data.len().saturating_sub(EOI_WITHIN)..];
+    data.len() >= 4 && data.starts_with(&[0xFF, 0xD8]) && tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// The frame's capture time in µs on CLOCK_MONOTONIC: the driver's timestamp when the buffer
@@ -971,7 +1125,10 @@ mod tests {
                 backend: "v4l2",
                 modes: vec![mode],
             },
-            path: PathBuf::from(path),
+            path: Mutex::new(PathBuf::from(path)),
+            identity: None,
+            dev_dir: PathBuf::from("/nonexistent"),
+            last_search: Mutex::new(Vec::new()),
             fourccs: vec![(PixelFormat::Yuyv, sys::PIX_FMT_YUYV)],
         }
     }
@@ -1160,10 +1317,18 @@ mod tests {
 
     #[test]
     fn mjpeg_frames_must_start_like_a_jpeg() {
-        assert!(looks_like_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0]));
+        assert!(looks_like_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0xFF, 0xD9]));
         assert!(!looks_like_jpeg(&[]));
         assert!(!looks_like_jpeg(&[0xFF]));
-        assert!(!looks_like_jpeg(&[0x00, 0xFF, 0xD8]));
+        assert!(!looks_like_jpeg(&[0x00, 0xFF, 0xD8, 0xFF, 0xD9]));
+        // Cut short: no end-of-image marker.
+        let mut cut = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        cut.extend(std::iter::repeat_n(0x55, 4000));
+        assert!(!looks_like_jpeg(&cut));
+        // Padding after EOI is fine.
+        cut.extend([0xFF, 0xD9]);
+        cut.extend([0; 100]);
+        assert!(looks_like_jpeg(&cut));
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! MJPEG decoding for H.264 recording: a camera's JPEG frame → packed I420.
+//!
+//! zune-jpeg (pure Rust, SIMD on x86 and ARM) was chosen by measurement over jpeg-decoder
+//! (`cargo bench --bench mjpeg`; README, "Figures"). It decodes to full-resolution
+//! interleaved YCbCr (no colour conversion), which is then subsampled 2×2 into I420: the
+//! chroma of a 4:2:0 or 4:2:2 camera JPEG is upsampled by the decoder and averaged back
+//! here, which costs little next to the decode.
+//!
+//! A torn or truncated JPEG (real UVC cameras send them) is an error of kind `Corrupt`
+//! (the recorder counts and skips the frame); it never panics.
+
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Decodes camera JPEGs of one size. The YCbCr scratch is allocated on the first frame
+/// and reused; zune-jpeg itself allocates its tables per frame.
+pub struct MjpegDecoder {
+    options: DecoderOptions,
+    ycbcr: Vec<u8>,
+}
+
+impl Default for MjpegDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MjpegDecoder {
+    pub fn new() -> Self {
+        MjpegDecoder {
+            options: DecoderOptions::default()
+                .jpeg_set_out_colorspace(ColorSpace::YCbCr)
+                // Camera frames are small; a header claiming more is damage, not a picture.
+                .set_max_width(8192)
+                .set_max_height(8192)
+                .set_strict_mode(true),
+            ycbcr: Vec::new(),
+        }
+    }
+
+    /// Decodes `jpeg`, which must be `width`×`height`, into packed I420 in `out` (cleared
+    /// first; its capacity is reused).
+    pub fn decode_i420(
+        &mut self,
+        jpeg: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("MJPEG frame: {what}"));
+        let mut decoder = JpegDecoder::new_with_options(ZCursor::new(jpeg), self.options);
+        decoder
+            .decode_headers()
+            .map_err(|e| corrupt(format!("{e:?}")))?;
+        let (w, h) = decoder
+            .dimensions()
+            .ok_or_else(|| corrupt("no frame header".into()))?;
+        if (w as u32, h as u32) != (width, height) {
+            return Err(corrupt(format!(
+                "{w}x{h}, but the camera streams {width}x{height}"
+            )));
+        }
+        let components = decoder.info().map_or(0, |info| info.components as usize);
+        if components != 3 {
+            return Err(corrupt(format!(
+                "{components} colour component(s); only YCbCr camera JPEGs are recorded"
+            )));
+        }
+        let size = decoder
+            .output_buffer_size()
+            .ok_or_else(|| corrupt("no output size".into()))?;
+        self.ycbcr.resize(size, 0);
+        decoder
+            .decode_into(&mut self.ycbcr)
+            .map_err(|e| corrupt(format!("{e:?}")))?;
+        ycbcr_to_i420(&self.ycbcr, w, h, out);
+        Ok(())
+    }
+}
+
+/// Interleaved full-resolution YCbCr → packed I420 (chroma averaged over 2×2 blocks; odd
+/// edges use the pixels there are).
+fn ycbcr_to_i420(src: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    out.clear();
+    out.resize(w * h + 2 * cw * ch, 0);
+    let (y_plane, chroma) = out.split_at_mut(w * h);
+    let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
+    for (row, y_row) in y_plane.chunks_exact_mut(w).enumerate() {
+        let src_row = &src[row * w * 3..(row + 1) * w * 3];
+        for (y, px) in y_row.iter_mut().zip(src_row.chunks_exact(3)) {
+            *y = px[0];
+        }
+    }
+    for cy in 0..ch {
+        let r0 = cy * 2;
+        let r1 = (r0 + 1).min(h - 1);
+        for cx in 0..cw {
+            let c0 = cx * 2;
+            let c1 = (c0 + 1).min(w - 1);
+            let at = |r: usize, c: usize, k: usize| src[(r * w + c) * 3 + k] as u32;
+            let avg =
+                |k| ((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) / 4) as u8;
+            u_plane[cy * cw + cx] = avg(1);
+            v_plane[cy * cw + cx] = avg(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::jpeg;
+
+    /// An I420 picture with four chroma quadrants and a luma ramp.
+    fn picture(w: usize, h: usize) -> Vec<u8> {
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let mut p = vec![0u8; w * h + 2 * cw * ch];
+        for y in 0..h {
+            for x in 0..w {
+                p[y * w + x] = (16 + (x + y) % 200) as u8;
+            }
+        }
+        for y in 0..ch {
+            for x in 0..cw {
+                p[w * h + y * cw + x] = if x < cw / 2 { 90 } else { 200 };
+                p[w * h + cw * ch + y * cw + x] = if y < ch / 2 { 60 } else { 180 };
+            }
+        }
+        p
+    }
+
+    fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn decodes_a_camera_jpeg_back_to_its_picture() {
+        let (w, h) = (64, 48);
+        let original = picture(w, h);
+        let mut encoded = Vec::new();
+        jpeg::encode_i420(&original, w as u32, h as u32, 95, &mut encoded).unwrap();
+        let mut decoder = MjpegDecoder::new();
+        let mut out = Vec::new();
+        decoder
+            .decode_i420(&encoded, w as u32, h as u32, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), original.len());
+        // Lossy, but close: luma within a few levels, flat chroma quadrants kept.
+        assert!(max_diff(&out[..w * h], &original[..w * h]) < 12);
+        let cw = w / 2;
+        let u = &out[w * h..w * h + cw * (h / 2)];
+        assert!(u[cw * 4 + 2].abs_diff(90) < 6 && u[cw * 4 + cw - 3].abs_diff(200) < 6);
+    }
+
+    #[test]
+    fn torn_truncated_or_wrong_sized_frames_are_corrupt_not_panics() {
+        let (w, h) = (64, 48);
+        let mut encoded = Vec::new();
+        jpeg::encode_i420(&picture(w, h), w as u32, h as u32, 90, &mut encoded).unwrap();
+        let mut decoder = MjpegDecoder::new();
+        let mut out = Vec::new();
+        let mut check = |data: &[u8], width: u32| {
+            let err = decoder
+                .decode_i420(data, width, h as u32, &mut out)
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Corrupt, "{err}");
+        };
+        check(&encoded[..encoded.len() / 2], w as u32);
+        check(&encoded[..20], w as u32);
+        check(&[], w as u32);
+        check(&encoded, 32);
+        let mut garbage = encoded.clone();
+        let mid = garbage.len() / 2;
+        garbage[mid..mid + 40].fill(0xFF);
+        // Garbage in the entropy-coded data may decode to a damaged picture or fail;
+        // either way nothing panics and a failure is `Corrupt`.
+        match decoder.decode_i420(&garbage, w as u32, h as u32, &mut out) {
+            Ok(()) => assert_eq!(out.len(), w * h * 3 / 2),
+            Err(e) => assert_eq!(e.kind, ErrorKind::Corrupt),
+        }
+    }
+}

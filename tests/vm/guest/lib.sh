@@ -1,0 +1,224 @@
+# shellcheck shell=bash
+# Helpers for the VM bench's scenarios (sourced by tests/vm/scenarios/*.sh in the guest).
+# The scenario runs with: RESULTS (its results directory on the share), DATA (benchcam's data
+# dir for it, on the data disk), SCENARIO, BENCH (the share). Scenarios collect facts (JSON,
+# logs, timings) into $RESULTS; the host's tests/vm/check/NAME.py judges them.
+
+API=http://127.0.0.1:8080
+BC_PID=""
+mkdir -p "$RESULTS" "$DATA"
+
+log() { echo "[$(date +%T.%3N)] $*"; }
+# Monotonic milliseconds (CLOCK_MONOTONIC, the clock of benchcam's capture_monotonic_us and of
+# V4L2 buffer timestamps).
+mono_ms() { python3 -c 'import time; print(int(time.monotonic() * 1000))'; }
+wall_ms() { date +%s%3N; }
+
+# bg COMMAND...: runs it in the background, recorded so main.sh ends it after the scenario.
+bg() {
+    "$@" &
+    echo $! >>/run/bench.pids
+    BG_PID=$!
+}
+
+# ---- V4L2 devices ---------------------------------------------------------------------------
+# node_named PATTERN: /dev/videoN whose sysfs name (the card) matches the grep -E PATTERN.
+node_named() {
+    local d
+    for d in /sys/class/video4linux/video*; do
+        [ -e "$d/name" ] || continue
+        if grep -qE "$1" "$d/name"; then echo "/dev/${d##*/}"; return 0; fi
+    done
+    return 1
+}
+# wait_node PATTERN [TIMEOUT_S]: waits for node_named to find it; prints the node.
+wait_node() {
+    local end=$(($(date +%s) + ${2:-10}))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        node_named "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+list_nodes() {
+    local d
+    for d in /sys/class/video4linux/video*; do
+        [ -e "$d/name" ] && echo "/dev/${d##*/}: $(cat "$d/name")"
+    done
+}
+
+# ---- benchcam -------------------------------------------------------------------------------
+# write_config FILE [--data DIR] [--camera LINE]... [--recording LINE]... [--streaming LINE]...
+#              [--extra TEXT]
+# The scenario's config: data_dir DIR (default $DATA; a phase of a scenario takes $DATA/PHASE),
+# listen 127.0.0.1:8080, simulated GPIO, 10 s clips in 500 ms fragments; LINEs are added to their
+# sections, TEXT (more sections) at the end.
+write_config() {
+    local file="$1"; shift
+    local cam=() rec=() str=() extra="" data="$DATA"
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --data) data="$2"; shift ;;
+            --camera) cam+=("$2"); shift ;;
+            --recording) rec+=("$2"); shift ;;
+            --streaming) str+=("$2"); shift ;;
+            --extra) extra+="$2"$'\n'; shift ;;
+            *) echo "write_config: unknown $1" >&2; return 2 ;;
+        esac
+        shift
+    done
+    {
+        echo "[service]"
+        echo "data_dir = \"$data\""
+        echo 'listen = "127.0.0.1:8080"'
+        echo 'log_level = "info"'
+        echo
+        echo "[camera]"
+        echo 'source = "v4l2"'
+        printf '%s\n' "${cam[@]}"
+        echo
+        echo "[recording]"
+        echo 'clip_length = "10s"'
+        echo 'fragment_duration = "500ms"'
+        echo 'min_free_space = "64MB"'
+        printf '%s\n' "${rec[@]}"
+        echo
+        echo "[streaming]"
+        printf '%s\n' "${str[@]}"
+        echo
+        echo "[gpio]"
+        echo 'backend = "sim"'
+        echo
+        printf '%s' "$extra"
+    } >"$file"
+    mkdir -p "$data"
+    log "config $file:"; sed 's/^/    /' "$file"
+}
+
+# start_benchcam CONFIG TAG: starts benchcam (log: $RESULTS/benchcam-TAG.log) and waits until
+# /api/v1/health answers (30 s at most). Sets BC_PID.
+start_benchcam() {
+    local config="$1" tag="$2"
+    cp "$config" "$RESULTS/config-$tag.toml"
+    benchcam check-config --config "$config" >"$RESULTS/check-config-$tag.txt" 2>&1 ||
+        log "check-config failed: $(tail -3 "$RESULTS/check-config-$tag.txt")"
+    bg benchcam run --config "$config" >"$RESULTS/benchcam-$tag.log" 2>&1
+    BC_PID=$BG_PID
+    local i
+    for i in $(seq 1 300); do
+        if curl -sf --max-time 2 "$API/api/v1/health" >/dev/null 2>&1; then
+            log "benchcam $tag up (pid $BC_PID) after $((i / 10)).$((i % 10)) s"
+            return 0
+        fi
+        kill -0 "$BC_PID" 2>/dev/null || { log "benchcam $tag exited: $(tail -5 "$RESULTS/benchcam-$tag.log")"; return 1; }
+        sleep 0.1
+    done
+    log "benchcam $tag did not answer in 30 s"
+    return 1
+}
+# stop_benchcam: SIGTERM, waits up to 30 s (the open clip is finalised), then SIGKILL.
+stop_benchcam() {
+    [ -n "$BC_PID" ] || return 0
+    kill -TERM "$BC_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 300); do
+        kill -0 "$BC_PID" 2>/dev/null || { log "benchcam stopped after $((i / 10)).$((i % 10)) s"; BC_PID=""; return 0; }
+        sleep 0.1
+    done
+    log "benchcam did not stop in 30 s: SIGKILL"
+    kill -KILL "$BC_PID" 2>/dev/null
+    BC_PID=""
+    return 1
+}
+
+get() { curl -sf --max-time 5 "$API$1"; }
+post() { curl -s --max-time 10 -X POST -H 'Content-Type: application/json' -d "${2:-{\}}" "$API$1"; }
+# save NAME PATH: GET PATH into $RESULTS/NAME (JSON or text as served).
+save() { get "$2" >"$RESULTS/$1" || log "GET $2 failed"; }
+# snapshot TAG: health, cameras, clips, gpio, metrics into $RESULTS/TAG-*.
+snapshot() {
+    save "$1-health.json" /api/v1/health
+    save "$1-cameras.json" /api/v1/cameras
+    save "$1-clips.json" /api/v1/clips
+    save "$1-gpio.json" /api/v1/gpio
+    save "$1-metrics.txt" /metrics
+}
+# cam_field CAM JQ: a field of a camera in health, e.g. cam_field cam0 .state
+cam_field() { get /api/v1/health | jq -r --arg c "$1" ".cameras[] | select(.id == \$c) | $2"; }
+
+# wait_camera CAM JQ_CONDITION TIMEOUT_S: polls health every 100 ms until the camera's entry
+# satisfies the condition (e.g. '.state == "capturing" and .frames_captured > 10'); prints
+# the milliseconds it took. Returns 1 on timeout.
+wait_camera() {
+    local cam="$1" cond="$2" t0 end
+    t0="$(mono_ms)"
+    end=$((t0 + ${3:-10} * 1000))
+    while :; do
+        if get /api/v1/health | jq -e --arg c "$cam" ".cameras[] | select(.id == \$c) | $cond" >/dev/null 2>&1; then
+            echo $(($(mono_ms) - t0))
+            return 0
+        fi
+        [ "$(mono_ms)" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+wait_capturing() { wait_camera "$1" ".state == \"capturing\" and .frames_captured > ${3:-5}" "${2:-20}"; }
+
+# stop_recording_all: stops every camera's recording, so the open clips are finalised and the
+# index is complete before it is read (clips.json).
+stop_recording_all() {
+    local c
+    for c in $(get /api/v1/health | jq -r '.cameras[] | select(.recording) | .id'); do
+        post "/api/v1/cameras/$c/recording/stop" >/dev/null
+    done
+    # The recorder finalises at its next frame.
+    sleep 1
+}
+
+# record_for SECONDS TAG: lets benchcam record, then stops recording and snapshots TAG.
+# (The scenario starts benchcam first: recording starts on boot.)
+record_for() {
+    sleep "$1"
+    snapshot "$2-running"
+    stop_recording_all
+    snapshot "$2"
+}
+
+# cpu_ticks PID: utime + stime of a process, in clock ticks (getconf CLK_TCK, 100 here).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_per_frame CAM SECONDS TAG: benchcam's CPU per captured frame over SECONDS; appends a JSON
+# line to $RESULTS/cpu.jsonl.
+cpu_per_frame() {
+    local cam="$1" secs="$2" tag="$3" c0 c1 f0 f1 t0 t1
+    c0="$(cpu_ticks "$BC_PID")"; f0="$(cam_field "$cam" .frames_captured)"; t0="$(mono_ms)"
+    sleep "$secs"
+    c1="$(cpu_ticks "$BC_PID")"; f1="$(cam_field "$cam" .frames_captured)"; t1="$(mono_ms)"
+    local hz; hz="$(getconf CLK_TCK)"
+    python3 - "$tag" "$cam" "$c0" "$c1" "$f0" "$f1" "$t0" "$t1" "$hz" >>"$RESULTS/cpu.jsonl" <<'EOF'
+import json, sys
+tag, cam, c0, c1, f0, f1, t0, t1, hz = sys.argv[1:]
+cpu_ms = (int(c1) - int(c0)) * 1000 / int(hz)
+frames = int(f1) - int(f0)
+wall_ms = int(t1) - int(t0)
+print(json.dumps({"tag": tag, "camera": cam, "cpu_ms": cpu_ms, "frames": frames, "wall_ms": wall_ms,
+                  "cpu_ms_per_frame": round(cpu_ms / frames, 3) if frames else None,
+                  "fps": round(frames * 1000 / wall_ms, 2) if wall_ms else None}))
+EOF
+    log "cpu $tag: $(tail -1 "$RESULTS/cpu.jsonl")"
+}
+
+# probe TAG: `benchcam probe` (with the scenario's config when given) into $RESULTS/probe-TAG.txt
+probe() {
+    benchcam probe ${2:+--config "$2"} >"$RESULTS/probe-$1.txt" 2>&1
+    log "probe $1:"; sed 's/^/    /' "$RESULTS/probe-$1.txt"
+}
+# v4l2_info NODE TAG: the driver's view of a node (caps, formats, controls) into $RESULTS.
+v4l2_info() {
+    {
+        v4l2-ctl -d "$1" --all
+        echo "---- formats"
+        v4l2-ctl -d "$1" --list-formats-ext
+        echo "---- controls"
+        v4l2-ctl -d "$1" -L
+    } >"$RESULTS/v4l2-$2.txt" 2>&1
+}
