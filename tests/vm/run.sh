@@ -133,7 +133,7 @@ boot() {
         -virtfs "local,path=$share,mount_tag=bench,security_model=none,id=bench" \
         -device virtio-rng-pci </dev/null >"$work/qemu-$n.out" 2>&1 &
     qemu_pid=$!
-    local reached=0 deadline=$((SECONDS + boot_timeout))
+    local reached=0 shown=0 deadline=$((SECONDS + boot_timeout))
     while kill -0 "$qemu_pid" 2>/dev/null; do
         if [ "$reached" = 0 ]; then
             if grep -q 'BENCHCAM-VM: init up' "$serial"; then
@@ -146,10 +146,13 @@ boot() {
                 return 3
             fi
         else
-            sed -n 's/.*BENCHCAM-VM: \(scenario .*\)/run.sh:   \1/p' "$serial" >"$work/progress.new"
-            if ! cmp -s "$work/progress.new" "$work/progress.$n" 2>/dev/null; then
-                comm -13 "$work/progress.$n" "$work/progress.new" 2>/dev/null || cat "$work/progress.new"
-                mv "$work/progress.new" "$work/progress.$n"
+            # Progress: the scenario lines of the serial console not shown yet.
+            local lines
+            lines="$(grep -a -o 'BENCHCAM-VM: scenario .*' "$serial" | tr -d '\r')"
+            local count; count="$(printf '%s' "$lines" | grep -c .)"
+            if [ "$count" -gt "$shown" ]; then
+                printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed 's/^BENCHCAM-VM: /run.sh:   /'
+                shown=$count
             fi
             if [ "$SECONDS" -ge "$deadline" ]; then
                 echo "run.sh: boot $n: the guest ran past its time limit; killing the emulator"
