@@ -169,11 +169,23 @@ impl Supervisor {
             .name("supervisor".into())
             .spawn(move || {
                 let mut last_frames: Vec<u64> = Vec::new();
+                let mut lost: Vec<String> = Vec::new();
                 let mut tick = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
                     tick += 1;
                     let health = state.service.health_check();
+                    // A camera lost or back: the running experiment records the gap.
+                    for c in &health.cameras {
+                        let was_lost = lost.contains(&c.id);
+                        if c.state == "lost" && !was_lost {
+                            lost.push(c.id.clone());
+                            state.experiments.camera_event("camera_lost", &c.id);
+                        } else if c.state == "capturing" && was_lost {
+                            lost.retain(|id| *id != c.id);
+                            state.experiments.camera_event("camera_restored", &c.id);
+                        }
+                    }
                     if let Some(gpio) = &state.gpio {
                         let led_health = match health.status {
                             "ok" if gpio.trigger_fault().is_none() => LedHealth::Ok,

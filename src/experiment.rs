@@ -39,7 +39,8 @@ pub struct Stamp {
 /// Something that happened during an experiment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// start | stop | marker | trigger (a trigger edge that changed nothing)
+    /// start | stop | marker | trigger (a trigger edge that changed nothing) |
+    /// camera_lost | camera_restored
     pub kind: String,
     /// `api`, or `gpio:<input name>`
     pub source: String,
@@ -338,6 +339,27 @@ impl ExperimentService {
             at,
         });
         self.persist(exp)
+    }
+
+    /// Logs that a camera of the running experiment was lost (`camera_lost`) or came back
+    /// (`camera_restored`); the manifest shows the gap. Nothing when none runs.
+    pub fn camera_event(&self, kind: &str, camera: &str) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active
+            .as_mut()
+            .filter(|e| e.phase == Phase::Running && e.cameras.iter().any(|c| c == camera))
+        else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: kind.into(),
+            source: format!("camera:{camera}"),
+            at: now(&*self.clock),
+        });
+        log::info!("experiment {}: {kind} ({camera})", exp.experiment_id);
+        if let Err(e) = self.persist(exp) {
+            log::error!("experiment {}: {e}", exp.experiment_id);
+        }
     }
 
     /// Stops `id`, waits `post_roll`, archives, and returns the manifest. Blocks for

@@ -1265,7 +1265,15 @@ fn stalled_viewer_and_16_ws_viewers_cost_the_recorder_no_frame_and_memory_stays_
     // the recorder's immunity to viewers is judged on the host.
     if !emulated() {
         assert_eq!(cam["recorder_frames_dropped"], 0, "{health}");
-        assert_eq!(cam["frames_dropped"], 0, "{health}");
+        // No frame lost to viewers holding ring slots. (The pattern's own "driver" skips
+        // a slot when its thread wakes a whole interval late on a loaded machine: that
+        // is counted too, but it is not the viewers' doing.)
+        assert_eq!(
+            cam["frames_dropped"].as_u64().unwrap()
+                - cam["driver_frames_dropped"].as_u64().unwrap(),
+            0,
+            "{health}"
+        );
     }
     // Under qemu-user, resident memory includes the emulator's translation cache.
     if !emulated() {

@@ -308,7 +308,7 @@ impl PatternSource {
     fn jittered(&mut self, slot_us: u64) -> u64 {
         let offset = self.random() % (2 * self.jitter_us + 1);
         let mut stamp = (slot_us + offset).saturating_sub(self.jitter_us);
-        if self.random() % 50 == 0 {
+        if self.random().is_multiple_of(50) {
             let late = self.interval_us + self.random() % (2 * self.interval_us);
             stamp += late;
             self.next_due_us += late;

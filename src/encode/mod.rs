@@ -4,4 +4,5 @@
 pub mod h264;
 pub mod jpeg;
 pub mod mjpeg;
+pub mod placeholder;
 pub mod yuv;

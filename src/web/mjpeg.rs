@@ -15,17 +15,20 @@ use hyper::{Response, StatusCode};
 
 use super::http::{error_response, Body, BoxError};
 use super::AppState;
+use crate::encode::placeholder::no_signal_jpeg;
 use crate::live::{Quality, Refused, Session, SessionKind, Viewer};
 
 pub const BOUNDARY: &str = "benchcamframe";
 /// Ends a part and opens the next one.
 const TRAILER: &[u8] = b"\r\n--benchcamframe\r\n";
 
-/// A stream with no frame for this long is ended, so a client that vanished without
-/// closing (Wi-Fi gone while the camera is down) does not hold a session forever; the
-/// page reconnects by itself.
-const IDLE_END: Duration = Duration::from_secs(30);
-const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// A stream with no camera frame for this long is ended, so a client that vanished
+/// without closing (Wi-Fi gone while the camera is down) does not hold a session forever;
+/// the page reconnects by itself.
+const IDLE_END: Duration = Duration::from_secs(120);
+/// Without a camera frame for this long, the viewer gets the "no signal" picture, and
+/// again at this interval, instead of a stream that seems to hang.
+const NO_SIGNAL_EVERY: Duration = Duration::from_secs(1);
 
 /// State of one MJPEG response body.
 struct Parts {
@@ -33,7 +36,8 @@ struct Parts {
     viewer: Viewer,
     /// Chunks of the current part not yet handed to hyper (header, JPEG, boundary).
     queued: VecDeque<Bytes>,
-    /// Checks for `IDLE_END` now and then (one timer per stream, not one per frame).
+    /// Wakes the stream every `NO_SIGNAL_EVERY` (one timer per stream, not one per frame)
+    /// to send the placeholder or end an idle stream.
     idle_check: smol::Timer,
     last_frame: Instant,
 }
@@ -72,7 +76,7 @@ pub fn stream(
         session,
         viewer,
         queued: VecDeque::from([opening]),
-        idle_check: smol::Timer::interval(IDLE_CHECK),
+        idle_check: smol::Timer::interval(NO_SIGNAL_EVERY),
         last_frame: Instant::now(),
     };
     let chunks = futures_lite::stream::unfold(parts, |mut parts| async move {
@@ -114,6 +118,20 @@ async fn next_chunk(parts: &mut Parts) -> Option<Bytes> {
         let frame = match next {
             Some(frame) => frame?,
             None if parts.last_frame.elapsed() > IDLE_END => return None,
+            None if parts.last_frame.elapsed() >= NO_SIGNAL_EVERY => {
+                let jpeg = no_signal_jpeg();
+                let header = Bytes::from(format!(
+                    "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-No-Signal: 1\r\n\r\n",
+                    jpeg.len()
+                ));
+                let trailer = Bytes::from_static(TRAILER);
+                parts
+                    .session
+                    .add_bytes(header.len() + jpeg.len() + trailer.len());
+                parts.queued.push_back(jpeg);
+                parts.queued.push_back(trailer);
+                return Some(header);
+            }
             None => continue,
         };
         parts.last_frame = Instant::now();

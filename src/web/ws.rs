@@ -523,13 +523,18 @@ impl Conn {
                 self.send_no_frame(reason).await?;
             }
         }
-        if self.subscribed
-            && self.viewer.is_some()
-            && !self.no_frame_sent
-            && now.duration_since(self.last_frame) > NO_FRAME_AFTER
-        {
-            let reason = live.no_frame_reason(&self.camera);
-            self.send_no_frame(reason).await?;
+        if self.subscribed && self.viewer.is_some() && !self.no_frame_sent {
+            // A camera known to be gone is said at once (within a tick); frames that just
+            // stopped coming get NO_FRAME_AFTER to turn up.
+            let idle = now.duration_since(self.last_frame);
+            let gone = matches!(
+                self.state.service.latest_frame(&self.camera),
+                Ok(Err(NoFrame::CameraError)) | Err(_)
+            );
+            if idle > NO_FRAME_AFTER || (idle > TICK && gone) {
+                let reason = live.no_frame_reason(&self.camera);
+                self.send_no_frame(reason).await?;
+            }
         }
         let pulling = self.pull_deadline.is_some()
             || self

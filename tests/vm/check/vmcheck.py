@@ -186,17 +186,20 @@ def metric(text, name, labels):
     return None
 
 
-def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_clips=1,
-                max_drops_column=True):
+def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_clips=1, strict=True):
     """The standard clip checks of a recording phase, one line each over all its clips:
-    full decode silent, codec (and size), frame counts (file == .frames.csv == index), frame
-    numbers contiguous, sample times == capture times (±1 ms), and frames + driver drops ==
-    capture span x nominal fps (±1). Returns the clips' rows (for more checks)."""
+    full decode silent, codec (and size), frame counts (file == .frames.csv == index), complete
+    in the index, sample times == capture times (±1 ms), and the frame accounting: with `fps`
+    (the nominal rate), every frame period of the capture span is a frame of the clip, a frame
+    the recorder dropped (a gap in frame_number) or one the driver dropped (driver_dropped_before):
+    (last - first frame_number + 1) + driver drops == span x fps + 1, ±1.
+    strict: also no recorder drops (frame numbers contiguous); otherwise they are only counted
+    (a rate the TCG guest cannot encode in real time). Returns the clips' rows."""
     label = f"{phase}/{cam}"
     found = clips(c.results, phase, cam)
     index = index_entries(c.json(f"{phase}-clips.json"), cam)
     if not c.check(len(found) >= min_clips, f"{label}: {len(found)} clips recorded (>= {min_clips})"):
-        return []
+        return {}
     names = [os.path.basename(p) for p, _ in found]
 
     errors = {n: decode_errors(p) for n, (p, _) in zip(names, found)}
@@ -225,14 +228,18 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
     incomplete = [n for n in names if not index.get(n, {}).get("complete")]
     c.check(not incomplete, f"{label}: every clip is complete in the index", ", ".join(incomplete))
 
-    gaps = []
+    rec_drops = {}
     for n in names:
         nums = [r.get("frame_number") for r in rows[n] or []]
-        for a, b in zip(nums, nums[1:]):
-            if not (isinstance(a, int) and isinstance(b, int) and b == a + 1):
-                gaps.append(f"{n}: {a} -> {b}")
-                break
-    c.check(not gaps, f"{label}: frame numbers contiguous within each clip (no recorder drops)", "; ".join(gaps))
+        if nums and all(isinstance(x, int) for x in nums):
+            rec_drops[n] = (nums[-1] - nums[0] + 1) - len(nums)
+    total_rec = sum(rec_drops.values())
+    where = ", ".join(f"{n}: {d}" for n, d in rec_drops.items() if d)
+    if strict:
+        c.check(total_rec == 0, f"{label}: frame numbers contiguous in each clip (no recorder drops)", where)
+    else:
+        c.note(f"{label}: recorder dropped {total_rec} frames inside clips ({where or 'none'}): "
+               "not judged at this rate")
 
     worst = 0.0
     bad_pts = []
@@ -259,19 +266,24 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
                f"({len(s) + 1} frames)")
 
     if fps:
-        off = []
+        off, total_drv = [], 0
         drops_col = all(rows[n] and "driver_dropped_before" in rows[n][0] for n in names)
         for n in names:
             r = rows[n] or []
             if len(r) < 2:
                 continue
             span = (r[-1]["capture_monotonic_us"] - r[0]["capture_monotonic_us"]) / 1e6
+            periods = r[-1]["frame_number"] - r[0]["frame_number"] + 1
             dropped = sum(x.get("driver_dropped_before", 0) or 0 for x in r[1:]) if drops_col else 0
+            total_drv += dropped
             expect = span * fps + 1
-            if abs(len(r) + dropped - expect) > 1:
-                off.append(f"{n}: {len(r)} frames + {dropped} dropped in {span:.3f} s, expected {expect:.1f}")
-        what = "frames + driver drops" if drops_col else "frames (no driver_dropped_before column)"
-        c.check(not off, f"{label}: {what} == capture span x {fps} fps + 1 (±1) in each clip", "; ".join(off))
+            if abs(periods + dropped - expect) > 1:
+                off.append(f"{n}: {len(r)} frames + {periods - len(r)} recorder + {dropped} driver drops "
+                           f"in {span:.3f} s, expected {expect:.1f}")
+        what = "frames + recorder and driver drops" if drops_col else \
+            "frames + recorder drops (no driver_dropped_before column in .frames.csv)"
+        c.check(not off, f"{label}: {what} == capture span x {fps} fps + 1 (±1) in each clip "
+                f"({total_drv} driver drops)", "; ".join(off))
     return rows
 
 

@@ -8,7 +8,7 @@ API=http://127.0.0.1:8080
 BC_PID=""
 mkdir -p "$RESULTS" "$DATA"
 
-log() { echo "[$(date +%T.%3N)] $*"; }
+log() { echo "[$(date +%T.%3N)] $*" >&2; }  # stderr: $(...) captures only results
 # Monotonic milliseconds (CLOCK_MONOTONIC, the clock of benchcam's capture_monotonic_us and of
 # V4L2 buffer timestamps).
 mono_ms() { python3 -c 'import time; print(int(time.monotonic() * 1000))'; }
@@ -221,4 +221,67 @@ v4l2_info() {
         echo "---- controls"
         v4l2-ctl -d "$1" -L
     } >"$RESULTS/v4l2-$2.txt" 2>&1
+}
+
+# ---- drivers --------------------------------------------------------------------------------
+# vivid as one webcam-like device: only a video capture node (node_types=0x1), the single-planar
+# API (multiplanar=1: YUYV, NV12, YU12 and the rest as one-plane formats), one webcam input
+# (input_types=0x0: discrete sizes 320x180 ... 3840x2160 at 1-120 fps). Its capture node is named
+# "vivid-000-vid-cap".
+VIVID_OPTS=(n_devs=1 node_types=0x1 multiplanar=1 num_inputs=1 input_types=0x0)
+VIVID_NODE='^vivid-000-vid-cap$'
+load_vivid() {
+    log "modprobe vivid ${VIVID_OPTS[*]} $*"
+    modprobe vivid "${VIVID_OPTS[@]}" "$@" || return 1
+    local node
+    node="$(wait_node "$VIVID_NODE" 10)" || { log "no vivid capture node"; return 1; }
+    # A moving picture, so the encoder has real work (vivid's default pattern stands still).
+    v4l2-ctl -d "$node" -c horizontal_movement=5 >/dev/null 2>&1
+    echo "$node"
+}
+
+# v4l2loopback as an MJPEG webcam fed by GStreamer. exclusive_caps=1: the node is an output
+# device until a producer streams, then a capture device only (what browsers and benchcam want).
+LOOPBACK_LABEL="Loopback MJPEG"
+load_loopback() {
+    log "modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"$LOOPBACK_LABEL\""
+    modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="$LOOPBACK_LABEL" || return 1
+    wait_node "^$LOOPBACK_LABEL\$" 10
+}
+# wait_capture_caps NODE: until the loopback node offers video capture (a producer streams).
+wait_capture_caps() {
+    local i
+    for i in $(seq 1 100); do
+        v4l2-ctl -d "$1" --info 2>/dev/null | grep -A3 'Device Caps' | grep -q 'Video Capture' && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# feed_mjpeg NODE W H [TEE_DIR]: GStreamer's test picture (a moving ball) as JPEGs at 30 fps into
+# the loopback node, in the background (GST_PID). jpegenc's caps lack parsed=true, which
+# v4l2sink wants for image/jpeg (jpegparse is in plugins-bad): capssetter adds it. GStreamer
+# then sets the node to V4L2_PIX_FMT_JPEG ('JPEG', listed before 'MJPG'). With TEE_DIR, the
+# same JPEGs also go to TEE_DIR/ref%05d.jpg (the newest 60 kept): the bytes the camera sent.
+feed_mjpeg() {
+    local node="$1" w="$2" h="$3" tee_dir="${4:-}"
+    local src=(videotestsrc is-live=true pattern=ball ! "video/x-raw,width=$w,height=$h,framerate=30/1"
+        ! jpegenc ! capssetter 'caps=image/jpeg,parsed=(boolean)true')
+    if [ -n "$tee_dir" ]; then
+        mkdir -p "$tee_dir"
+        bg gst-launch-1.0 -q "${src[@]}" ! tee name=t ! queue ! v4l2sink device="$node" \
+            t. ! queue ! multifilesink location="$tee_dir/ref%05d.jpg" max-files=60
+    else
+        bg gst-launch-1.0 -q "${src[@]}" ! v4l2sink device="$node"
+    fi
+    GST_PID=$BG_PID
+    wait_capture_caps "$node" || { log "the loopback node did not turn into a capture device"; return 1; }
+    log "feeding $node with ${w}x${h} JPEGs (gst pid $GST_PID)"
+}
+stop_feed() {
+    [ -n "${GST_PID:-}" ] || return 0
+    kill -INT "$GST_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 30); do kill -0 "$GST_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$GST_PID" 2>/dev/null
+    GST_PID=""
 }
