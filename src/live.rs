@@ -6,7 +6,8 @@
 //! Per camera and quality level there is at most one encoder thread. It subscribes to the
 //! camera's fanout with `Delivery::Latest` (so it can never hold up capture or the
 //! recorder), drops frames that come faster than the preset's fps, encodes the rest
-//! (MJPEG frames pass through as they are) and publishes an `Arc<LiveFrame>`. Each viewer
+//! (an MJPEG camera's JPEGs pass through untouched when they fit the preset; larger ones
+//! are decoded, scaled and re-encoded) and publishes an `Arc<LiveFrame>`. Each viewer
 //! has a one-slot mailbox that the encoder overwrites: a slow or stalled viewer holds at
 //! most one JPEG and never makes the encoder or another viewer wait. The thread exits
 //! (and unsubscribes) when its last viewer goes.
@@ -24,6 +25,7 @@ use crate::capture::PixelFormat;
 use crate::clock::{monotonic_now_us, rfc3339_ms};
 use crate::config::{QualityPreset, QualityPresets, StreamingConfig};
 use crate::encode::jpeg;
+use crate::encode::mjpeg::MjpegDecoder;
 use crate::frame::{Delivery, Frame};
 
 /// A live-view quality level (the `[streaming.quality]` presets).
@@ -352,7 +354,7 @@ impl EncoderThread {
         let mut pacer = FpsPacer::new(interval_us);
         let mut raw_jpeg = Vec::new();
         let mut pool = JpegPool::default();
-        let mut warned_mjpeg_size = false;
+        let mut mjpeg = MjpegScaler::default();
         let mut last_error_log: Option<Instant> = None;
         log::debug!(
             "live: encoder {} {} started",
@@ -390,7 +392,13 @@ impl EncoderThread {
                     continue;
                 }
                 let started = Instant::now();
-                let encoded = encode(&frame, &channel.preset, &mut raw_jpeg, &mut pool);
+                let encoded = encode(
+                    &frame,
+                    &channel.preset,
+                    &mut raw_jpeg,
+                    &mut pool,
+                    &mut mjpeg,
+                );
                 let (number, timestamp_us, format) =
                     (frame.number, frame.timestamp_us, frame.format);
                 let (src_w, src_h) = (frame.width, frame.height);
@@ -399,19 +407,8 @@ impl EncoderThread {
                 match encoded {
                     Ok((jpeg, width, height)) => {
                         let n = &channel.counters;
-                        if format == PixelFormat::Mjpeg {
+                        if format == PixelFormat::Mjpeg && (width, height) == (src_w, src_h) {
                             n.frames_passed_through.fetch_add(1, Ordering::Relaxed);
-                            let p = &channel.preset;
-                            if !warned_mjpeg_size && (src_w > p.width || src_h > p.height) {
-                                warned_mjpeg_size = true;
-                                log::info!(
-                                    "live: {} sends MJPEG {src_w}x{src_h}, larger than the {} preset {}x{}; passed through unscaled (no JPEG decoder)",
-                                    channel.camera,
-                                    channel.quality.name(),
-                                    p.width,
-                                    p.height
-                                );
-                            }
                         } else {
                             n.frames_encoded.fetch_add(1, Ordering::Relaxed);
                         }
@@ -454,15 +451,42 @@ impl EncoderThread {
     }
 }
 
-/// Encodes (or passes through) one frame; returns the JPEG and its size.
+/// What a live encoder needs to scale an MJPEG camera's frames down to a smaller preset:
+/// the decoder and the decoded picture (allocated on first use, then reused).
+#[derive(Default)]
+struct MjpegScaler {
+    decoder: MjpegDecoder,
+    i420: Vec<u8>,
+}
+
+/// Encodes one frame, or passes an MJPEG camera's JPEG through untouched when it fits
+/// the preset (larger ones are decoded, scaled and re-encoded); returns the JPEG and its
+/// size.
 fn encode(
     frame: &Frame,
     preset: &QualityPreset,
     raw_jpeg: &mut Vec<u8>,
     pool: &mut JpegPool,
+    mjpeg: &mut MjpegScaler,
 ) -> crate::error::Result<(Bytes, u32, u32)> {
-    let (bytes, width, height): (&[u8], u32, u32) = if frame.format == PixelFormat::Mjpeg {
+    let fits = frame.width <= preset.width && frame.height <= preset.height;
+    let (bytes, width, height): (&[u8], u32, u32) = if frame.format == PixelFormat::Mjpeg && fits {
         (frame.data(), frame.width, frame.height)
+    } else if frame.format == PixelFormat::Mjpeg {
+        mjpeg
+            .decoder
+            .decode_i420(frame.data(), frame.width, frame.height, &mut mjpeg.i420)?;
+        jpeg::encode_raw(
+            PixelFormat::I420,
+            &mjpeg.i420,
+            frame.width,
+            frame.height,
+            (preset.width, preset.height),
+            preset.jpeg_quality,
+            raw_jpeg,
+        )?;
+        let (w, h) = jpeg::fit(frame.width, frame.height, preset.width, preset.height);
+        (raw_jpeg.as_slice(), w, h)
     } else {
         jpeg::encode_raw(
             frame.format,

@@ -206,6 +206,22 @@ fn snapshot_is_a_full_size_jpeg_and_503_without_frames() {
 }
 
 #[test]
+fn mjpeg_camera_larger_than_a_preset_is_scaled_for_it() {
+    let t = TestApp::start_with(|c| {
+        c.camera.formats = vec!["mjpeg".into()];
+        c.camera.width = 1280;
+        c.camera.height = 720;
+    });
+    let mut ws = ws_connect(t.addr, "cam0");
+    ws_send(&mut ws, json!({"type": "set_quality", "quality": "low"}));
+    ws_send(&mut ws, json!({"type": "request_frame"}));
+    let (meta, jpeg) = ws_frame(&mut ws, patience(Duration::from_secs(5)));
+    assert_eq!(meta["quality"], "low");
+    // The low preset is 640x360: the camera's 1280x720 JPEG is decoded and re-encoded.
+    assert_eq!(decode_jpeg(&jpeg), (640, 360));
+}
+
+#[test]
 fn mjpeg_snapshot_passes_the_camera_jpeg_through() {
     let t = TestApp::start_with(|c| c.camera.formats = vec!["mjpeg".into()]);
     assert_eq!(
