@@ -11,6 +11,7 @@
 #                  early boot on the development machines, DESIGN.md §12: TCG is the default)
 #   --keep         keep the work directory target/vm/work (root overlay, data disk, share)
 #   --smp N        virtual CPUs (default 2)
+#   --cpu MODEL    qemu's -cpu under TCG (default max)
 #   --mem MIB      guest memory (default 2048)
 #   --binary PATH  the x86_64 benchcam to test (default: $BENCHCAM_BIN or target/release/benchcam,
 #                  built by `cargo build --release`); copied into the guest at run time
@@ -37,7 +38,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
-accel=tcg keep=0 smp=2 mem=2048 binary="${BENCHCAM_BIN:-$repo/target/release/benchcam}"
+accel=tcg cpu=max keep=0 smp=2 mem=2048 binary="${BENCHCAM_BIN:-$repo/target/release/benchcam}"
 boot_timeout=240 check=1 list=0
 scenarios=()
 while [ $# -gt 0 ]; do
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
         --kvm) accel=kvm ;;
         --keep) keep=1 ;;
         --smp) smp="$2"; shift ;;
+        --cpu) cpu="$2"; shift ;;
         --mem) mem="$2"; shift ;;
         --binary) binary="$2"; shift ;;
         --boot-timeout) boot_timeout="$2"; shift ;;
@@ -115,7 +117,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$accel" = kvm ]; then accel_opts=(-accel kvm -cpu host); else accel_opts=(-accel tcg -cpu max); fi
+if [ "$accel" = kvm ]; then accel_opts=(-accel kvm -cpu host); else accel_opts=(-accel tcg -cpu "$cpu"); fi
 append="root=/dev/vda rw rootfstype=ext4 init=/usr/local/sbin/benchcam-vm-init console=ttyS0"
 append+=" panic=-1 oops=panic loglevel=4 quiet"
 

@@ -192,7 +192,9 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
     in the index, sample times == capture times (±1 ms), and the frame accounting: with `fps`
     (the nominal rate), every frame period of the capture span is a frame of the clip, a frame
     the recorder dropped (a gap in frame_number) or one the driver dropped (driver_dropped_before):
-    (last - first frame_number + 1) + driver drops == span x fps + 1, ±1.
+    (last - first frame_number + 1) + driver drops == span x fps + 1, within ±1 frame or 2 %
+    (whichever is more: under TCG the driver stamps frames up to several periods late, so the two
+    end frames move the span by more than a frame).
     strict: also no recorder drops (frame numbers contiguous); otherwise they are only counted
     (a rate the TCG guest cannot encode in real time). Returns the clips' rows."""
     label = f"{phase}/{cam}"
@@ -265,7 +267,10 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
         c.note(f"{label}: frame intervals min {s[0]:.1f} / median {s[len(s) // 2]:.1f} / max {s[-1]:.1f} ms "
                f"({len(s) + 1} frames)")
 
-    if fps:
+    if fps and not strict:
+        c.note(f"{label}: frame accounting not judged (the driver_dropped_before of frames the recorder "
+               "dropped is not in the clips)")
+    if fps and strict:
         off, total_drv = [], 0
         drops_col = all(rows[n] and "driver_dropped_before" in rows[n][0] for n in names)
         for n in names:
@@ -277,12 +282,12 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
             dropped = sum(x.get("driver_dropped_before", 0) or 0 for x in r[1:]) if drops_col else 0
             total_drv += dropped
             expect = span * fps + 1
-            if abs(periods + dropped - expect) > 1:
+            if abs(periods + dropped - expect) > max(1.0, 0.02 * expect):
                 off.append(f"{n}: {len(r)} frames + {periods - len(r)} recorder + {dropped} driver drops "
                            f"in {span:.3f} s, expected {expect:.1f}")
         what = "frames + recorder and driver drops" if drops_col else \
             "frames + recorder drops (no driver_dropped_before column in .frames.csv)"
-        c.check(not off, f"{label}: {what} == capture span x {fps} fps + 1 (±1) in each clip "
+        c.check(not off, f"{label}: {what} == capture span x {fps} fps + 1 (±1 or 2 %) in each clip "
                 f"({total_drv} driver drops)", "; ".join(off))
     return rows
 
@@ -292,3 +297,26 @@ def check_state(c, name, cam, state):
     h = c.json(name) or {}
     got = camera(h, cam).get("state")
     return c.check(got == state, f"{name}: {cam} state == {state!r}", f"it is {got!r}")
+
+
+def jpeg_info(data):
+    """A JPEG's frame size, its quantisation tables (the DQT segments) and its header (every byte
+    before the scan data), or None when it does not parse as a JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, dqt, w, h = 2, b"", None, None
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        seg = data[i + 4:i + 2 + length]
+        if marker == 0xDB:
+            dqt += seg
+        elif marker in (0xC0, 0xC1, 0xC2) and len(seg) >= 5:
+            h, w = int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big")
+        elif marker == 0xDA:
+            return {"width": w, "height": h, "dqt": dqt, "header": data[:i + 2 + length],
+                    "ends_with_eoi": data.rstrip(b"\x00")[-2:] == b"\xff\xd9"}
+        i += 2 + length
+    return None

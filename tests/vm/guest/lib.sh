@@ -51,8 +51,11 @@ list_nodes() {
 # write_config FILE [--data DIR] [--camera LINE]... [--recording LINE]... [--streaming LINE]...
 #              [--extra TEXT]
 # The scenario's config: data_dir DIR (default $DATA; a phase of a scenario takes $DATA/PHASE),
-# listen 127.0.0.1:8080, simulated GPIO, 10 s clips in 500 ms fragments; LINEs are added to their
-# sections, TEXT (more sections) at the end.
+# listen 127.0.0.1:8080, simulated GPIO, 10 s clips in 500 ms fragments, ring_slots = 16 (unless
+# a --camera line sets it); LINEs are added to their sections, TEXT (more sections) at the end.
+# ring_slots: the default 6 leaves the recorder a queue of 3 frames, and under TCG openh264's
+# first frames of a clip take longer than that (~1 s at 720p while the host is busy), so the
+# recorder would drop frames at every recording start; 16 slots absorb it.
 write_config() {
     local file="$1"; shift
     local cam=() rec=() str=() extra="" data="$DATA"
@@ -75,6 +78,7 @@ write_config() {
         echo
         echo "[camera]"
         echo 'source = "v4l2"'
+        printf '%s\n' "${cam[@]}" | grep -q '^ring_slots' || echo 'ring_slots = 16'
         printf '%s\n' "${cam[@]}"
         echo
         echo "[recording]"

@@ -33,6 +33,7 @@ install -m0755 "$B/benchcam" /usr/local/bin/benchcam
     echo "boot_to_main_s: $(cut -d' ' -f1 /proc/uptime)"
 } >"$G/guest.txt"
 mark "main: $(tr '\n' ';' <"$G/guest.txt")"
+dmesg >"$G/dmesg-boot.txt"
 
 # Everything a scenario started in the background (lib.sh's bg records the pids), and the test
 # modules, go between scenarios.

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""loopback-mjpeg: an MJPEG webcam (v4l2loopback fed by GStreamer's jpegenc).
+
+mjpeg720 (1280x720, 5 fps) and mjpeg480 (640x480, 10 fps), codec "auto": the clips are H.264
+(transcoded), decode fully and their counts match; the live snapshot is a JPEG the camera sent,
+byte for byte (else at least jpegenc's header: same size and quantisation tables).
+passthrough720 (30 fps, codec "mjpeg"): MJPEG clips that decode fully, counts matching.
+mjpeg720-30: auto at the camera's 30 fps for the CPU figures (recorder drops only counted).
+"""
+import glob
+import os
+import sys
+
+import vmcheck
+
+c = vmcheck.Checks(sys.argv[1])
+c.scenario_ran()
+cpu = {r["tag"]: r for r in c.json("cpu.jsonl") or []}
+
+
+def snapshot_is_the_cameras(tag, w, h):
+    try:
+        snap = open(c.path(f"{tag}-snapshot.jpg"), "rb").read()
+    except OSError:
+        snap = b""
+    info = vmcheck.jpeg_info(snap)
+    if not c.check(info and (info["width"], info["height"]) == (w, h),
+                   f"{tag}: /api/v1/cameras/cam0/snapshot.jpg is a {w}x{h} JPEG",
+                   f"{len(snap)} bytes, {info and (info['width'], info['height'])}"):
+        return
+    refs = sorted(glob.glob(c.path(f"{tag}-refs", "*.jpg")))
+    ref_bytes = [open(p, "rb").read() for p in refs]
+    same = [os.path.basename(p) for p, b in zip(refs, ref_bytes) if b == snap]
+    if same:
+        c.ok(f"{tag}: the snapshot is byte-identical to a JPEG GStreamer sent ({same[0]} of the last {len(refs)})")
+        return
+    ref = vmcheck.jpeg_info(ref_bytes[-1]) if ref_bytes else None
+    c.check(False, f"{tag}: the snapshot is byte-identical to a JPEG GStreamer sent (passthrough)",
+            f"none of the last {len(refs)} matches; header "
+            + ("equal to jpegenc's" if ref and ref["header"] == info["header"] else
+               "quantisation tables " + ("equal" if ref and ref["dqt"] == info["dqt"] else "differ")))
+
+
+for tag, w, h, fps, codec, strict in (("mjpeg720", 1280, 720, 5, "h264", True),
+                                      ("mjpeg480", 640, 480, 10, "h264", True),
+                                      ("passthrough720", 1280, 720, 30, "mjpeg", True),
+                                      ("mjpeg720-30", 1280, 720, 30, "h264", False)):
+    running = vmcheck.camera(c.json(f"{tag}-running-health.json"), "cam0")
+    c.check(running.get("state") == "capturing" and running.get("recording"),
+            f"{tag}: health cameras[0].state == 'capturing' while recording",
+            f"state {running.get('state')!r}, recording {running.get('recording')}")
+    mode = vmcheck.camera(c.json(f"{tag}-cameras.json"), "cam0").get("mode") or {}
+    c.check((mode.get("width"), mode.get("height"), str(mode.get("format")).lower()) == (w, h, "mjpeg"),
+            f"{tag}: /api/v1/cameras mode is mjpeg {w}x{h}", f"mode {mode}")
+    c.note(f"{tag}: measured {running.get('fps')} fps; driver drops {running.get('driver_frames_dropped')}; "
+           f"corrupt {running.get('corrupt_frames')}; recorder drops {running.get('recorder_frames_dropped')}")
+    vmcheck.check_clips(c, tag, "cam0", codec=codec, size=(w, h), fps=fps, strict=strict)
+    if tag in ("mjpeg720", "mjpeg480"):
+        snapshot_is_the_cameras(tag, w, h)
+    for kind in ("recording", "capture-only"):
+        r = cpu.get(f"{tag}-{kind}")
+        if r:
+            c.note(f"{tag}: benchcam CPU {r['cpu_ms_per_frame']} ms/frame {kind} "
+                   f"({r['frames']} frames in {r['wall_ms'] / 1000:.1f} s, {r['fps']} fps; TCG guest)")
+c.done()
