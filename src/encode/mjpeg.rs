@@ -82,31 +82,36 @@ impl MjpegDecoder {
     }
 }
 
-/// Interleaved full-resolution YCbCr → packed I420 (chroma averaged over 2×2 blocks; odd
-/// edges use the pixels there are).
+/// Interleaved full-resolution YCbCr → packed I420 (chroma averaged over 2×2 blocks; an
+/// odd last row or column uses the pixels there are).
 fn ycbcr_to_i420(src: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     out.clear();
     out.resize(w * h + 2 * cw * ch, 0);
     let (y_plane, chroma) = out.split_at_mut(w * h);
     let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
-    for (row, y_row) in y_plane.chunks_exact_mut(w).enumerate() {
-        let src_row = &src[row * w * 3..(row + 1) * w * 3];
+    for (y_row, src_row) in y_plane.chunks_exact_mut(w).zip(src.chunks_exact(w * 3)) {
         for (y, px) in y_row.iter_mut().zip(src_row.chunks_exact(3)) {
             *y = px[0];
         }
     }
-    for cy in 0..ch {
-        let r0 = cy * 2;
-        let r1 = (r0 + 1).min(h - 1);
+    let row = |r: usize| &src[r * w * 3..(r + 1) * w * 3];
+    let pairs = u_plane
+        .chunks_exact_mut(cw)
+        .zip(v_plane.chunks_exact_mut(cw))
+        .enumerate();
+    for (cy, (u_row, v_row)) in pairs {
+        let top = row(cy * 2);
+        let bottom = row((cy * 2 + 1).min(h - 1));
         for cx in 0..cw {
-            let c0 = cx * 2;
-            let c1 = (c0 + 1).min(w - 1);
-            let at = |r: usize, c: usize, k: usize| src[(r * w + c) * 3 + k] as u32;
-            let avg =
-                |k| ((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) / 4) as u8;
-            u_plane[cy * cw + cx] = avg(1);
-            v_plane[cy * cw + cx] = avg(2);
+            let a = cx * 6;
+            // The right neighbour, or the same pixel at an odd last column.
+            let b = if cx * 2 + 1 < w { a + 3 } else { a };
+            let sum = |k: usize| {
+                top[a + k] as u32 + top[b + k] as u32 + bottom[a + k] as u32 + bottom[b + k] as u32
+            };
+            u_row[cx] = ((sum(1) + 2) / 4) as u8;
+            v_row[cx] = ((sum(2) + 2) / 4) as u8;
         }
     }
 }
