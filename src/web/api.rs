@@ -1031,8 +1031,21 @@ fn metrics(state: &AppState) -> Response<Body> {
     m.one(
         "http_connections_refused_total",
         "counter",
-        "Connections refused at the cap.",
+        "Connections refused: every connection was busy answering a request.",
         relaxed(&w.connections_refused),
+    );
+    let admitted = state.admission.stats();
+    m.one(
+        "http_connections_evicted_total",
+        "counter",
+        "Idle connections closed to make room for a new client.",
+        admitted.evicted,
+    );
+    m.one(
+        "http_connections_timed_out_total",
+        "counter",
+        "Idle connections closed for sending no request in time.",
+        admitted.timed_out,
     );
     m.one(
         "clip_bytes_sent_total",

@@ -3,8 +3,11 @@
 //!
 //! Every client socket is wrapped in a `StallGuard` (a client that leaves our writes
 //! blocked for 10 s is dropped) and gets a small kernel send buffer, so a stalled client
-//! holds neither frames nor much memory. Connections are capped.
+//! holds neither frames nor much memory. Connections are admitted by `admission`: capped
+//! per client address and in all, idle ones closed to make room for new clients and when
+//! they send no request in time.
 
+pub mod admission;
 pub mod api;
 pub mod assets;
 pub mod experiments;
@@ -29,11 +32,9 @@ use crate::config::Config;
 use crate::experiment::ExperimentService;
 use crate::gpio::Gpio;
 use crate::live::LiveStreamingService;
-use http::{Auth, StallGuard, StallLimit, STALL_LIMIT};
+use admission::{Admission, Busy, Ticket};
+use http::{Auth, Body, StallGuard, StallLimit, STALL_LIMIT};
 
-/// Most client connections served at once; more are closed at accept. Each costs a task,
-/// buffers and (for viewers) a session, so an unbounded number would exhaust a Pi.
-pub const MAX_CONNECTIONS: usize = 256;
 /// Kernel send buffer per client: bounds what a stalled client pins in kernel memory while
 /// still filling a LAN link (256 KiB at a few ms RTT is tens of MB/s).
 const SEND_BUFFER_BYTES: libc::c_int = 256 * 1024;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub experiments: Arc<ExperimentService>,
     /// GPIO (LEDs, trigger inputs); `None` with `gpio.backend = "none"`.
     pub gpio: Option<Arc<Gpio>>,
+    /// Which connections may stay open (caps, eviction, head timeout).
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             web: WebStats::default(),
             experiments,
             gpio,
+            admission: Admission::new(),
         })
     }
 }
@@ -124,28 +128,35 @@ pub async fn run(
         let mut last_refusal_log: Option<Instant> = None;
         loop {
             match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let open = state.web.connections_open.load(Ordering::Relaxed);
-                    if open >= MAX_CONNECTIONS {
+                Ok((stream, peer)) => match state.admission.admit(peer.ip(), Instant::now()) {
+                    Ok(ticket) => {
+                        let state = Arc::clone(&state);
+                        smol::spawn(serve_connection(stream, peer, state, ticket)).detach();
+                    }
+                    Err(_) => {
                         state
                             .web
                             .connections_refused
                             .fetch_add(1, Ordering::Relaxed);
                         if last_refusal_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            log::warn!("web: {open} connections open, refusing more (logged once a minute)");
+                            log::warn!("web: every connection is busy answering a request; refusing {peer} (logged once a minute)");
                             last_refusal_log = Some(Instant::now());
                         }
                         drop(stream);
-                        continue;
                     }
-                    let state = Arc::clone(&state);
-                    smol::spawn(serve_connection(stream, peer, state)).detach();
-                }
+                },
                 Err(e) => {
                     log::warn!("web: accept failed: {e}");
                     smol::Timer::after(Duration::from_millis(100)).await;
                 }
             }
+        }
+    };
+    // Closes connections that send no request in time.
+    let reaper = async {
+        loop {
+            smol::Timer::after(Duration::from_secs(1)).await;
+            state.admission.reap(Instant::now());
         }
     };
     let stop = async {
@@ -158,7 +169,7 @@ pub async fn run(
             smol::Timer::after(Duration::from_secs(1)).await;
         }
     };
-    accept.or(heartbeat).or(stop).await;
+    accept.or(reaper).or(heartbeat).or(stop).await;
     state.live.shutdown();
     log::info!("web: stopped accepting connections; live streams ended");
 }
@@ -193,7 +204,12 @@ impl Drop for OpenConnection<'_> {
     }
 }
 
-async fn serve_connection(stream: smol::net::TcpStream, peer: SocketAddr, state: Arc<AppState>) {
+async fn serve_connection(
+    stream: smol::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    ticket: Ticket,
+) {
     state.web.connections_open.fetch_add(1, Ordering::Relaxed);
     state.web.connections_total.fetch_add(1, Ordering::Relaxed);
     let _open = OpenConnection(&state.web);
@@ -204,30 +220,76 @@ async fn serve_connection(stream: smol::net::TcpStream, peer: SocketAddr, state:
         peer,
         stall: stall.clone(),
     });
+    let closed = ticket.closed.clone();
+    let ticket = Arc::new(ticket);
     let service_state = Arc::clone(&state);
     let service = service_fn(move |req| {
         let state = Arc::clone(&service_state);
         let conn = Arc::clone(&conn);
-        async move { Ok::<_, std::convert::Infallible>(api::handle(req, conn, state).await) }
+        // Busy from the whole head until the response body has been sent.
+        let busy = ticket.request_started();
+        async move {
+            let response = api::handle(req, conn, state).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| hold_until_sent(body, busy)))
+        }
     });
     let io = FuturesIo::new(StallGuard::new(stream, stall));
     let connection = http1::Builder::new()
         .timer(SmolTimer::new())
-        .header_read_timeout(Duration::from_secs(20))
+        .header_read_timeout(admission::HEAD_TIMEOUT)
         // Bounds the request head and the write buffer per connection.
         .max_buf_size(64 * 1024)
         .serve_connection(io, service)
         .with_upgrades();
-    if let Err(e) = connection.await {
-        let stalled = std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        if stalled {
-            log::info!("web: dropped {peer}: it stopped reading what was sent to it");
-        } else {
-            log::debug!("web: connection from {peer}: {e}");
+    let result = async { Some(connection.await) }
+        .or(async {
+            let _ = closed.recv().await;
+            None
+        })
+        .await;
+    match result {
+        None => log::debug!(
+            "web: closed idle connection from {peer} (room for others, or no request in time)"
+        ),
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            let stalled = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+            if stalled {
+                log::info!("web: dropped {peer}: it stopped reading what was sent to it");
+            } else {
+                log::debug!("web: connection from {peer}: {e}");
+            }
         }
     }
+}
+
+/// A response body that keeps its connection marked busy until it has been sent whole
+/// (or dropped, when the client goes away).
+fn hold_until_sent(body: Body, busy: Busy) -> Body {
+    use http_body_util::BodyExt;
+    struct Held {
+        body: Body,
+        _busy: Busy,
+    }
+    impl hyper::body::Body for Held {
+        type Data = bytes::Bytes;
+        type Error = http::BoxError;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.body.is_end_stream()
+        }
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            self.body.size_hint()
+        }
+    }
+    Held { body, _busy: busy }.boxed_unsync()
 }
 
 /// A server running on its own thread, for tests and benchmarks: serves `state` on

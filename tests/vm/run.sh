@@ -94,6 +94,7 @@ work="$repo/target/vm/work"
 results="$repo/target/vm/results"
 rm -rf "$work"
 mkdir -p "$work/share/results" "$results"
+rm -f "$results/summary.txt"
 share="$work/share"
 cp "$binary" "$share/benchcam"
 cp -r "$here/guest" "$share/guest"
@@ -191,7 +192,7 @@ for a in $(seq 1 $((attempt - 1))); do cp "$work/serial-$a.log" "$results/serial
 echo "run.sh: boots: $attempt (retries: $retries), emulator time ${run_s} s, accel $accel, smp $smp"
 if [ "$rc" = 3 ]; then
     echo "run.sh: no boot reached the test in 3 tries (serial logs in $results)"
-    echo "0 passed, 1 failed"
+    echo "0 passed, 1 failed" | tee "$results/summary.txt"
     exit 1
 fi
 
@@ -228,5 +229,5 @@ for s in "${scenarios[@]}"; do
 done
 echo
 echo "run.sh: ${#scenarios[@]} scenario(s) in one boot: ${run_s} s of emulator time, $retries boot retr$([ "$retries" = 1 ] && echo y || echo ies)"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed" | tee "$results/summary.txt"
 [ "$failed" -eq 0 ]

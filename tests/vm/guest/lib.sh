@@ -289,3 +289,45 @@ stop_feed() {
     kill -KILL "$GST_PID" 2>/dev/null
     GST_PID=""
 }
+
+# timed_write FILE VALUE: writes VALUE into a sysfs FILE and prints "T_BEFORE_MS T_AFTER_MS"
+# (CLOCK_MONOTONIC), taken in the same process as the write.
+timed_write() {
+    python3 - "$1" "$2" <<'PY'
+import sys, time
+t0 = time.monotonic()
+with open(sys.argv[1], "w") as f:
+    f.write(sys.argv[2])
+t1 = time.monotonic()
+print(f"{t0 * 1000:.1f} {t1 * 1000:.1f}")
+PY
+}
+# wait_gone NODE TIMEOUT_S: until the device node no longer exists; prints CLOCK_MONOTONIC ms then.
+wait_gone() {
+    python3 - "$1" "${2:-5}" <<'PY'
+import os, sys, time
+end = time.monotonic() + float(sys.argv[2])
+while os.path.exists(sys.argv[1]) and time.monotonic() < end:
+    time.sleep(0.01)
+print(f"{time.monotonic() * 1000:.1f}" if not os.path.exists(sys.argv[1]) else "")
+PY
+}
+# wait_node_timed PATTERN TIMEOUT_S: like wait_node; prints "NODE T_MS" (when it was seen).
+wait_node_timed() {
+    python3 - "$1" "${2:-10}" <<'PY'
+import glob, os, re, sys, time
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for d in sorted(glob.glob("/sys/class/video4linux/video*")):
+        try:
+            name = open(os.path.join(d, "name")).read().strip()
+        except OSError:
+            continue
+        node = "/dev/" + os.path.basename(d)
+        if re.search(sys.argv[1], name) and os.path.exists(node):
+            print(node, f"{time.monotonic() * 1000:.1f}")
+            sys.exit(0)
+    time.sleep(0.01)
+sys.exit(1)
+PY
+}
