@@ -76,6 +76,10 @@ pub struct ServiceConfig {
     pub access_token: String,
     /// Also require the token for reads (page, API GETs, streams).
     pub protect_reads: bool,
+    /// Names the box is reached by besides its IP addresses, `localhost`, its hostname and
+    /// `<hostname>.local` (a reverse proxy's name, a DNS alias). With a token set, requests
+    /// for any other Host are refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServiceConfig {
@@ -86,6 +90,7 @@ impl Default for ServiceConfig {
             log_level: "info".into(),
             access_token: String::new(),
             protect_reads: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -464,6 +469,19 @@ impl Config {
                 "service.access_token",
                 "(hidden)",
                 "must be empty (no protection) or at least 8 characters",
+            ));
+        }
+        if let Some(bad) = s.allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || h.len() > 253
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }) {
+            return Err(invalid(
+                "service.allowed_hosts",
+                format!("\"{bad}\""),
+                "host names of letters, digits, '.' and '-' (no ports, no schemes)",
             ));
         }
         if s.protect_reads && s.access_token.is_empty() {

@@ -72,7 +72,13 @@ fn main() -> ExitCode {
         .init();
     match command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
-            match toml::to_string_pretty(&config) {
+            // The token is a secret: say that it is set, never what it is (the output
+            // goes to terminals, logs and bug reports).
+            let mut shown = config.clone();
+            if !shown.service.access_token.is_empty() {
+                shown.service.access_token = "(set; hidden)".into();
+            }
+            match toml::to_string_pretty(&shown) {
                 Ok(text) => print!("{text}"),
                 Err(e) => {
                     eprintln!("benchcam: cannot print config: {e}");

@@ -17,6 +17,7 @@ use hyper::header::{HeaderValue, RANGE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::guard::Rejected;
 use super::http::{
     empty, error_response, full, parse_json, parse_range, query_param, read_body, ApiError, Auth,
     Body, BoxError, RangeRequest, DOWNLOAD_STALL_LIMIT, STALL_LIMIT,
@@ -101,7 +102,21 @@ pub async fn handle(
     conn.stall.set(STALL_LIMIT);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if let Err(rejected) = state
+        .guard
+        .check(&method, req.headers(), state.auth.enabled())
+    {
+        return refused(rejected);
+    }
     if state.auth.required(&method, &path) && !state.auth.authorized(req.headers()) {
+        // A wrong Bearer token counts against the client's login attempts too.
+        if req.headers().contains_key(hyper::header::AUTHORIZATION) {
+            let now = std::time::Instant::now();
+            if let Err(wait) = state.guard.login_allowed(conn.peer.ip(), now) {
+                return too_many_attempts(wait);
+            }
+            state.guard.login_failed(conn.peer.ip(), now);
+        }
         return unauthorized();
     }
     let owned: Vec<String> = path.split('/').skip(1).map(str::to_string).collect();
@@ -117,7 +132,7 @@ pub async fn handle(
             [""] | ["index.html" | "app.js" | "style.css" | "favicon.ico"],
         ) => assets::serve(&path, req.headers(), head).unwrap_or_else(|| not_found("no such page")),
         (&Method::GET, ["metrics"]) => metrics(&state),
-        (&Method::POST, ["api", "v1", "login"]) => login(req, &state).await,
+        (&Method::POST, ["api", "v1", "login"]) => login(req, &state, conn.peer.ip()).await,
         (&Method::POST, ["api", "v1", "logout"]) => json_with_cookie(Auth::logout_cookie()),
         (&Method::GET, ["api", "v1", "health"]) => health(&state),
         (&Method::GET, ["api", "v1", "cameras"]) => json(StatusCode::OK, &cameras_json(&state)),
@@ -235,7 +250,43 @@ fn quality_param(query: Option<&str>, state: &AppState) -> Result<Quality, ApiEr
     }
 }
 
-async fn login(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+/// 403 for a request the guard turned away (wrong Host, another site's page).
+fn refused(rejected: Rejected) -> Response<Body> {
+    match rejected {
+        Rejected::UnknownHost(host) => error_response(
+            StatusCode::FORBIDDEN,
+            "unknown_host",
+            &format!(
+                "this box does not answer to the name {host:?}: use its address or hostname, or add the name to service.allowed_hosts"
+            ),
+        ),
+        Rejected::CrossOrigin(origin) => error_response(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            &format!("requests from the page of {origin:?} may not change anything here"),
+        ),
+    }
+}
+
+fn too_many_attempts(wait: Duration) -> Response<Body> {
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "too many wrong tokens from this address; wait and try again",
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from(wait.as_secs().max(1)));
+    r
+}
+
+async fn login(
+    req: Request<Incoming>,
+    state: &AppState,
+    client: std::net::IpAddr,
+) -> Response<Body> {
+    if let Err(wait) = state.guard.login_allowed(client, std::time::Instant::now()) {
+        return too_many_attempts(wait);
+    }
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(e) => return e.response(),
@@ -257,6 +308,7 @@ async fn login(req: Request<Incoming>, state: &AppState) -> Response<Body> {
     if state.auth.token_matches(token) {
         return json_with_cookie(state.auth.login_cookie());
     }
+    state.guard.login_failed(client, std::time::Instant::now());
     // Slows down guessing; the connection task waits, the executor does not.
     smol::Timer::after(Duration::from_millis(300)).await;
     error_response(

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod api;
 pub mod assets;
 pub mod experiments;
+pub mod guard;
 pub mod http;
 pub mod mjpeg;
 pub mod ws;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub gpio: Option<Arc<Gpio>>,
     /// Which connections may stay open (caps, eviction, head timeout).
     pub admission: Arc<Admission>,
+    /// Host, Origin and login-attempt checks made before routing.
+    pub guard: guard::RequestGuard,
 }
 
 impl AppState {
@@ -96,6 +99,7 @@ impl AppState {
         config: Config,
     ) -> Arc<AppState> {
         let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
+        let guard = guard::RequestGuard::new(&own_hostname(), &config.service.allowed_hosts);
         Arc::new(AppState {
             auth: Auth::new(&config.service.access_token, config.service.protect_reads),
             service,
@@ -107,8 +111,21 @@ impl AppState {
             experiments,
             gpio,
             admission: Admission::new(),
+            guard,
         })
     }
+}
+
+/// This machine's hostname ("" when it cannot be read).
+fn own_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Where a request came from and its connection's stall limit.

@@ -257,10 +257,19 @@ pub fn request(
     stream
         .set_read_timeout(Some(patience(Duration::from_secs(30))))
         .unwrap();
+    // The caller's Host, if it gives one, replaces the default.
+    let host = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map_or("127.0.0.1", |(_, v)| *v);
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    let headers: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .collect();
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

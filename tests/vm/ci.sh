@@ -8,6 +8,9 @@
 # Needs root (the guest build) and the release binary target/release/benchcam (cargo build
 # --release; BENCHCAM_BIN or --binary PATH for another). Ends with run.sh's `N passed, M failed`.
 set -uo pipefail
+# The body is one { } block, so bash reads all of it before running it: editing this file
+# while it runs (a boot takes minutes) cannot break the run.
+{
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -27,3 +30,5 @@ echo "ci.sh: guest build ${build_s} s ($cached), boot + scenarios + checks $((SE
 # run.sh's last line (`N passed, M failed`) stays the last line.
 tail -n 1 "$here/../../target/vm/results/summary.txt" 2>/dev/null
 exit $rc
+exit
+}

@@ -34,6 +34,9 @@
 # check. The last line is `N passed, M failed` (checks); the exit status is non-zero on any
 # failure.
 set -uo pipefail
+# The body is one { } block, so bash reads all of it before running it: editing this file
+# while it runs (a boot takes minutes) cannot break the run.
+{
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -231,3 +234,5 @@ echo
 echo "run.sh: ${#scenarios[@]} scenario(s) in one boot: ${run_s} s of emulator time, $retries boot retr$([ "$retries" = 1 ] && echo y || echo ies)"
 echo "$passed passed, $failed failed" | tee "$results/summary.txt"
 [ "$failed" -eq 0 ]
+exit
+}

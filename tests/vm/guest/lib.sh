@@ -244,8 +244,8 @@ load_vivid() {
     echo "$node"
 }
 
-# v4l2loopback as an MJPEG webcam fed by GStreamer. exclusive_caps=1: the node is an output
-# device until a producer streams, then a capture device only (what browsers and benchcam want).
+# v4l2loopback as an MJPEG webcam. exclusive_caps=1: the node is an output device until a
+# producer writes, then a capture device only (what browsers and benchcam want).
 LOOPBACK_LABEL="Loopback MJPEG"
 load_loopback() {
     log "modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"$LOOPBACK_LABEL\""
@@ -261,33 +261,33 @@ wait_capture_caps() {
     done
     return 1
 }
-# feed_mjpeg NODE W H [TEE_DIR]: GStreamer's test picture (a moving ball) as JPEGs at 30 fps into
-# the loopback node, in the background (GST_PID). jpegenc's caps lack parsed=true, which
-# v4l2sink wants for image/jpeg (jpegparse is in plugins-bad): capssetter adds it. GStreamer
-# then sets the node to V4L2_PIX_FMT_JPEG ('JPEG', listed before 'MJPG'). With TEE_DIR, the
-# same JPEGs also go to TEE_DIR/ref%05d.jpg (the newest 60 kept): the bytes the camera sent.
-feed_mjpeg() {
-    local node="$1" w="$2" h="$3" tee_dir="${4:-}"
-    local src=(videotestsrc is-live=true pattern=ball ! "video/x-raw,width=$w,height=$h,framerate=30/1"
-        ! jpegenc ! capssetter 'caps=image/jpeg,parsed=(boolean)true')
-    if [ -n "$tee_dir" ]; then
-        mkdir -p "$tee_dir"
-        bg gst-launch-1.0 -q "${src[@]}" ! tee name=t ! queue ! v4l2sink device="$node" \
-            t. ! queue ! multifilesink location="$tee_dir/ref%05d.jpg" max-files=60
-    else
-        bg gst-launch-1.0 -q "${src[@]}" ! v4l2sink device="$node"
-    fi
-    GST_PID=$BG_PID
+# make_jpegs DIR W H N: N JPEGs of GStreamer's moving ball (videotestsrc ! jpegenc) in
+# DIR/frame000.jpg ... (under TCG ~0.2 s a frame at 640x480, ~0.6 s at 1280x720: made once, then
+# played by feed_files).
+make_jpegs() {
+    local dir="$1" w="$2" h="$3" n="$4"
+    mkdir -p "$dir"
+    gst-launch-1.0 -q videotestsrc num-buffers="$n" pattern=ball ! "video/x-raw,width=$w,height=$h,framerate=30/1" \
+        ! jpegenc ! multifilesink location="$dir/frame%03d.jpg" || return 1
+    log "made $n ${w}x${h} JPEGs with jpegenc in $dir"
+}
+# feed_files NODE W H FPS DIR [LOG]: the loopback node becomes an MJPEG camera sending DIR's
+# JPEGs round and round at FPS (guest/loopfeed.py, in the background: FEED_PID); each frame sent
+# is logged to LOG (default $RESULTS/feed.jsonl).
+feed_files() {
+    local node="$1" w="$2" h="$3" fps="$4" dir="$5" flog="${6:-$RESULTS/feed.jsonl}"
+    bg python3 "$BENCH/guest/loopfeed.py" "$node" "$w" "$h" "$fps" "$flog" "$dir"/*.jpg
+    FEED_PID=$BG_PID
     wait_capture_caps "$node" || { log "the loopback node did not turn into a capture device"; return 1; }
-    log "feeding $node with ${w}x${h} JPEGs (gst pid $GST_PID)"
+    log "feeding $node with ${w}x${h} MJPEG at $fps fps from $dir (pid $FEED_PID)"
 }
 stop_feed() {
-    [ -n "${GST_PID:-}" ] || return 0
-    kill -INT "$GST_PID" 2>/dev/null
+    [ -n "${FEED_PID:-}" ] || return 0
+    kill -INT "$FEED_PID" 2>/dev/null
     local i
-    for i in $(seq 1 30); do kill -0 "$GST_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$GST_PID" 2>/dev/null
-    GST_PID=""
+    for i in $(seq 1 30); do kill -0 "$FEED_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$FEED_PID" 2>/dev/null
+    FEED_PID=""
 }
 
 # timed_write FILE VALUE: writes VALUE into a sysfs FILE and prints "T_BEFORE_MS T_AFTER_MS"

@@ -21,7 +21,7 @@ phase() {
     snapshot "$tag-running"
     stop_recording_all
     snapshot "$tag"
-    cpu_per_frame cam0 5 "$tag-capture-only"
+    [ "$fps" = 30 ] && cpu_per_frame cam0 5 "$tag-capture-only"
     stop_benchcam
 }
 
