@@ -606,18 +606,23 @@ fn monotonic_ns() -> u64 {
 /// Keeps frames at the configured rate when the pipeline does not.
 ///
 /// Real pipelines pace frames by the sensor (FrameDurationLimits). Some do not: libcamera's
-/// `virtual` pipeline completes each request the moment it is queued, however fast. Two
-/// rules, which never trigger on a camera that runs at the asked rate:
+/// `virtual` pipeline completes each request the moment it is queued, however fast, and
+/// stamps it with the time it was queued. Two rules, which never trigger on a camera that
+/// runs at the asked rate:
 /// - a frame less than half a frame interval after the last delivered one is skipped
 ///   (requeued, not delivered, not counted as a drop);
-/// - after three such frames in a row the pipeline is taken as unpaced, and from then on
-///   completed requests are held and queued one per frame interval.
+/// - after three such frames in a row the pipeline is taken as unpaced: from then on
+///   completed requests are held and queued on a fixed grid of one per frame interval, as
+///   a sensor would expose them, one at a time (a pipeline that stamps frames when it
+///   gets to them would otherwise stamp a backlog all at once after a stall). Frames of
+///   requests queued before the switch are skipped. A grid slot missed entirely (a stall
+///   longer than a frame) is a lost frame and counted as a drop.
 struct Pacer {
     interval_ns: u64,
     last_delivered_ns: Option<u64>,
     fast_in_a_row: u32,
     unpaced: bool,
-    /// Monotonic time at which the next held request may be queued.
+    /// Monotonic time of the next grid slot.
     next_queue_ns: u64,
 }
 
@@ -635,11 +640,12 @@ impl Pacer {
     /// Whether the frame captured at `ts_ns` is to be skipped.
     fn skip(&mut self, ts_ns: u64, now_ns: u64) -> bool {
         if let Some(last) = self.last_delivered_ns {
-            if ts_ns < last + self.interval_ns / 2 {
+            if !self.unpaced && ts_ns < last + self.interval_ns / 2 {
                 self.fast_in_a_row += 1;
-                if self.fast_in_a_row >= 3 && !self.unpaced {
+                if self.fast_in_a_row >= 3 {
                     self.unpaced = true;
-                    self.next_queue_ns = now_ns;
+                    self.next_queue_ns = last.max(now_ns.saturating_sub(self.interval_ns))
+                        + self.interval_ns;
                 }
                 return true;
             }
@@ -649,18 +655,15 @@ impl Pacer {
         false
     }
 
-    /// Whether a held request may be queued now; advances the schedule if so.
-    fn take_slot(&mut self, now_ns: u64) -> bool {
+    /// If the current grid slot has come, takes it and returns how many earlier slots were
+    /// missed; `None` while the slot is still ahead.
+    fn take_slot(&mut self, now_ns: u64) -> Option<u64> {
         if now_ns < self.next_queue_ns {
-            return false;
+            return None;
         }
-        // Behind by more than a frame (a slow consumer, a stall): restart the grid.
-        self.next_queue_ns = if now_ns > self.next_queue_ns + self.interval_ns {
-            now_ns + self.interval_ns
-        } else {
-            self.next_queue_ns + self.interval_ns
-        };
-        true
+        let missed = (now_ns - self.next_queue_ns) / self.interval_ns;
+        self.next_queue_ns += (missed + 1) * self.interval_ns;
+        Some(missed)
     }
 }
 
@@ -682,11 +685,16 @@ pub struct LibcameraSource {
     held: VecDeque<Request>,
     refused: Vec<Request>,
     pacer: Pacer,
+    /// Requests queued and not yet back.
+    in_flight: usize,
+    /// Per request cookie: queued by the pacer (only those count once it paces).
+    paced: Vec<bool>,
     /// Sequence numbers: the pipeline's 32-bit counter extended to 64 bits, minus the
-    /// frames the pacer skipped on purpose (they are not drops).
+    /// frames the pacer skipped on purpose (not drops), plus grid slots it missed (drops).
     last_raw_sequence: Option<u32>,
     sequence: u64,
     skipped: u64,
+    missed: u64,
 }
 
 // SAFETY: libcamera's Camera, Request and FrameBuffer may be used from any thread as long
@@ -816,9 +824,12 @@ impl LibcameraSource {
             held: VecDeque::with_capacity(requests.len()),
             refused: Vec::with_capacity(requests.len()),
             pacer: Pacer::new(mode.fps),
+            in_flight: 0,
+            paced: vec![false; requests.len()],
             last_raw_sequence: None,
             sequence: 0,
             skipped: 0,
+            missed: 0,
         };
         for request in requests {
             source.queue(request)?;
@@ -836,8 +847,13 @@ impl LibcameraSource {
     }
 
     fn queue(&mut self, request: Request) -> Result<()> {
+        let cookie = request.cookie() as usize;
+        self.paced[cookie] = self.pacer.unpaced;
         match self.camera.queue_request(request) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(())
+            }
             Err((request, e)) => {
                 // ENODEV after an unplug, EACCES when stopped behind our back: reopen.
                 self.refused.push(request);
@@ -862,7 +878,11 @@ impl LibcameraSource {
 
     /// Queues the held request whose slot has come (pacing only).
     fn queue_due(&mut self) -> Result<()> {
-        if !self.held.is_empty() && self.pacer.take_slot(monotonic_ns()) {
+        if self.held.is_empty() || self.in_flight > 0 {
+            return Ok(());
+        }
+        if let Some(missed) = self.pacer.take_slot(monotonic_ns()) {
+            self.missed += missed;
             let request = self.held.pop_front().expect("checked non-empty");
             self.queue(request)?;
         }
@@ -904,9 +924,11 @@ impl LibcameraSource {
             None => self.sequence = u64::from(raw_sequence),
         }
         self.last_raw_sequence = Some(raw_sequence);
-        if self.pacer.skip(ts_ns, monotonic_ns()) {
+        let was_unpaced = self.pacer.unpaced;
+        let stale = was_unpaced && !self.paced[request.cookie() as usize];
+        if stale || self.pacer.skip(ts_ns, monotonic_ns()) {
             self.skipped += 1;
-            if self.pacer.unpaced && self.pacer.fast_in_a_row == 3 {
+            if self.pacer.unpaced && !was_unpaced {
                 log::info!(
                     "libcamera: {} delivers frames faster than {} fps (its pipeline ignores FrameDurationLimits); pacing requests",
                     self.id, self.mode.fps
@@ -926,7 +948,7 @@ impl LibcameraSource {
         sink(CapturedFrame {
             data,
             timestamp_us: ts_ns / 1000,
-            sequence: self.sequence.saturating_sub(self.skipped),
+            sequence: (self.sequence + self.missed).saturating_sub(self.skipped),
         });
         self.recycle(request)?;
         Ok(true)
@@ -958,11 +980,12 @@ impl CaptureSource for LibcameraSource {
                 ));
             }
             let mut wake = deadline;
-            if !self.held.is_empty() {
+            if !self.held.is_empty() && self.in_flight == 0 {
                 wake = wake.min(self.pacer.next_queue_ns.max(now));
             }
             match self.events.recv_timeout(Duration::from_nanos(wake - now)) {
                 Ok(Event::Completed(request)) => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
                     if self.complete(request, sink)? {
                         return Ok(());
                     }
@@ -1116,12 +1139,19 @@ mod tests {
         assert!(!p.unpaced);
         assert!(p.skip(t + 30, t));
         assert!(p.unpaced);
-        // Slots one interval apart.
-        assert!(p.take_slot(t));
-        assert!(!p.take_slot(t + 10 * ms));
-        assert!(p.take_slot(t + 34 * ms));
-        // Far behind: the grid restarts from now.
-        assert!(p.take_slot(t + 500 * ms));
-        assert!(!p.take_slot(t + 510 * ms));
+        // Slots on a grid one interval apart, from the last delivered frame.
+        let slot = p.next_queue_ns;
+        assert_eq!(slot, t + p.interval_ns);
+        assert_eq!(p.take_slot(slot - 1), None);
+        assert_eq!(p.take_slot(slot + 5 * ms), Some(0));
+        // A late slot does not move the grid.
+        assert_eq!(p.next_queue_ns, slot + p.interval_ns);
+        // Paced frames are never skipped, even when a late slot makes one interval short.
+        assert!(!p.skip(slot + 5 * ms, slot + 5 * ms));
+        assert!(!p.skip(slot + p.interval_ns + ms, slot + p.interval_ns + ms));
+        // A stall over three slots: they are reported missed, the grid stays.
+        let next = p.next_queue_ns;
+        assert_eq!(p.take_slot(next + 3 * p.interval_ns + ms), Some(3));
+        assert_eq!(p.next_queue_ns, next + 4 * p.interval_ns);
     }
 }
