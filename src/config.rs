@@ -166,7 +166,9 @@ impl<'de> Deserialize<'de> for Exposure {
         let expected = "expected \"auto\" or an exposure time in microseconds (e.g. 10000)";
         match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
             Raw::Text(t) if t == "auto" => Ok(Exposure::Auto),
-            Raw::Micros(us) if us > 0 && us <= i64::from(u32::MAX) => Ok(Exposure::Micros(us as u32)),
+            Raw::Micros(us) if us > 0 && us <= i64::from(u32::MAX) => {
+                Ok(Exposure::Micros(us as u32))
+            }
             _ => Err(serde::de::Error::custom(expected)),
         }
     }
@@ -881,11 +883,20 @@ mod tests {
         let m = refusal("[camera]\nexposure = \"long\"\n");
         assert!(m.contains("camera.exposure") && m.contains("auto"), "{m}");
         let m = refusal("[camera]\nexposure = 0\n");
-        assert!(m.contains("camera.exposure") && m.contains("microseconds"), "{m}");
+        assert!(
+            m.contains("camera.exposure") && m.contains("microseconds"),
+            "{m}"
+        );
         let m = refusal("[camera]\nanalogue_gain = 0.5\n");
-        assert!(m.contains("camera.analogue_gain") && m.contains("0.5"), "{m}");
+        assert!(
+            m.contains("camera.analogue_gain") && m.contains("0.5"),
+            "{m}"
+        );
         let m = refusal("[camera]\nawb_mode = \"sunny\"\n");
-        assert!(m.contains("camera.awb_mode") && m.contains("daylight"), "{m}");
+        assert!(
+            m.contains("camera.awb_mode") && m.contains("daylight"),
+            "{m}"
+        );
         let c = Config::parse("[camera]\nexposure = 10000\nanalogue_gain = 2.0\n").unwrap();
         assert_eq!(c.camera.exposure, Exposure::Micros(10000));
         let m = refusal("[streaming]\ndefault_quality = \"ultra\"\n");

@@ -69,7 +69,10 @@ impl ConfigDiscoverer {
             .filter(|d| {
                 let dup = d.system_devices().iter().any(|n| skip_devices.contains(n));
                 if dup {
-                    log::debug!("discovery: libcamera {} is listed through V4L2", d.info().device);
+                    log::debug!(
+                        "discovery: libcamera {} is listed through V4L2",
+                        d.info().device
+                    );
                 }
                 !dup
             })

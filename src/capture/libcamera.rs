@@ -180,7 +180,10 @@ impl LibcameraDevice {
         }
         let sensor = sensor_modes(&cam);
         if !sensor.is_empty() {
-            log::info!("libcamera: {id} ({model}) sensor modes: {}", sensor.join(", "));
+            log::info!(
+                "libcamera: {id} ({model}) sensor modes: {}",
+                sensor.join(", ")
+            );
         }
         Ok(LibcameraDevice {
             info: CameraInfo {
@@ -278,9 +281,9 @@ fn stream_modes(cam: &Camera<'_>) -> Vec<Mode> {
             sizes.push(range.max);
         }
         for size in sizes {
-            let duplicate = modes
-                .iter()
-                .any(|m: &Mode| m.format == format && m.width == size.width && m.height == size.height);
+            let duplicate = modes.iter().any(|m: &Mode| {
+                m.format == format && m.width == size.width && m.height == size.height
+            });
             if !duplicate && size.width % 2 == 0 && validates_unchanged(cam, lc_format, size) {
                 modes.push(Mode {
                     width: size.width,
@@ -305,12 +308,10 @@ fn validates_unchanged(cam: &Camera<'_>, format: LcFormat, size: Size) -> bool {
     if config.validate().is_invalid() {
         return false;
     }
-    config
-        .get(0)
-        .is_some_and(|s| {
-            let got = s.get_size();
-            s.get_pixel_format() == format && (got.width, got.height) == (size.width, size.height)
-        })
+    config.get(0).is_some_and(|s| {
+        let got = s.get_size();
+        s.get_pixel_format() == format && (got.width, got.height) == (size.width, size.height)
+    })
 }
 
 /// The sensor's own modes (its raw stream's formats and sizes), for `benchcam probe`.
@@ -368,7 +369,12 @@ struct PlaneShape {
 /// The planes of `format` at `width`x`height` with a luma stride of `stride` bytes
 /// (libcamera's convention: YUV420's chroma rows are half the luma stride, NV12's
 /// interleaved chroma rows the full stride).
-fn plane_shapes(format: PixelFormat, width: usize, height: usize, stride: usize) -> Vec<PlaneShape> {
+fn plane_shapes(
+    format: PixelFormat,
+    width: usize,
+    height: usize,
+    stride: usize,
+) -> Vec<PlaneShape> {
     let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
     let luma = PlaneShape {
         row_bytes: width,
@@ -472,7 +478,9 @@ impl MappedFrame {
         }
         let mut maps = Vec::with_capacity(files.len());
         for &(_, fd, len) in &files {
-            maps.push(Mapping::new(fd, len).map_err(|e| Error::io(e, "mmap of a libcamera buffer"))?);
+            maps.push(
+                Mapping::new(fd, len).map_err(|e| Error::io(e, "mmap of a libcamera buffer"))?,
+            );
         }
         let mut out = Vec::with_capacity(shapes.len());
         for (i, shape) in shapes.iter().enumerate() {
@@ -644,8 +652,8 @@ impl Pacer {
                 self.fast_in_a_row += 1;
                 if self.fast_in_a_row >= 3 {
                     self.unpaced = true;
-                    self.next_queue_ns = last.max(now_ns.saturating_sub(self.interval_ns))
-                        + self.interval_ns;
+                    self.next_queue_ns =
+                        last.max(now_ns.saturating_sub(self.interval_ns)) + self.interval_ns;
                 }
                 return true;
             }
@@ -712,13 +720,23 @@ impl LibcameraSource {
             } else {
                 ErrorKind::Io
             };
-            Error::new(kind, format!("acquiring libcamera camera {id}: {e} (in use by another program?)"))
+            Error::new(
+                kind,
+                format!("acquiring libcamera camera {id}: {e} (in use by another program?)"),
+            )
         })?;
         let mut config = active
             .generate_configuration(&[StreamRole::VideoRecording])
-            .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("libcamera camera {id} has no video stream")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!("libcamera camera {id} has no video stream"),
+                )
+            })?;
         {
-            let mut stream = config.get_mut(0).expect("one role asked, one stream configuration");
+            let mut stream = config
+                .get_mut(0)
+                .expect("one role asked, one stream configuration");
             stream.set_pixel_format(lc_format);
             stream.set_size(Size {
                 width: mode.width,
@@ -728,19 +746,31 @@ impl LibcameraSource {
         if config.validate().is_invalid() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("libcamera camera {id} refuses {}x{} {}", mode.width, mode.height, mode.format.name()),
+                format!(
+                    "libcamera camera {id} refuses {}x{} {}",
+                    mode.width,
+                    mode.height,
+                    mode.format.name()
+                ),
             ));
         }
         let (stride, got_format, got_size) = {
-            let s = config.get(0).expect("validated configuration has its stream");
+            let s = config
+                .get(0)
+                .expect("validated configuration has its stream");
             (s.get_stride() as usize, s.get_pixel_format(), s.get_size())
         };
-        if got_format != lc_format || got_size.width != mode.width || got_size.height != mode.height {
+        if got_format != lc_format || got_size.width != mode.width || got_size.height != mode.height
+        {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
                     "libcamera camera {id} adjusted {}x{} {} to {}x{} {got_format:?}",
-                    mode.width, mode.height, mode.format.name(), got_size.width, got_size.height
+                    mode.width,
+                    mode.height,
+                    mode.format.name(),
+                    got_size.width,
+                    got_size.height
                 ),
             ));
         }
@@ -788,7 +818,11 @@ impl LibcameraSource {
             requests.push(request);
         }
         let packed = frames.iter().all(|f| f.packed(&shapes).is_some());
-        let scratch = if packed { Vec::new() } else { vec![0; packed_bytes] };
+        let scratch = if packed {
+            Vec::new()
+        } else {
+            vec![0; packed_bytes]
+        };
 
         // Capacity = requests + one disconnect: the callback's try_send never meets a full
         // channel, so it never blocks libcamera's thread and never drops a request there.
@@ -1098,7 +1132,10 @@ fn start_controls(
         }
         set(list.set(awb));
     } else if awb != controls::AwbMode::AwbAuto {
-        ignored.push(format!("camera.awb_mode = \"{}\" (no AwbMode control)", wanted.awb_mode));
+        ignored.push(format!(
+            "camera.awb_mode = \"{}\" (no AwbMode control)",
+            wanted.awb_mode
+        ));
     }
 
     if !ignored.is_empty() {
@@ -1115,9 +1152,23 @@ mod tests {
     fn plane_shapes_follow_libcamera_strides() {
         let nv12 = plane_shapes(PixelFormat::Nv12, 6, 4, 8);
         assert_eq!(nv12.len(), 2);
-        assert_eq!(nv12[1], PlaneShape { row_bytes: 6, rows: 2, stride: 8 });
+        assert_eq!(
+            nv12[1],
+            PlaneShape {
+                row_bytes: 6,
+                rows: 2,
+                stride: 8
+            }
+        );
         let i420 = plane_shapes(PixelFormat::I420, 6, 4, 8);
-        assert_eq!(i420[1], PlaneShape { row_bytes: 3, rows: 2, stride: 4 });
+        assert_eq!(
+            i420[1],
+            PlaneShape {
+                row_bytes: 3,
+                rows: 2,
+                stride: 4
+            }
+        );
         assert_eq!(plane_bytes(&i420[0]), 3 * 8 + 6);
     }
 
