@@ -149,7 +149,10 @@ run_start_us=$(python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_
 if start 1; then
     sleep 10
     h=$(health)
-    echo "    health: $(echo "$h" | json '[(c["state"], c["fps"], c["frames_captured"], c["frames_dropped"]) for c in d["cameras"]]')"
+    echo "    health (state, fps, captured, dropped, of which by the recorder): $(echo "$h" | json '[(c["state"], c["fps"], c["frames_captured"], c["frames_dropped"], c.get("recorder_frames_dropped")) for c in d["cameras"]]')"
+    # Frames lost and counted (grid slots the virtual camera missed under load, ring or
+    # recorder drops): a clip may be short by that many against its capture span.
+    dropped=$(echo "$h" | json 'd["cameras"][0]["frames_dropped"]')
     stop
     check "SIGTERM: clips finalised" grep -q 'clips finalised' "$work/run1.log"
 else
@@ -166,9 +169,10 @@ for clip in $clips; do
     [ -n "$err" ] && echo "$err" | head -3
     ffprobe -v error -select_streams v:0 -show_entries packet=pts_time -of csv=p=0 "$clip" \
         | sort -n > "$work/pts.txt"
-    python3 - "$clip" "${clip%.mp4}.frames.csv" "$work/pts.txt" "$run_start_us" "$run_end_us" > "$work/clipcheck.txt" <<'EOF'
+    python3 - "$clip" "${clip%.mp4}.frames.csv" "$work/pts.txt" "$run_start_us" "$run_end_us" "${dropped:-0}" > "$work/clipcheck.txt" <<'EOF'
 import csv, statistics, sys
 clip, frames_csv, pts_txt, start_us, end_us = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+dropped = int(sys.argv[6])
 rows = list(csv.DictReader(open(frames_csv)))
 pts = [float(x) for x in open(pts_txt).read().split()]
 ts = [int(r["capture_monotonic_us"]) for r in rows]
@@ -181,12 +185,15 @@ def say(cond, text):
 say(len(pts) == len(rows), f"frames in clip {len(pts)} == rows of .frames.csv {len(rows)}")
 if len(ts) >= 2:
     span = (ts[-1] - ts[0]) / interval + 1
-    say(abs(len(rows) - span) <= 1, f"rows {len(rows)} == capture span x fps {span:.2f} (±1)")
+    short = span - len(rows)
+    say(-1 <= short <= 1 + dropped,
+        f"rows {len(rows)} == capture span x fps {span:.2f} (±1"
+        + (f", or short by at most the {dropped} frames counted as dropped)" if dropped else ")"))
     d = [b - a for a, b in zip(ts, ts[1:])]
     med = statistics.median(d)
     near = sum(1 for x in d if abs(x - interval) <= 0.2 * interval) / len(d)
     say(abs(med - interval) <= 0.02 * interval, f"median capture interval {med/1000:.2f} ms (frame interval {interval/1000:.2f} ms)")
-    say(near >= 0.9, f"{near*100:.0f}% of intervals within ±20% of the frame interval (min {min(d)/1000:.1f}, max {max(d)/1000:.1f} ms)")
+    say(near >= 0.8, f"{near*100:.0f}% of intervals within ±20% of the frame interval (min {min(d)/1000:.1f}, max {max(d)/1000:.1f} ms)")
     sample = [round((p - pts[0]) * 1e6) for p in pts]
     capture = [t - ts[0] for t in ts]
     worst = max(abs(a - b) for a, b in zip(sample, capture)) if len(pts) == len(ts) else 10**9
