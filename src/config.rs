@@ -128,6 +128,59 @@ pub struct CameraConfig {
     /// cadence): each frame is stamped up to this much off its slot, and about one frame in
     /// 50 comes late by up to three frame intervals.
     pub pattern_jitter: HumanDuration,
+    /// Exposure of libcamera cameras: automatic, or fixed in microseconds (a Global
+    /// Shutter camera in external-trigger mode needs a fixed one).
+    pub exposure: Exposure,
+    /// Analogue gain of libcamera cameras; 0 = automatic.
+    pub analogue_gain: f32,
+    /// White-balance mode of libcamera cameras (one of [`AWB_MODES`]).
+    pub awb_mode: String,
+}
+
+/// White-balance modes `camera.awb_mode` accepts (libcamera's AwbMode names).
+pub const AWB_MODES: [&str; 7] = [
+    "auto",
+    "incandescent",
+    "tungsten",
+    "fluorescent",
+    "indoor",
+    "daylight",
+    "cloudy",
+];
+
+/// `camera.exposure`: `"auto"` or a fixed exposure time in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    Auto,
+    Micros(u32),
+}
+
+impl Serialize for Exposure {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Exposure::Auto => s.serialize_str("auto"),
+            Exposure::Micros(us) => s.serialize_u32(*us),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Exposure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Micros(i64),
+        }
+        let expected = "expected \"auto\" or an exposure time in microseconds (e.g. 10000)";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
+            Raw::Text(t) if t == "auto" => Ok(Exposure::Auto),
+            Raw::Micros(us) if us > 0 && us <= i64::from(u32::MAX) => {
+                Ok(Exposure::Micros(us as u32))
+            }
+            _ => Err(serde::de::Error::custom(expected)),
+        }
+    }
 }
 
 impl Default for CameraConfig {
@@ -144,6 +197,9 @@ impl Default for CameraConfig {
             pattern_format: "i420".into(),
             pattern_cameras: 1,
             pattern_jitter: HumanDuration(Duration::ZERO),
+            exposure: Exposure::Auto,
+            analogue_gain: 0.0,
+            awb_mode: "auto".into(),
         }
     }
 }
@@ -561,6 +617,29 @@ impl Config {
                 "allowed: 0 to half a frame interval (1 / camera.fps / 2)",
             ));
         }
+        if let Exposure::Micros(us) = c.exposure {
+            if us > 60_000_000 {
+                return Err(invalid(
+                    "camera.exposure",
+                    us,
+                    "allowed: \"auto\" or 1 to 60000000 microseconds",
+                ));
+            }
+        }
+        if !(c.analogue_gain == 0.0 || (1.0..=64.0).contains(&c.analogue_gain)) {
+            return Err(invalid(
+                "camera.analogue_gain",
+                c.analogue_gain,
+                "allowed: 0 (automatic) or 1.0 to 64.0",
+            ));
+        }
+        if !AWB_MODES.contains(&c.awb_mode.as_str()) {
+            return Err(invalid(
+                "camera.awb_mode",
+                format!("\"{}\"", c.awb_mode),
+                &format!("allowed: {}", AWB_MODES.join(", ")),
+            ));
+        }
         if c.source == CameraSource::Libcamera && !cfg!(feature = "libcamera") {
             return Err(invalid(
                 "camera.source",
@@ -831,6 +910,25 @@ mod tests {
         assert!(m.contains("service.listen") && m.contains("nowhere"), "{m}");
         let m = refusal("[camera]\nfps = \"fast\"\n");
         assert!(m.contains("camera.fps") && m.contains("fast"), "{m}");
+        let m = refusal("[camera]\nexposure = \"long\"\n");
+        assert!(m.contains("camera.exposure") && m.contains("auto"), "{m}");
+        let m = refusal("[camera]\nexposure = 0\n");
+        assert!(
+            m.contains("camera.exposure") && m.contains("microseconds"),
+            "{m}"
+        );
+        let m = refusal("[camera]\nanalogue_gain = 0.5\n");
+        assert!(
+            m.contains("camera.analogue_gain") && m.contains("0.5"),
+            "{m}"
+        );
+        let m = refusal("[camera]\nawb_mode = \"sunny\"\n");
+        assert!(
+            m.contains("camera.awb_mode") && m.contains("daylight"),
+            "{m}"
+        );
+        let c = Config::parse("[camera]\nexposure = 10000\nanalogue_gain = 2.0\n").unwrap();
+        assert_eq!(c.camera.exposure, Exposure::Micros(10000));
         let m = refusal("[streaming]\ndefault_quality = \"ultra\"\n");
         assert!(
             m.contains("streaming.default_quality") && m.contains("low, medium, high"),

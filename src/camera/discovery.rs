@@ -1,4 +1,9 @@
 //! detect_cameras: which capture devices exist, per `[camera] source`.
+//!
+//! `auto` lists V4L2 cameras, then libcamera cameras (builds with the `libcamera`
+//! feature), then falls back to the test pattern. A camera is listed once: V4L2 discovery
+//! skips CSI receivers (unicam, rp1-cfe), which only libcamera can drive, and libcamera
+//! cameras whose kernel nodes V4L2 already lists (UVC webcams) are left out in `auto`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,8 +18,8 @@ pub trait Discoverer: Send + Sync {
     fn discover(&self) -> Vec<Arc<dyn CaptureDevice>>;
 }
 
-/// Discovery as the config says: V4L2 devices, test patterns, or V4L2 with a
-/// test-pattern fallback (`auto`).
+/// Discovery as the config says: V4L2 devices, libcamera cameras, test patterns, or all
+/// real cameras with a test-pattern fallback (`auto`).
 pub struct ConfigDiscoverer {
     pub camera: CameraConfig,
     pub clock: Arc<dyn Clock>,
@@ -54,6 +59,42 @@ impl ConfigDiscoverer {
             })
             .collect()
     }
+
+    /// libcamera cameras, leaving out those whose kernel nodes (device numbers) are in
+    /// `skip_devices` because another backend already lists them.
+    #[cfg(feature = "libcamera")]
+    fn libcamera(&self, skip_devices: &[u64]) -> Vec<Arc<dyn CaptureDevice>> {
+        use crate::capture::libcamera::{discover, SensorControls};
+        discover(&SensorControls::from_config(&self.camera))
+            .into_iter()
+            .filter(|d| {
+                let dup = d.system_devices().iter().any(|n| skip_devices.contains(n));
+                if dup {
+                    log::debug!(
+                        "discovery: libcamera {} is listed through V4L2",
+                        d.info().device
+                    );
+                }
+                !dup
+            })
+            .map(|d| Arc::new(d) as Arc<dyn CaptureDevice>)
+            .collect()
+    }
+
+    #[cfg(not(feature = "libcamera"))]
+    fn libcamera(&self, _skip_devices: &[u64]) -> Vec<Arc<dyn CaptureDevice>> {
+        Vec::new()
+    }
+}
+
+/// Device numbers (st_rdev) of the device nodes behind `devices`.
+fn device_numbers(devices: &[Arc<dyn CaptureDevice>]) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    devices
+        .iter()
+        .filter_map(|d| std::fs::metadata(&d.info().device).ok())
+        .map(|m| m.rdev())
+        .collect()
 }
 
 impl Discoverer for ConfigDiscoverer {
@@ -61,17 +102,17 @@ impl Discoverer for ConfigDiscoverer {
         let mut found = match self.camera.source {
             CameraSource::Pattern => self.patterns(),
             CameraSource::V4l2 => self.v4l2(),
-            CameraSource::Libcamera => {
-                log::error!("discovery: this build has no libcamera backend");
-                Vec::new()
-            }
+            // Config validation refuses this source in builds without the feature.
+            CameraSource::Libcamera => self.libcamera(&[]),
             CameraSource::Auto => {
-                let v = self.v4l2();
-                if v.is_empty() {
-                    log::info!("discovery: no V4L2 camera found; using the test pattern");
+                let mut found = self.v4l2();
+                let listed = device_numbers(&found);
+                found.extend(self.libcamera(&listed));
+                if found.is_empty() {
+                    log::info!("discovery: no camera found; using the test pattern");
                     self.patterns()
                 } else {
-                    v
+                    found
                 }
             }
         };

@@ -4,6 +4,8 @@
 //! [`CaptureSource`] is an open stream that lends one frame at a time. The capture loop
 //! in `camera` copies each lent frame into the camera's preallocated ring.
 
+#[cfg(feature = "libcamera")]
+pub mod libcamera;
 pub mod pattern;
 pub mod v4l2;
 pub mod worker;
