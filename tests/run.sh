@@ -5,17 +5,21 @@
 #
 # Steps, in order, each with a banner and its time:
 #   deps     tests/lib/install-deps.sh: nasm, ffmpeg; with the full run also the aarch64 cross
-#            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages
+#            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, and
+#            the VM bench's qemu-system-x86, qemu-utils and mmdebstrap
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
+#   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
+#            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); ~8 min with the guest
+#            cached in ~/.cache/benchcam-vm, ~4 min more to build it (x86_64 hosts, as root)
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the aarch64 and browser steps (and their installs): for local iteration
+#   --quick       skip the vm, aarch64 and browser steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -95,7 +99,7 @@ if [ -d tests/browser ] && [ -f tests/browser/run.sh ]; then have_browser=1; fi
 if [ "$install" = 1 ]; then
     deps_args=(--host)
     if [ "$quick" = 0 ]; then
-        if [ "$host_arch" = x86_64 ]; then deps_args+=(--cross); fi
+        if [ "$host_arch" = x86_64 ]; then deps_args+=(--cross --vm); fi
         if [ "$have_browser" = 1 ]; then deps_args+=(--browser); fi
     fi
     step deps bash tests/lib/install-deps.sh "${deps_args[@]}"
@@ -105,6 +109,24 @@ fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --all-targets -- -D warnings
 step host cargo test --release --no-fail-fast
+
+# ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------
+vm_test() {
+    # The guest runs the release binary (cached by `host`); the bench copies it in at boot.
+    cargo build --release --bin benchcam || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    BENCHCAM_BIN="$root/target/release/benchcam" bash tests/vm/ci.sh "${args[@]}"
+}
+
+if [ "$quick" = 1 ]; then
+    skip vm "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip vm "host is $host_arch, not x86_64"
+else
+    step vm vm_test
+fi
+
 # The image's first-boot settings script, against a scratch tree (1 s). The image build and
 # its boot under qemu-system take 15+ min uncached: `bash image-build/build.sh &&
 # bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.

@@ -113,7 +113,7 @@ h = first(t_node or t_bind, lambda h: (cam0(h).get("frames_recorded") or 0) > 0 
 detect["recording_after_node_ms"] = round(h["t_ms"] - t_node) if h and t_node else None
 
 # Clips
-rows = vmcheck.check_clips(c, "unplug", "cam0", codec="h264", size=(1280, 720), fps=5, min_clips=2)
+rows = vmcheck.check_clips(c, "unplug", "cam0", codec="h264", size=(1280, 720), fps=4, min_clips=2)
 spans = []
 for name, r in sorted(rows.items()):
     if r:

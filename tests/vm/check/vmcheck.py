@@ -97,9 +97,11 @@ def camera(health, cam):
     return {}
 
 
-def run(cmd):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    return p.returncode, p.stdout
+def run(cmd, stderr=True):
+    """(exit status, output); stderr=False keeps stderr out of the output (JSON on stdout)."""
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stderr else subprocess.PIPE,
+                       text=True, errors="replace")
+    return p.returncode, p.stdout if stderr else p.stdout + ("\n" + p.stderr if p.returncode else "")
 
 
 def decode_errors(clip):
@@ -115,7 +117,7 @@ def probe(clip):
     """codec_name, width, height, nb_read_frames (decoded frames) of the first video stream."""
     rc, out = run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
                    "-show_entries", "stream=codec_name,width,height,nb_read_frames",
-                   "-of", "json", clip])
+                   "-of", "json", clip], stderr=False)
     try:
         s = json.loads(out)["streams"][0]
         s["nb_read_frames"] = int(s.get("nb_read_frames", -1))
@@ -127,7 +129,7 @@ def probe(clip):
 def packet_pts(clip):
     """Presentation times (s) of the video packets, sorted."""
     rc, out = run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                   "packet=pts_time", "-of", "csv=p=0", clip])
+                   "packet=pts_time", "-of", "csv=p=0", clip], stderr=False)
     pts = []
     for line in out.splitlines():
         line = line.strip().rstrip(",")
@@ -186,7 +188,8 @@ def metric(text, name, labels):
     return None
 
 
-def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_clips=1, strict=True):
+def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_clips=1, strict=True,
+                feed=None):
     """The standard clip checks of a recording phase, one line each over all its clips:
     full decode silent, codec (and size), frame counts (file == .frames.csv == index), complete
     in the index, sample times == capture times (±1 ms), and the frame accounting: with `fps`
@@ -196,7 +199,10 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
     (whichever is more: under TCG the driver stamps frames up to several periods late, so the two
     end frames move the span by more than a frame).
     strict: also no recorder drops (frame numbers contiguous); otherwise they are only counted
-    (a rate the TCG guest cannot encode in real time). Returns the clips' rows."""
+    (a rate the TCG guest cannot encode in real time).
+    feed: for a v4l2loopback camera, the feeder's log (loopfeed.py: one line per frame written,
+    which the driver stamps at write time): instead of the fps accounting, every frame written
+    between a clip's first and last frame is in the clip. Returns the clips' rows."""
     label = f"{phase}/{cam}"
     found = clips(c.results, phase, cam)
     index = index_entries(c.json(f"{phase}-clips.json"), cam)
@@ -267,10 +273,24 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
         c.note(f"{label}: frame intervals min {s[0]:.1f} / median {s[len(s) // 2]:.1f} / max {s[-1]:.1f} ms "
                f"({len(s) + 1} frames)")
 
-    if fps and not strict:
+    if feed is not None:
+        # The driver stamps a frame while write() runs: between the feeder's t_ms and t_end_ms.
+        sent = [(f["t_ms"], f.get("t_end_ms", f["t_ms"])) for f in feed]
+        off = []
+        for n in names:
+            r = rows[n] or []
+            if len(r) < 2:
+                continue
+            a, b = r[0]["capture_monotonic_us"] / 1000, r[-1]["capture_monotonic_us"] / 1000
+            written = sum(1 for t0, t1 in sent if t0 <= b + 0.5 and t1 >= a - 0.5)
+            if written != len(r):
+                off.append(f"{n}: {len(r)} frames, {written} written by the feeder in its span")
+        c.check(not off, f"{label}: every frame the camera sent during a clip is in it ({len(sent)} sent)",
+                "; ".join(off))
+    elif fps and not strict:
         c.note(f"{label}: frame accounting not judged (the driver_dropped_before of frames the recorder "
                "dropped is not in the clips)")
-    if fps and strict:
+    elif fps and strict:
         off, total_drv = [], 0
         drops_col = all(rows[n] and "driver_dropped_before" in rows[n][0] for n in names)
         for n in names:

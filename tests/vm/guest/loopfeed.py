@@ -7,7 +7,8 @@ Sets the node's output format to V4L2_PIX_FMT_MJPEG ('MJPG', what UVC webcams re
 WIDTHxHEIGHT and FPS (VIDIOC_S_FMT, VIDIOC_S_PARM), then write()s the files one per frame
 period, round and round, until killed. Each write is one frame to v4l2loopback, stamped by the
 driver at write time (CLOCK_MONOTONIC). A late frame is not made up for: the schedule moves on.
-LOG gets one line per frame: {"n", "file", "size", "t_ms"}.
+LOG gets one line per frame: {"n", "file", "size", "t_ms", "t_end_ms"} (before and after the
+write: the driver's timestamp of the frame lies between them).
 
 Why not GStreamer's v4l2sink: under TCG jpegenc makes ~1.6 frames a second at 720p, v4l2sink
 drops late buffers when it syncs to the clock (and floods without a clock when fed from files),
@@ -59,10 +60,11 @@ def main():
     with open(log_path, "a") as log:
         while True:
             name, data = frames[n % len(frames)]
+            t_write = time.monotonic()
             os.write(fd, data)
             t = time.monotonic()
             log.write(json.dumps({"n": n, "file": os.path.basename(name), "size": len(data),
-                                  "t_ms": round(t * 1000, 1)}) + "\n")
+                                  "t_ms": round(t_write * 1000, 2), "t_end_ms": round(t * 1000, 2)}) + "\n")
             log.flush()
             n += 1
             slot += 1

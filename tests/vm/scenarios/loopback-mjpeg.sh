@@ -37,11 +37,12 @@ phase() {
     stop_feed
 }
 
-# H.264 from MJPEG costs a JPEG decode and an encode per frame: the TCG guest manages ~5 fps at
-# 720p, so the judged H.264 phases run at 5 fps (720p) and 10 fps (480p); passthrough keeps up at
-# 30. mjpeg720-30 runs at 30 fps for the CPU figures (recorder drops expected, only counted).
+# H.264 from MJPEG costs a JPEG decode and an encode per frame (~140 ms at 720p under TCG while
+# the host is busy), so the judged H.264 phases run at 4 fps (720p) and 10 fps (480p);
+# passthrough keeps up at 30. mjpeg720-30 runs at 30 fps for the CPU figures (recorder drops
+# expected, only counted).
 rc=0
-phase mjpeg720 /tmp/jpeg720 1280 720 5 14 || rc=1
+phase mjpeg720 /tmp/jpeg720 1280 720 4 14 || rc=1
 phase mjpeg480 /tmp/jpeg480 640 480 10 12 || rc=1
 phase passthrough720 /tmp/jpeg720 1280 720 30 12 'codec = "mjpeg"' || rc=1
 phase mjpeg720-30 /tmp/jpeg720 1280 720 30 10 || rc=1

@@ -26,12 +26,12 @@ phase() {
 }
 
 # Under TCG openh264 takes ~80-100 ms a 720p frame (~30 ms at 640x480), more while the host is
-# busy: the clip phases run at rates the guest encodes with room to spare (720p at 5 fps, 480p at
+# busy: the clip phases run at rates the guest encodes with room to spare (720p at 4 fps, 480p at
 # 10), so no frame may be lost and every count must match; yuyv720-30 records at the camera's
 # full 30 fps for the CPU figures (recorder drops expected and only counted).
 rc=0
-phase yuyv720 1280 720 5 yuyv 15 || rc=1
-phase nv12-720 1280 720 5 nv12 15 || rc=1
+phase yuyv720 1280 720 4 yuyv 15 || rc=1
+phase nv12-720 1280 720 4 nv12 15 || rc=1
 phase yuyv480 640 480 10 yuyv 12 || rc=1
 phase yuyv720-30 1280 720 30 yuyv 10 || rc=1
 log "done"

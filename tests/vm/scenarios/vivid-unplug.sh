@@ -9,7 +9,7 @@ ls -la /sys/bus/platform/drivers/vivid/ >"$RESULTS/vivid-driver-before.txt" 2>&1
 # No devices list: benchcam finds the camera, and must find it again after the replug whatever
 # its node is then.
 write_config /tmp/unplug.toml --data "$DATA/unplug" --camera "width = 1280" --camera "height = 720" \
-    --camera "fps = 5" --camera 'formats = ["yuyv"]'
+    --camera "fps = 4" --camera 'formats = ["yuyv"]'
 start_benchcam /tmp/unplug.toml unplug || exit 1
 wait_camera cam0 '.state == "capturing" and .frames_recorded > 3' 30 >/dev/null || log "not recording after 30 s"
 
