@@ -42,12 +42,9 @@ def cam0(h):
 
 
 def led_error(h):
-    g = h.get("gpio") or {}
-    leds = g.get("leds", g)
-    v = leds.get("error") if isinstance(leds, dict) else None
-    if isinstance(v, dict):
-        v = v.get("on", v.get("lit", v.get("state", v.get("value"))))
-    return v in (True, 1, "on", "blink", "blinking")
+    """/api/v1/gpio: {"leds": [{"name": "error", "pin": 22, "on": true}, ...], ...}"""
+    leds = (h.get("gpio") or {}).get("leds") or []
+    return any(led.get("name") == "error" and led.get("on") for led in leds if isinstance(led, dict))
 
 
 before = [h for h in health if h["t_ms"] < t_unplug]
@@ -109,11 +106,14 @@ recover = round(h["t_ms"] - t_node) if h and t_node else None
 c.check(recover is not None and recover <= 2000,
         f"replug: cam0 capturing again within 2 s of its node appearing ({recover} ms)")
 detect["recovered_after_node_ms"] = recover
-h = first(t_node or t_bind, lambda h: (cam0(h).get("frames_recorded") or 0) > 0 and cam0(h).get("recording"))
+at_node = first(t_node or t_bind, lambda h: True)
+rec0 = cam0(at_node or {}).get("frames_recorded") or 0
+h = first(t_node or t_bind, lambda h: (cam0(h).get("frames_recorded") or 0) > rec0)
 detect["recording_after_node_ms"] = round(h["t_ms"] - t_node) if h and t_node else None
 
 # Clips
-rows = vmcheck.check_clips(c, "unplug", "cam0", codec="h264", size=(1280, 720), fps=4, min_clips=2)
+rows = vmcheck.check_clips(c, "unplug", "cam0", codec="h264", size=(1280, 720), fps=4, min_clips=2,
+                           index="final-clips.json")
 spans = []
 for name, r in sorted(rows.items()):
     if r:

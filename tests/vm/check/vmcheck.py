@@ -188,8 +188,23 @@ def metric(text, name, labels):
     return None
 
 
+# Above this share of one vCPU (benchcam's utime + stime over wall time while recording) the guest
+# is too slow for the recorder to keep up: the host's other work starves the emulator (a TCG guest
+# on 2 shared cores runs 10-40x slower than the host), and recorder drops are then counted, not
+# judged. An idle host leaves benchcam well under it at the judged rates (README, VM bench).
+BUSY_LIMIT = 0.7
+
+
+def busy(c, tag):
+    """benchcam's CPU over wall time during the `TAG-recording` measurement, or None."""
+    for r in c.json("cpu.jsonl") or []:
+        if r.get("tag") == f"{tag}-recording" and r.get("wall_ms"):
+            return r["cpu_ms"] / r["wall_ms"]
+    return None
+
+
 def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_clips=1, strict=True,
-                feed=None):
+                feed=None, index=None, busy_limit=BUSY_LIMIT):
     """The standard clip checks of a recording phase, one line each over all its clips:
     full decode silent, codec (and size), frame counts (file == .frames.csv == index), complete
     in the index, sample times == capture times (±1 ms), and the frame accounting: with `fps`
@@ -202,10 +217,18 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
     (a rate the TCG guest cannot encode in real time).
     feed: for a v4l2loopback camera, the feeder's log (loopfeed.py: one line per frame written,
     which the driver stamps at write time): instead of the fps accounting, every frame written
-    between a clip's first and last frame is in the clip. Returns the clips' rows."""
+    between a clip's first and last frame is in the clip (with strict only).
+    index: the clips capture to take frame_count and complete from (default PHASE-clips.json).
+    busy_limit: strict judges recorder drops only while benchcam used less than this share of a
+    vCPU (busy(): PHASE-recording in cpu.jsonl). Returns the clips' rows."""
     label = f"{phase}/{cam}"
     found = clips(c.results, phase, cam)
-    index = index_entries(c.json(f"{phase}-clips.json"), cam)
+    index = index_entries(c.json(index or f"{phase}-clips.json"), cam)
+    load = busy(c, phase)
+    if strict and load is not None and load >= busy_limit:
+        c.note(f"{label}: benchcam used {load:.0%} of a vCPU while recording (limit {busy_limit:.0%}): the "
+               "guest is too slow (host busy?), recorder drops are counted, not judged")
+        strict = False
     if not c.check(len(found) >= min_clips, f"{label}: {len(found)} clips recorded (>= {min_clips})"):
         return {}
     names = [os.path.basename(p) for p, _ in found]
@@ -273,7 +296,7 @@ def check_clips(c, phase, cam="cam0", codec="h264", size=None, fps=None, min_cli
         c.note(f"{label}: frame intervals min {s[0]:.1f} / median {s[len(s) // 2]:.1f} / max {s[-1]:.1f} ms "
                f"({len(s) + 1} frames)")
 
-    if feed is not None:
+    if feed is not None and strict:
         # The driver stamps a frame while write() runs: between the feeder's t_ms and t_end_ms.
         sent = [(f["t_ms"], f.get("t_end_ms", f["t_ms"])) for f in feed]
         off = []

@@ -31,6 +31,8 @@ install -m0755 "$B/benchcam" /usr/local/bin/benchcam
     echo "gstreamer: $(gst-launch-1.0 --version 2>&1 | sed -n 2p)"
     echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
     echo "boot_to_main_s: $(cut -d' ' -f1 /proc/uptime)"
+    # How fast this guest is (host load varies): a fixed piece of Python work, in seconds.
+    echo "python_loop_1e6_s: $(python3 -c 'import time; t = time.monotonic(); sum(i * i for i in range(10**6)); print(round(time.monotonic() - t, 2))')"
 } >"$G/guest.txt"
 mark "main: $(tr '\n' ';' <"$G/guest.txt")"
 dmesg >"$G/dmesg-boot.txt"

@@ -17,12 +17,9 @@ import os
 import socket
 import struct
 import sys
+import http.client
 import time
-import urllib.request
 from urllib.parse import urlparse
-
-API = "http://127.0.0.1:8080"
-
 
 def now_ms():
     return round(time.monotonic() * 1000, 1)
@@ -34,19 +31,41 @@ def emit(out, obj):
     out.flush()
 
 
-def get_json(path, timeout=2):
-    with urllib.request.urlopen(API + path, timeout=timeout) as r:
-        return json.loads(r.read())
+class Client:
+    """GET over one kept-alive HTTP/1.1 connection (a new connection per request costs the TCG
+    guest more than the request), reconnecting after an error."""
+
+    def __init__(self):
+        self.conn = None
+
+    def get_json(self, path, timeout=2):
+        for attempt in (1, 2):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection("127.0.0.1", 8080, timeout=timeout)
+                self.conn.request("GET", path)
+                r = self.conn.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    raise OSError(f"HTTP {r.status}")
+                return json.loads(body)
+            except (OSError, http.client.HTTPException, ValueError):
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
 
 
 def health(out, period_ms=100):
     """Every PERIOD_MS: status, problems and each camera's state and counters; the LEDs."""
     period = period_ms / 1000
+    client = Client()
     while True:
         t0 = time.monotonic()
         rec = {}
         try:
-            h = get_json("/api/v1/health")
+            h = client.get_json("/api/v1/health")
             rec["status"] = h.get("status")
             rec["problems"] = h.get("problems")
             rec["cameras"] = [
@@ -57,7 +76,7 @@ def health(out, period_ms=100):
         except Exception as e:  # the service may be restarting
             rec["health_error"] = str(e)[:200]
         try:
-            rec["gpio"] = get_json("/api/v1/gpio")
+            rec["gpio"] = client.get_json("/api/v1/gpio")
         except Exception as e:
             rec["gpio_error"] = str(e)[:200]
         emit(out, rec)
@@ -155,8 +174,8 @@ class _Dechunk:
 
 
 def ws(out, url):
-    """A WebSocket viewer: subscribes to JPEG frames; logs every text message (frames as their
-    metadata, no_frame, status, errors) and the size of every binary one."""
+    """A WebSocket viewer at the low quality: subscribes to JPEG frames; logs every text message
+    (frames as their metadata, no_frame, status, errors) and the size of every binary one."""
     s, u, path = _connect(url)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.hostname}:{u.port or 80}\r\nUpgrade: websocket\r\n"
@@ -166,6 +185,7 @@ def ws(out, url):
     accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
     emit(out, {"event": "handshake", "status": status, "accept_ok": headers.get("sec-websocket-accept") == accept})
     _ws_send(s, json.dumps({"type": "subscribe"}))
+    _ws_send(s, json.dumps({"type": "set_quality", "quality": "low"}))
     binary = 0
     while True:
         op, data = _ws_recv(f)

@@ -43,7 +43,7 @@ phase() {
             >>"$RESULTS/$tag-health-series.jsonl"
         sleep 2
     done
-    snapshot "$tag-running"
+    save "$tag-running-health.json" /api/v1/health
     echo "$(kill -0 "$BC_PID" 2>/dev/null && echo alive || echo dead)" >"$RESULTS/$tag-process.txt"
     stop_recording_all
     snapshot "$tag"

@@ -18,8 +18,8 @@ probe two /tmp/two.toml
 start_benchcam /tmp/two.toml two || exit 1
 wait_capturing cam0 30 >/dev/null || log "cam0 not capturing"
 wait_capturing cam1 30 >/dev/null || log "cam1 not capturing"
-sleep 15
-snapshot two-running
+cpu_per_frame cam0 13 two-recording
+save two-running-health.json /api/v1/health
 stop_recording_all
 snapshot two
 stop_benchcam

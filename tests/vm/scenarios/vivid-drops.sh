@@ -11,10 +11,10 @@ wait_camera cam0 '.state == "capturing" and .frames_recorded > 5' 30 >/dev/null 
 snapshot before
 log "vivid: percentage_of_dropped_buffers=20"
 v4l2-ctl -d "$node" -c percentage_of_dropped_buffers=20 || exit 1
-sleep 15
+cpu_per_frame cam0 15 drops-recording
 v4l2-ctl -d "$node" -c percentage_of_dropped_buffers=0
 sleep 1.5
-snapshot drops-running
+save drops-running-health.json /api/v1/health
 stop_recording_all
 snapshot drops
 stop_benchcam

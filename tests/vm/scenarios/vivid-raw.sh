@@ -18,7 +18,7 @@ phase() {
     sleep 2
     cpu_per_frame cam0 $((secs - 4)) "$tag-recording"
     sleep 2
-    snapshot "$tag-running"
+    save "$tag-running-health.json" /api/v1/health
     stop_recording_all
     snapshot "$tag"
     [ "$fps" = 30 ] && cpu_per_frame cam0 5 "$tag-capture-only"
@@ -30,9 +30,9 @@ phase() {
 # 10), so no frame may be lost and every count must match; yuyv720-30 records at the camera's
 # full 30 fps for the CPU figures (recorder drops expected and only counted).
 rc=0
-phase yuyv720 1280 720 4 yuyv 15 || rc=1
-phase nv12-720 1280 720 4 nv12 15 || rc=1
-phase yuyv480 640 480 10 yuyv 12 || rc=1
-phase yuyv720-30 1280 720 30 yuyv 10 || rc=1
+phase yuyv720 1280 720 4 yuyv 13 || rc=1
+phase nv12-720 1280 720 4 nv12 13 || rc=1
+phase yuyv480 640 480 10 yuyv 10 || rc=1
+phase yuyv720-30 1280 720 30 yuyv 9 || rc=1
 log "done"
 exit $rc

@@ -18,7 +18,7 @@ bg $W health "$RESULTS/health.jsonl" 100
 bg $W mjpeg "$RESULTS/mjpeg.jsonl" "$API/api/v1/cameras/cam0/stream.mjpg?quality=low"
 bg $W ws "$RESULTS/ws.jsonl" "ws://127.0.0.1:8080/api/v1/cameras/cam0/ws"
 post /api/v1/experiments '{"experiment_id": "unplug1", "method": "vm"}' >"$RESULTS/experiment-start.json"
-sleep 4
+cpu_per_frame cam0 6 unplug-recording
 snapshot before
 
 log "unplug: echo vivid.0 > $unbind"
