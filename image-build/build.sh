@@ -59,6 +59,15 @@ sources=(
     "deb http://deb.debian.org/debian $suite main non-free-firmware"
     "deb http://deb.debian.org/debian $suite-updates main non-free-firmware"
     "deb http://deb.debian.org/debian-security $suite-security main non-free-firmware"
+    # The kernel only (overlay/etc/apt/preferences.d/benchcam-kernel): 7.3 has the Pi 5's RP1.
+    "deb http://deb.debian.org/debian $suite-backports main non-free-firmware"
+)
+# Files that go into the base rootfs before its packages (the kernel's initramfs and apt's choice
+# of kernel depend on them): uploaded by mmdebstrap hooks, part of the cache key.
+base_files=(
+    etc/initramfs-tools/conf.d/benchcam
+    etc/initramfs-tools/hooks/benchcam
+    etc/apt/preferences.d/benchcam-kernel
 )
 mapfile -t packages < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$here/packages.txt")
 # shellcheck disable=SC2054  # the commas are mmdebstrap's (--components=a,b)
@@ -79,7 +88,7 @@ boot_mib=256 data_mib=256 first_sector=8192
 # The cache key: everything that goes into the base rootfs, nothing that depends on where the
 # checkout is (CI builds from a fresh clone elsewhere and must find the same tarball).
 key="$(
-    { printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}"; cat "$here/overlay/etc/initramfs-tools/conf.d/benchcam"; } |
+    { printf '%s\n' "$suite" "${sources[@]}" "${packages[@]}" "${base_opts[@]}"; (cd "$here/overlay" && cat "${base_files[@]}"); } |
         sha256sum | cut -c1-16
 )"
 base_tar="$cache/rootfs-$suite-arm64-$key.tar"
@@ -107,6 +116,7 @@ declare -A tool_pkg=(
     [mmdebstrap]=mmdebstrap [arch-test]=arch-test [qemu-aarch64-static]=qemu-user-static [update-binfmts]=binfmt-support
     [mkfs.vfat]=dosfstools [mcopy]=mtools [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [xz]=xz-utils
     [systemd-sysusers]=systemd [readelf]=binutils [aarch64-linux-gnu-strip]=binutils-aarch64-linux-gnu
+    [zstd]=zstd [cpio]=cpio
 )
 missing=()
 for t in "${!tool_pkg[@]}"; do command -v "$t" >/dev/null || missing+=("${tool_pkg[$t]}"); done
@@ -162,11 +172,14 @@ else
     include="$(IFS=,; echo "${packages[*]}")"
     rm -f "$base_tar.part"
     # nice: CPU is shared with cargo builds; the work happens in qemu-user, one core at a time.
-    # FSTYPE=ext4 goes in before the kernel, so its initramfs carries e2fsck for the root
-    # filesystem (initramfs-tools would probe a root device that the chroot does not have).
-    nice -n 15 mmdebstrap "${base_opts[@]}" --format=tar --include="$include" \
-        --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
-        --essential-hook="upload $here/overlay/etc/initramfs-tools/conf.d/benchcam /etc/initramfs-tools/conf.d/benchcam" \
+    # The base files go in before the kernel: apt's pin picks the backports kernel, FSTYPE=ext4
+    # makes its initramfs carry e2fsck for the root filesystem (initramfs-tools would probe a
+    # root device that the chroot does not have), the hook adds every board's SD/USB/Ethernet
+    # drivers. The pin is needed at the first `apt-get install`, so it goes in at setup.
+    hooks=(--setup-hook='mkdir -p "$1/etc/apt/preferences.d" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"')
+    for f in "${base_files[@]}"; do hooks+=(--setup-hook="upload $here/overlay/$f /$f"); done
+    hooks+=(--setup-hook='chmod 0755 "$1/etc/initramfs-tools/hooks/benchcam"')
+    nice -n 15 mmdebstrap "${base_opts[@]}" --format=tar --include="$include" "${hooks[@]}" \
         "$suite" "$base_tar.part" "${sources[@]}"
     mv "$base_tar.part" "$base_tar"
     # Keep only the newest other base next to this one (a rollback of packages.txt is cheap).
@@ -306,24 +319,44 @@ stage_done "root tree"
 # ---- boot partition content ----------------------------------------------------------------
 stage "boot files"
 # What raspi-firmware's hook installed in the chroot: the Pi's boot firmware, the kernel and
-# initrd (by version), the Pi DTBs of the kernel and config.txt (arm_64bit=1, upstream_kernel=1,
-# kernel=, initramfs). Only cmdline.txt is rewritten, as the hook writes it with the settings
-# above (it guessed /dev/mmcblk0p2 and cma=64M in the chroot).
+# initrd (by version: the firmware starts them through config.txt's kernel= and initramfs lines),
+# the Pi DTBs of the kernel and config.txt (arm_64bit=1, upstream_kernel=1, kernel=, initramfs).
+# cmdline.txt is rewritten, as the hook writes it with the settings above (it guessed
+# /dev/mmcblk0p2 and cma=64M in the chroot); config.txt gets the per-board device trees of
+# overlay/etc/default/raspi-firmware-custom appended the way the hook appends that file (it did
+# not exist yet when the hook ran), so the hook writes the same config.txt at kernel upgrades.
 B="$work/boot"
 rm -rf "$B"
 mv "$work/boot-from-hook" "$B"
 for f in bootcode.bin start4.elf fixup4.dat config.txt "vmlinuz-$kver" "initrd.img-$kver"; do
     [ -e "$B/$f" ] || die "raspi-firmware left no $f in /boot/firmware"
 done
-grep -qx 'arm_64bit=1' "$B/config.txt" && grep -qx "kernel=vmlinuz-$kver" "$B/config.txt" ||
+grep -qx 'arm_64bit=1' "$B/config.txt" && grep -qx "kernel=vmlinuz-$kver" "$B/config.txt" &&
+    grep -qx "initramfs initrd.img-$kver" "$B/config.txt" ||
     die "unexpected config.txt from raspi-firmware: $(cat "$B/config.txt")"
-for board in bcm2837-rpi-3-b-plus bcm2837-rpi-zero-2-w bcm2711-rpi-4-b bcm2711-rpi-cm4-io bcm2712-rpi-5-b; do
-    [ -e "$B/$board.dtb" ] || die "no $board.dtb from linux-image-$kver"
+grep -q 'raspi-firmware-custom' "$B/config.txt" && die "config.txt already has the custom part"
+printf '\n# Inserted by /etc/default/raspi-firmware-custom\n%s\n' \
+    "$(cat "$R/etc/default/raspi-firmware-custom")" >>"$B/config.txt"
+# Every device tree config.txt names, and the Pi 5's two steppings, must be there.
+for dtb in $(sed -n 's/^device_tree=//p' "$B/config.txt") bcm2712-rpi-5-b.dtb bcm2712-d-rpi-5-b.dtb; do
+    [ -e "$B/$dtb" ] || die "config.txt names $dtb, which linux-image-$kver does not ship"
 done
+# The Pi 5 D0 tree under Raspberry Pi's name too (overlay/etc/kernel/postinst.d/z51-*, which
+# does the same at kernel upgrades on the box).
+cp "$B/bcm2712-d-rpi-5-b.dtb" "$B/bcm2712d0-rpi-5-b.dtb"
 echo "console=tty0 console=ttyS1,115200 root=LABEL=ROOT rootfstype=ext4 rw fsck.repair=yes net.ifnames=0 rootwait" >"$B/cmdline.txt"
 cp "$here/boot/benchcam-setup.txt" "$B/benchcam-setup.txt"
 dtbs=("$B"/*.dtb)
 echo "boot files: $(du -sm "$B" | cut -f1) MiB: ${#dtbs[@]} device trees, cmdline: $(cat "$B/cmdline.txt")"
+echo "config.txt:"; grep -v -e '^#' -e '^$' "$B/config.txt" | sed 's/^/  /'
+# The initramfs must carry every board's SD, USB and Ethernet drivers
+# (overlay/etc/initramfs-tools/hooks/benchcam).
+initrd_list="$(zstd -dc "$B/initrd.img-$kver" 2>/dev/null | cpio -it --quiet 2>/dev/null)" ||
+    die "cannot list initrd.img-$kver (zstd + cpio)"
+for m in rp1_pci clk-rp1 pinctrl-rp1 sdhci-brcmstb sdhci-iproc bcm2835 dwc3 dwc2 xhci-plat-hcd xhci-pci macb genet lan78xx smsc95xx usb-storage; do
+    grep -q "/$m\.ko" <<<"$initrd_list" || die "initrd.img-$kver lacks $m"
+done
+echo "initrd: $(du -m "$B/initrd.img-$kver" | cut -f1) MiB, $(grep -c '\.ko' <<<"$initrd_list") modules"
 stage_done "boot files"
 
 # ---- filesystems and the image ------------------------------------------------------------
