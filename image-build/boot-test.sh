@@ -20,12 +20,18 @@
 #    reaches nothing else), and benchcam.test=1, which starts the image's test report unit:
 #    it prints `systemctl is-active benchcam`, the clips on the data partition and more to the
 #    serial console, which this script reads;
-# 3. checks: GET /api/v1/health answers JSON with a status, GET / is the page, benchcam is
-#    active (it sent READY=1), a clip grows on the BENCHDATA partition (the test-pattern camera:
-#    no camera under qemu), the partition grew to the disk's end, the good settings applied and
-#    the bad ones reported in the journal and setup-problems.txt, the secrets redacted;
+#    The first boot also has benchcam.test.vivid=1: the image's benchcam-test-vivid generator
+#    and unit load the kernel's `vivid` driver (a real V4L2 capture device) and point benchcam at
+#    it, 320x240 YUYV at 10 fps, through a config in /run; boots 2 and 3 run as shipped (no
+#    camera under qemu: the test-pattern camera) and must not have vivid loaded;
+# 3. checks: GET /api/v1/health answers JSON with a status and lists the camera (boot 1: backend
+#    v4l2, the vivid node, 320x240; boots 2 and 3: backend pattern), GET / is the page, benchcam
+#    is active (it sent READY=1), a clip grows on the BENCHDATA partition, the partition grew to
+#    the disk's end, the good settings applied and the bad ones reported in the journal and
+#    setup-problems.txt, the secrets redacted;
 # 4. powers off cleanly through the emulated power button (QMP system_powerdown) and checks the
-#    clips on the data partition from outside (debugfs);
+#    clips on the data partition from outside (debugfs): boot 1's, recorded from vivid, are
+#    320x240 and decode fully;
 # 5. boots again and checks the clips of the first boot are still there and the settings file
 #    is not applied twice; then cuts the power (kills the emulator) while it records;
 # 6. boots a third time: the root filesystem is checked, the service comes back, and every clip
@@ -142,15 +148,17 @@ for cmd in ("qmp_capabilities", sys.argv[2]):
 EOF
 }
 
-# boot N: starts the emulator, waits for health and the test report, checks the common part.
+# boot N [vivid]: starts the emulator, waits for health and the test report, checks the common
+# part; with "vivid", benchcam records from the vivid driver (benchcam.test.vivid=1).
 boot() {
-    local n="$1" serial="$work/serial-$1.log"
+    local n="$1" serial="$work/serial-$1.log" camera="${2:-pattern}" cmdline="$append"
+    [ "$camera" = vivid ] && cmdline="$cmdline benchcam.test.vivid=1"
     echo
-    echo "== boot $n"
+    echo "== boot $n (camera: $camera)"
     local t0=$SECONDS
     qemu-system-aarch64 -M virt -cpu cortex-a72 -smp "$smp" -m 1024 \
         -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
-        -append "$append" \
+        -append "$cmdline" \
         -drive if=virtio,format=raw,file="$disk" \
         -netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:"$port"-:80 \
         -device virtio-net-pci,netdev=net0,romfile= -device virtio-rng-pci \
@@ -181,6 +189,19 @@ h = json.load(open(sys.argv[1])); assert h["status"] in ("ok", "degraded", "erro
 import json, sys
 h = json.load(open(sys.argv[1]))
 assert any("wifi_psk" in p for p in h["problems"]) and any("colour" in p for p in h["problems"]), h' "$work/health-$n.json"
+    echo "  cameras: $(python3 -c 'import json,sys; h=json.load(open(sys.argv[1])); print([(c.get("id"), c.get("backend"), c.get("device"), c.get("name"), c.get("mode")) for c in h.get("cameras", [])])' "$work/health-$n.json")"
+    if [ "$camera" = vivid ]; then
+        check "boot $n: health lists the vivid camera: backend v4l2, 320x240" python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1])); c = h["cameras"]
+assert len(c) == 1 and c[0]["backend"] == "v4l2" and c[0]["device"].startswith("/dev/video"), c
+assert c[0]["mode"]["width"] == 320 and c[0]["mode"]["height"] == 240, c' "$work/health-$n.json"
+    else
+        check "boot $n: health lists the test-pattern camera (no camera under qemu)" python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1])); c = h["cameras"]
+assert len(c) == 1 and c[0]["backend"] == "pattern", c' "$work/health-$n.json"
+    fi
     check "boot $n: the page at / is HTML" bash -c "curl -fsS --max-time 10 http://127.0.0.1:$port/ | grep -qi '<html'"
 
     while [ $SECONDS -lt $deadline ] && ! grep -q 'BENCHCAM-TEST done' "$serial"; do sleep 2; done
@@ -190,6 +211,11 @@ assert any("wifi_psk" in p for p in h["problems"]) and any("colour" in p for p i
     r() { sed -n "s/^BENCHCAM-TEST $1 //p" "$work/report-$n.txt" | head -1; }
     check "boot $n: systemctl is-active benchcam = active (READY=1 sent)" [ "$(r is-active)" = active ]
     check "boot $n: a clip is growing on the data partition" [ "$(r clip-growing)" = yes ]
+    if [ "$camera" = vivid ]; then
+        check "boot $n: vivid loaded, benchcam on the test config" bash -c "[ '$(r vivid)' = loaded ] && [ '$(r test-vivid)' = active ] && [ '$(r camera-config)' = /run/benchcam-test/benchcam.toml ]"
+    else
+        check "boot $n: vivid not loaded, benchcam on /etc/benchcam/benchcam.toml (as shipped)" bash -c "[ '$(r vivid)' = absent ] && [ '$(r test-vivid)' = inactive ] && [ '$(r camera-config)' = /etc/benchcam/benchcam.toml ]"
+    fi
     check "boot $n: data partition mounted at /var/lib/benchcam" bash -c "[[ '$(r data-mount)' == /dev/vda3,ext4,*noatime*commit=60* ]]"
     check "boot $n: data partition grew to the disk's end (> 700 MiB)" [ "$(r data-size-mib)" -gt 700 ]
     check "boot $n: /tmp is a tmpfs" [ "$(r tmp)" = tmpfs ]
@@ -234,12 +260,15 @@ poweroff() {
     check "boot $n: kernel reached power down" grep -aq 'reboot: Power down' "$serial"
 }
 
-# decodes CLIP: a full decode of a clip read from the data partition (ffmpeg -f null), the way
-# the service's own tests judge clips.
+# decodes CLIP [WxH]: a full decode of a clip read from the data partition (ffmpeg -f null, with
+# the clips' own variable frame times: DESIGN.md §11), the way the service's own tests judge
+# clips; with WxH, the clip's video must also have that size.
 decodes() {
     rm -f "$work/clip.mp4"
     debugfs -R "dump /rolling/cam0/$1 $work/clip.mp4" "$disk?offset=$data_off" 2>/dev/null
-    [ -s "$work/clip.mp4" ] && [ -z "$(ffmpeg -nostdin -v error -i "$work/clip.mp4" -f null - 2>&1)" ]
+    [ -s "$work/clip.mp4" ] || return 1
+    [ -z "$(ffmpeg -nostdin -v error -i "$work/clip.mp4" -fps_mode passthrough -enc_time_base -1 -f null - 2>&1)" ] || return 1
+    [ -z "${2:-}" ] || [ "$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=s=x:p=0 "$work/clip.mp4")" = "$2" ]
 }
 
 data_clips() {  # the clips on the data partition, read from outside: "name size" lines
@@ -256,13 +285,13 @@ summary() {
     [ "$failed" -eq 0 ]
 }
 
-if ! boot 1 || ! poweroff 1; then summary; exit 1; fi
+if ! boot 1 vivid || ! poweroff 1; then summary; exit 1; fi
 data_clips >"$work/disk-clips-1.txt"
 check "after boot 1: clips on BENCHDATA, read from outside" [ -s "$work/disk-clips-1.txt" ]
 echo "  $(wc -l <"$work/disk-clips-1.txt") clip(s): $(tr '\n' ' ' <"$work/disk-clips-1.txt")"
 if command -v ffmpeg >/dev/null; then
     while read -r name _; do
-        check "after boot 1: $name decodes fully (finalised at power-off)" decodes "$name"
+        check "after boot 1: $name (from vivid) is 320x240 and decodes fully (finalised at power-off)" decodes "$name" 320x240
     done <"$work/disk-clips-1.txt"
 else
     echo "  note: no ffmpeg here: clips not decoded"
