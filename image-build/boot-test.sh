@@ -22,16 +22,16 @@
 #    serial console, which this script reads;
 #    The first boot also has benchcam.test.vivid=1: the image's benchcam-test-vivid generator
 #    and unit load the kernel's `vivid` driver (a real V4L2 capture device) and point benchcam at
-#    it, 320x240 YUYV at 10 fps, through a config in /run; boots 2 and 3 run as shipped (no
+#    it, 640x480 YUYV at 10 fps, through a config in /run; boots 2 and 3 run as shipped (no
 #    camera under qemu: the test-pattern camera) and must not have vivid loaded;
 # 3. checks: GET /api/v1/health answers JSON with a status and lists the camera (boot 1: backend
-#    v4l2, the vivid node, 320x240; boots 2 and 3: backend pattern), GET / is the page, benchcam
+#    v4l2, the vivid node, 640x480; boots 2 and 3: backend pattern), GET / is the page, benchcam
 #    is active (it sent READY=1), a clip grows on the BENCHDATA partition, the partition grew to
 #    the disk's end, the good settings applied and the bad ones reported in the journal and
 #    setup-problems.txt, the secrets redacted;
 # 4. powers off cleanly through the emulated power button (QMP system_powerdown) and checks the
 #    clips on the data partition from outside (debugfs): boot 1's, recorded from vivid, are
-#    320x240 and decode fully;
+#    640x480 and decode fully;
 # 5. boots again and checks the clips of the first boot are still there and the settings file
 #    is not applied twice; then cuts the power (kills the emulator) while it records;
 # 6. boots a third time: the root filesystem is checked, the service comes back, and every clip
@@ -191,11 +191,11 @@ h = json.load(open(sys.argv[1]))
 assert any("wifi_psk" in p for p in h["problems"]) and any("colour" in p for p in h["problems"]), h' "$work/health-$n.json"
     echo "  cameras: $(python3 -c 'import json,sys; h=json.load(open(sys.argv[1])); print([(c.get("id"), c.get("backend"), c.get("device"), c.get("name"), c.get("mode")) for c in h.get("cameras", [])])' "$work/health-$n.json")"
     if [ "$camera" = vivid ]; then
-        check "boot $n: health lists the vivid camera: backend v4l2, 320x240" python3 -c '
+        check "boot $n: health lists the vivid camera: backend v4l2, 640x480" python3 -c '
 import json, sys
 h = json.load(open(sys.argv[1])); c = h["cameras"]
 assert len(c) == 1 and c[0]["backend"] == "v4l2" and c[0]["device"].startswith("/dev/video"), c
-assert c[0]["mode"]["width"] == 320 and c[0]["mode"]["height"] == 240, c' "$work/health-$n.json"
+assert c[0]["mode"]["width"] == 640 and c[0]["mode"]["height"] == 480, c' "$work/health-$n.json"
     else
         check "boot $n: health lists the test-pattern camera (no camera under qemu)" python3 -c '
 import json, sys
@@ -291,7 +291,7 @@ check "after boot 1: clips on BENCHDATA, read from outside" [ -s "$work/disk-cli
 echo "  $(wc -l <"$work/disk-clips-1.txt") clip(s): $(tr '\n' ' ' <"$work/disk-clips-1.txt")"
 if command -v ffmpeg >/dev/null; then
     while read -r name _; do
-        check "after boot 1: $name (from vivid) is 320x240 and decodes fully (finalised at power-off)" decodes "$name" 320x240
+        check "after boot 1: $name (from vivid) is 640x480 and decodes fully (finalised at power-off)" decodes "$name" 640x480
     done <"$work/disk-clips-1.txt"
 else
     echo "  note: no ffmpeg here: clips not decoded"
