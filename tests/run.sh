@@ -16,10 +16,13 @@
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
+#   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
+#            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
+#            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the vm, aarch64 and browser steps (and their installs): for local iteration
+#   --quick       skip the vm, aarch64, browser and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -187,6 +190,21 @@ elif [ "$have_browser" = 0 ]; then
     skip browser "no tests/browser/run.sh"
 else
     step browser browser_test
+fi
+
+# ---- Debian packages: built, then installed into clean trixie roots -------------------------
+packages_test() {
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash tests/packaging/run.sh "${args[@]}"
+}
+
+if [ "$quick" = 1 ]; then
+    skip packages "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip packages "host is $host_arch, not x86_64"
+else
+    step packages packages_test
 fi
 
 # ---- summary --------------------------------------------------------------------------------

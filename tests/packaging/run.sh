@@ -1,7 +1,11 @@
 #!/bin/bash
 # Install test of benchcam's Debian packages (packaging/build-debs.sh), as root.
 #
-#   sudo tests/packaging/run.sh [--no-build]     (--no-build: test the .debs in target/debian)
+#   sudo tests/packaging/run.sh [--no-build] [--no-install]
+#
+#   --no-build    test the .debs already in target/debian
+#   --no-install  install nothing on this host (mmdebstrap, arch-test, ffmpeg, curl,
+#                 dpkg-dev and libstdc++6:arm64 for the bookworm build's dpkg-shlibdeps)
 #
 # 1. builds the three packages (cached trixie build roots of tests/libcamera; the bookworm
 #    cross build of tests/run.sh's aarch64 step), prints their sizes and checks their contents;
@@ -23,9 +27,13 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
-build=1
+build=1 install=1
 for a in "$@"; do
-    case $a in --no-build) build=0 ;; *) echo "usage: $0 [--no-build]" >&2; exit 2 ;; esac
+    case $a in
+        --no-build) build=0 ;;
+        --no-install) install=0 ;;
+        *) echo "usage: $0 [--no-build] [--no-install]" >&2; exit 2 ;;
+    esac
 done
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS: $*"; }
@@ -36,10 +44,21 @@ finish() { echo "total $(elapsed)"; echo "$passed passed, $failed failed"; [ "$f
 t0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - t0)) s"; }
 
-for tool in ffmpeg:ffmpeg curl:curl mmdebstrap:mmdebstrap arch-test:arch-test python3:python3; do
-    command -v "${tool%%:*}" >/dev/null ||
-        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
+missing=()
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl mmdebstrap:mmdebstrap arch-test:arch-test \
+    python3:python3 dpkg-shlibdeps:dpkg-dev aarch64-linux-gnu-objdump:binutils-aarch64-linux-gnu; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
+dpkg-query -W -f='${db:Status-Abbrev}' libstdc++6:arm64 2>/dev/null | grep -q '^ii' || missing+=(libstdc++6:arm64)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$install" = 1 ]; then
+        echo "installing: ${missing[*]}"
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            { fail "apt-get install ${missing[*]}"; finish; }
+    else
+        fail "missing: ${missing[*]} (run without --no-install)"; finish
+    fi
+fi
 # binfmt: arm64 programs in the clean root run under qemu-aarch64 (F flag: no qemu inside it).
 binfmt=/proc/sys/fs/binfmt_misc
 [ -e $binfmt/register ] || mount -t binfmt_misc binfmt_misc $binfmt
