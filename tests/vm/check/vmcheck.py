@@ -51,20 +51,25 @@ class Checks:
         return os.path.join(self.results, *parts)
 
     def json(self, name):
-        """A JSON file of the results, or None (missing or not JSON)."""
+        """A JSON file of the results (a .jsonl file: the list of its lines, skipping a torn last
+        line), or None when it is missing or not JSON."""
         try:
             with open(self.path(name)) as f:
                 text = f.read()
         except OSError:
             return None
+        if name.endswith(".jsonl"):
+            out = []
+            for line in text.splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+            return out
         try:
             return json.loads(text)
         except ValueError:
-            # jsonl
-            try:
-                return [json.loads(line) for line in text.splitlines() if line.strip()]
-            except ValueError:
-                return None
+            return None
 
     def text(self, name):
         try:

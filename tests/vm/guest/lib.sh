@@ -8,11 +8,12 @@ API=http://127.0.0.1:8080
 BC_PID=""
 mkdir -p "$RESULTS" "$DATA"
 
-log() { echo "[$(date +%T.%3N)] $*" >&2; }  # stderr: $(...) captures only results
+# stderr: $(...) captures only results. No fork: under TCG every exec costs tens of ms.
+log() { local us=${EPOCHREALTIME#*.}; printf '[%(%T)T.%s] %s\n' -1 "${us:0:3}" "$*" >&2; }
 # Monotonic milliseconds (CLOCK_MONOTONIC, the clock of benchcam's capture_monotonic_us and of
 # V4L2 buffer timestamps).
 mono_ms() { python3 -c 'import time; print(int(time.monotonic() * 1000))'; }
-wall_ms() { date +%s%3N; }
+wall_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 
 # bg COMMAND...: runs it in the background, recorded so main.sh ends it after the scenario.
 bg() {
@@ -154,15 +155,16 @@ cam_field() { get /api/v1/health | jq -r --arg c "$1" ".cameras[] | select(.id =
 # satisfies the condition (e.g. '.state == "capturing" and .frames_captured > 10'); prints
 # the milliseconds it took. Returns 1 on timeout.
 wait_camera() {
-    local cam="$1" cond="$2" t0 end
-    t0="$(mono_ms)"
-    end=$((t0 + ${3:-10} * 1000))
+    local cam="$1" cond="$2" t0 now
+    t0=${EPOCHREALTIME/./}
     while :; do
         if get /api/v1/health | jq -e --arg c "$cam" ".cameras[] | select(.id == \$c) | $cond" >/dev/null 2>&1; then
-            echo $(($(mono_ms) - t0))
+            now=${EPOCHREALTIME/./}
+            echo $(((now - t0) / 1000))
             return 0
         fi
-        [ "$(mono_ms)" -lt "$end" ] || return 1
+        now=${EPOCHREALTIME/./}
+        [ $((now - t0)) -lt $((${3:-10} * 1000000)) ] || return 1
         sleep 0.1
     done
 }
@@ -194,9 +196,9 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # line to $RESULTS/cpu.jsonl.
 cpu_per_frame() {
     local cam="$1" secs="$2" tag="$3" c0 c1 f0 f1 t0 t1
-    c0="$(cpu_ticks "$BC_PID")"; f0="$(cam_field "$cam" .frames_captured)"; t0="$(mono_ms)"
+    c0="$(cpu_ticks "$BC_PID")"; f0="$(cam_field "$cam" .frames_captured)"; t0="$(wall_ms)"
     sleep "$secs"
-    c1="$(cpu_ticks "$BC_PID")"; f1="$(cam_field "$cam" .frames_captured)"; t1="$(mono_ms)"
+    c1="$(cpu_ticks "$BC_PID")"; f1="$(cam_field "$cam" .frames_captured)"; t1="$(wall_ms)"
     local hz; hz="$(getconf CLK_TCK)"
     python3 - "$tag" "$cam" "$c0" "$c1" "$f0" "$f1" "$t0" "$t1" "$hz" >>"$RESULTS/cpu.jsonl" <<'EOF'
 import json, sys

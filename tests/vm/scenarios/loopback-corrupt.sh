@@ -1,6 +1,6 @@
 #!/bin/bash
 # v4l2loopback sends JPEGs of which 1 in 10 is truncated or has garbage inside, unchecked: benchcam counts and skips them and keeps recording
-# vm-limit: 120
+# vm-limit: 180
 . "$BENCH/guest/lib.sh"
 
 lb="$(load_loopback)" || exit 1
@@ -39,7 +39,7 @@ phase() {
     wait_capturing cam0 30 >/dev/null || log "$tag: no frames in 30 s"
     local i
     for i in $(seq 1 $((secs / 2))); do
-        get /api/v1/health | jq -c --arg t "$(mono_ms)" '{t_ms: ($t | tonumber), status, cameras}' \
+        get /api/v1/health | jq -c --arg t "$(wall_ms)" '{t_ms: ($t | tonumber), status, cameras}' \
             >>"$RESULTS/$tag-health-series.jsonl"
         sleep 2
     done

@@ -1,6 +1,6 @@
 #!/bin/bash
 # v4l2loopback as an MJPEG webcam (JPEGs from GStreamer's jpegenc) at 1280x720 and 640x480: H.264 clips by default, MJPEG passthrough with codec = "mjpeg", the live snapshot is the camera's JPEG
-# vm-limit: 240
+# vm-limit: 360
 . "$BENCH/guest/lib.sh"
 
 lb="$(load_loopback)" || exit 1

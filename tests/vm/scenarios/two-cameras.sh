@@ -1,6 +1,6 @@
 #!/bin/bash
 # two cameras record at once: vivid 1280x720 YUYV and a v4l2loopback MJPEG camera at 640x480, each into its own H.264 clips
-# vm-limit: 120
+# vm-limit: 180
 . "$BENCH/guest/lib.sh"
 
 vivid="$(load_vivid)" || exit 1

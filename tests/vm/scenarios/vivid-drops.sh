@@ -1,6 +1,6 @@
 #!/bin/bash
 # vivid drops 20 % of its buffers (percentage_of_dropped_buffers) while benchcam records at 640x480
-# vm-limit: 90
+# vm-limit: 120
 . "$BENCH/guest/lib.sh"
 
 node="$(load_vivid)" || exit 1

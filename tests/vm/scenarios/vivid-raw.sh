@@ -1,6 +1,6 @@
 #!/bin/bash
 # vivid at 1280x720 YUYV and NV12 and at 640x480 YUYV, recorded as H.264; capture CPU per frame
-# vm-limit: 240
+# vm-limit: 360
 . "$BENCH/guest/lib.sh"
 
 node="$(load_vivid)" || exit 1

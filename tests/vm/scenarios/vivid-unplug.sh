@@ -1,6 +1,6 @@
 #!/bin/bash
 # vivid unbound from its driver while benchcam records (a USB unplug: the node disappears while held open), then bound again (the replug); vivid's own Disconnect control
-# vm-limit: 150
+# vm-limit: 240
 . "$BENCH/guest/lib.sh"
 
 node="$(load_vivid)" || exit 1
