@@ -11,7 +11,7 @@ use std::time::Duration;
 use benchcam::capture::pattern::PatternDevice;
 use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
 use benchcam::clock::{Clock, SimClock};
-use benchcam::encode::h264::H264Encoder;
+use benchcam::encode::h264::{H264Encode, H264Encoder};
 use benchcam::encode::mjpeg::MjpegDecoder;
 use benchcam::encode::yuv::I420;
 

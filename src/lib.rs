@@ -15,4 +15,5 @@ pub mod live;
 pub mod record;
 pub mod settings;
 pub mod storage;
+pub mod v4l2;
 pub mod web;

@@ -1,4 +1,6 @@
-//! The kernel ABI of `linux/videodev2.h`, as much of it as this backend uses.
+//! The Linux V4L2 kernel interface, as much of `linux/videodev2.h` as benchcam uses: the
+//! camera backend (`capture::v4l2`) and the hardware H.264 encoder (`encode::v4l2m2m`)
+//! share it. Raw kernel access only; what the calls mean lives with their users.
 //!
 //! Struct layouts follow the header and are checked at compile time for 64-bit targets
 //! (x86_64, aarch64), where they must match exactly. Ioctl numbers are computed from their
@@ -225,6 +227,173 @@ impl Buffer {
     }
 }
 
+// ---- memory-to-memory codecs (multi-planar API) and controls ------------------------------
+
+pub const BUF_TYPE_VIDEO_CAPTURE_MPLANE: u32 = 9;
+pub const BUF_TYPE_VIDEO_OUTPUT_MPLANE: u32 = 10;
+pub const BUF_FLAG_KEYFRAME: u32 = 0x0000_0008;
+pub const PIX_FMT_H264: u32 = fourcc(b"H264");
+/// Most planes a multi-planar format or buffer has.
+pub const VIDEO_MAX_PLANES: usize = 8;
+
+pub const CTRL_CLASS_CODEC: u32 = 0x0099_0000;
+pub const CID_CODEC_BITRATE_MODE: u32 = 0x0099_09ce;
+pub const CID_CODEC_BITRATE: u32 = 0x0099_09cf;
+pub const CID_CODEC_REPEAT_SEQ_HEADER: u32 = 0x0099_09e2;
+pub const CID_CODEC_FORCE_KEY_FRAME: u32 = 0x0099_09e5;
+pub const CID_CODEC_H264_I_PERIOD: u32 = 0x0099_0a66;
+pub const CID_CODEC_H264_LEVEL: u32 = 0x0099_0a67;
+pub const CID_CODEC_H264_PROFILE: u32 = 0x0099_0a6b;
+pub const BITRATE_MODE_VBR: i32 = 0;
+pub const H264_LEVEL_4_0: i32 = 11;
+pub const H264_LEVEL_4_1: i32 = 12;
+pub const H264_LEVEL_4_2: i32 = 13;
+pub const H264_PROFILE_HIGH: i32 = 4;
+
+/// `struct v4l2_plane_pix_format`
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct PlanePixFormat {
+    pub sizeimage: u32,
+    pub bytesperline: u32,
+    pub reserved: [u16; 6],
+}
+
+/// `struct v4l2_pix_format_mplane` (packed in the kernel header)
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct PixFormatMplane {
+    pub width: u32,
+    pub height: u32,
+    pub pixelformat: u32,
+    pub field: u32,
+    pub colorspace: u32,
+    pub plane_fmt: [PlanePixFormat; VIDEO_MAX_PLANES],
+    pub num_planes: u8,
+    pub flags: u8,
+    pub ycbcr_enc: u8,
+    pub quantization: u8,
+    pub xfer_func: u8,
+    pub reserved: [u8; 7],
+}
+
+/// `struct v4l2_format` seen through its `pix_mp` member.
+#[repr(C)]
+pub struct FormatMplane {
+    pub type_: u32,
+    pub fmt: FormatMplaneUnion,
+}
+
+#[repr(C)]
+pub struct FormatMplaneUnion {
+    pub pix_mp: PixFormatMplane,
+    pub rest: [u8; 200 - size_of::<PixFormatMplane>()],
+    pub align: [c_ulong; 0],
+}
+
+/// The `m` union of `struct v4l2_plane`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union PlaneMemory {
+    pub mem_offset: u32,
+    pub userptr: c_ulong,
+    pub fd: i32,
+}
+
+/// `struct v4l2_plane`
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Plane {
+    pub bytesused: u32,
+    pub length: u32,
+    pub m: PlaneMemory,
+    pub data_offset: u32,
+    pub reserved: [u32; 11],
+}
+
+impl Plane {
+    pub const fn zeroed_plane() -> Plane {
+        Plane {
+            bytesused: 0,
+            length: 0,
+            m: PlaneMemory { userptr: 0 },
+            data_offset: 0,
+            reserved: [0; 11],
+        }
+    }
+}
+
+/// `struct v4l2_buffer` for the multi-planar API: `m` holds a pointer to `length` planes.
+#[repr(C)]
+pub struct BufferMplane {
+    pub index: u32,
+    pub type_: u32,
+    pub bytesused: u32,
+    pub flags: u32,
+    pub field: u32,
+    pub timestamp: timeval,
+    pub timecode: Timecode,
+    pub sequence: u32,
+    pub memory: u32,
+    pub planes: *mut Plane,
+    pub length: u32,
+    pub reserved2: u32,
+    pub request_fd: i32,
+}
+
+/// `struct v4l2_ext_control` (packed in the kernel header), for 32-bit values.
+#[repr(C, packed)]
+pub struct ExtControl {
+    pub id: u32,
+    pub size: u32,
+    pub reserved2: u32,
+    pub value: i64,
+}
+
+/// `struct v4l2_ext_controls`
+#[repr(C)]
+pub struct ExtControls {
+    pub which: u32,
+    pub count: u32,
+    pub error_idx: u32,
+    pub request_fd: i32,
+    pub reserved: u32,
+    pub controls: *mut ExtControl,
+}
+
+/// `struct v4l2_control`
+#[repr(C)]
+pub struct Control {
+    pub id: u32,
+    pub value: i32,
+}
+
+pub const VIDIOC_S_CTRL: Request<Control> = Request::read_write(28);
+pub const VIDIOC_S_EXT_CTRLS: Request<ExtControls> = Request::read_write(72);
+pub const VIDIOC_S_FMT_MPLANE: Request<FormatMplane> = Request::read_write(5);
+pub const VIDIOC_QUERYBUF_MPLANE: Request<BufferMplane> = Request::read_write(9);
+pub const VIDIOC_QBUF_MPLANE: Request<BufferMplane> = Request::read_write(15);
+pub const VIDIOC_DQBUF_MPLANE: Request<BufferMplane> = Request::read_write(17);
+
+// SAFETY: repr(C) mirrors of the kernel structs (sizes checked below); all-zero is valid
+// for each (null pointers included: the caller sets them before the call).
+unsafe impl Arg for FormatMplane {}
+unsafe impl Arg for BufferMplane {}
+unsafe impl Arg for ExtControls {}
+unsafe impl Arg for Control {}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(size_of::<PlanePixFormat>() == 20);
+    assert!(size_of::<PixFormatMplane>() == 192);
+    assert!(size_of::<FormatMplane>() == 208);
+    assert!(size_of::<Plane>() == 64);
+    assert!(size_of::<BufferMplane>() == 88);
+    assert!(size_of::<ExtControl>() == 20);
+    assert!(size_of::<ExtControls>() == 32);
+    assert!(size_of::<Control>() == 8);
+};
+
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     assert!(size_of::<Capability>() == 104);
@@ -337,6 +506,7 @@ pub fn ioctl<T: Arg>(fd: BorrowedFd<'_>, request: Request<T>, arg: &mut T) -> io
 pub struct Mmap {
     ptr: NonNull<u8>,
     pub len: usize,
+    writable: bool,
 }
 
 // SAFETY: the mapping belongs to exactly one `Mmap` and is only read through `&self`, so
@@ -344,16 +514,31 @@ pub struct Mmap {
 unsafe impl Send for Mmap {}
 
 impl Mmap {
+    /// Maps a capture buffer read-only: videobuf2 needs only PROT_READ for capture queues,
+    /// and a write through the mapping would be a bug.
     pub fn new(fd: BorrowedFd<'_>, len: usize, offset: u32) -> io::Result<Mmap> {
-        // Read-only: videobuf2 needs only PROT_READ for capture queues, and a write through
-        // the mapping would be a bug.
+        Mmap::map(fd, len, offset, libc::PROT_READ, false)
+    }
+
+    /// Maps a buffer we fill (an encoder's raw OUTPUT buffers) read-write.
+    pub fn new_rw(fd: BorrowedFd<'_>, len: usize, offset: u32) -> io::Result<Mmap> {
+        Mmap::map(fd, len, offset, libc::PROT_READ | libc::PROT_WRITE, true)
+    }
+
+    fn map(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        offset: u32,
+        prot: libc::c_int,
+        writable: bool,
+    ) -> io::Result<Mmap> {
         // SAFETY: a new shared mapping at an address the kernel picks; it aliases no memory
         // Rust knows about.
         let addr = unsafe {
             libc::mmap(
                 ptr::null_mut(),
                 len,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 offset as libc::off_t,
@@ -364,7 +549,16 @@ impl Mmap {
         }
         let ptr = NonNull::new(addr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-        Ok(Mmap { ptr, len })
+        Ok(Mmap { ptr, len, writable })
+    }
+
+    /// The mapped bytes to fill; only for mappings made with `new_rw`, and only while the
+    /// buffer is not queued to the driver.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        assert!(self.writable, "a read-only mapping is never written");
+        // SAFETY: `ptr` is a live, writable mapping of `len` bytes owned by `self`, and
+        // `&mut self` makes this the only slice of it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
     /// The mapped bytes. Read them only while the buffer is dequeued: while it is queued the
@@ -379,5 +573,28 @@ impl Drop for Mmap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`; no slice of it outlives `self`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::offset_of;
+
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn m2m_layouts_and_requests_match_videodev2_h() {
+        // Printed by gcc from linux/videodev2.h (linux-libc-dev 6.1, x86_64).
+        assert_eq!(offset_of!(Plane, m), 8);
+        assert_eq!(offset_of!(Plane, data_offset), 16);
+        assert_eq!(offset_of!(PixFormatMplane, plane_fmt), 20);
+        assert_eq!(offset_of!(PixFormatMplane, num_planes), 180);
+        assert_eq!(offset_of!(BufferMplane, planes), 64);
+        assert_eq!(offset_of!(ExtControls, controls), 24);
+        assert_eq!(VIDIOC_S_EXT_CTRLS.code, 0xC020_5648);
+        assert_eq!(VIDIOC_S_CTRL.code, 0xC008_561C);
+        assert_eq!(VIDIOC_QBUF_MPLANE.code, 0xC058_560F);
+        assert_eq!(PIX_FMT_H264, 0x3436_3248);
     }
 }

@@ -1,5 +1,7 @@
-//! H.264 clip encoder. Software encoding with openh264; output is AVCC samples (4-byte
-//! NAL lengths) ready for MP4, with SPS/PPS kept apart for the `avcC` box.
+//! H.264 clip encoders behind one trait, [`H264Encode`]: software (openh264, here) and the
+//! Raspberry Pi ≤ 4's hardware encoder (`v4l2m2m`); [`open`] picks the hardware one when
+//! the board has it. Output is AVCC samples (4-byte NAL lengths) ready for MP4, with
+//! SPS/PPS kept apart for the `avcC` box.
 //!
 //! Every frame becomes a sample (frame skipping is off) so clip sample times stay the
 //! capture times. openh264's intra period is not honoured exactly, so the recorder
@@ -21,6 +23,94 @@ pub struct Encoded {
     pub len: usize,
 }
 
+/// An H.264 encoder the recorder can use.
+pub trait H264Encode: Send {
+    /// `openh264` or `v4l2-m2m`, for logs and health.
+    fn backend(&self) -> &'static str;
+
+    /// Sequence and picture parameter sets (without start codes), known after the first
+    /// keyframe.
+    fn parameter_sets(&self) -> Option<(&[u8], &[u8])>;
+
+    /// Encodes one picture and appends it to `out` as one AVCC sample; with
+    /// `force_keyframe` the picture becomes an IDR.
+    fn encode(
+        &mut self,
+        picture: &I420<'_>,
+        force_keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded>;
+}
+
+/// The encoder for a recording: the hardware encoder when the board has one (found under
+/// `/dev`) and it opens for this size, openh264 otherwise.
+pub fn open(width: u32, height: u32, fps: u32, bitrate_kbps: u32) -> Result<Box<dyn H264Encode>> {
+    if let Some(path) = super::v4l2m2m::find_encoder(std::path::Path::new("/dev")) {
+        match super::v4l2m2m::V4l2M2mEncoder::open(&path, width, height, fps, bitrate_kbps) {
+            Ok(hw) => return Ok(Box::new(hw)),
+            Err(e) => log::warn!("h264: hardware encoder unusable ({e}); using openh264"),
+        }
+    }
+    Ok(Box::new(H264Encoder::new(fps, bitrate_kbps)?))
+}
+
+/// Appends the NAL units of an Annex B stream (start-code separated, as hardware encoders
+/// and openh264 give them) to `out` as AVCC (4-byte big-endian lengths), keeping SPS and
+/// PPS apart in `sps`/`pps` (they go into the `avcC` box, not the samples). Returns
+/// whether the stream held an IDR slice.
+pub fn append_annexb(
+    stream: &[u8],
+    sps: &mut Vec<u8>,
+    pps: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut idr = false;
+    for nal in annexb_nals(stream) {
+        let Some(&header) = nal.first() else { continue };
+        match header & 0x1F {
+            7 => replace(sps, nal),
+            8 => replace(pps, nal),
+            // Access unit delimiters and filler carry nothing the MP4 needs.
+            9 | 12 => {}
+            kind => {
+                idr |= kind == 5;
+                out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                out.extend_from_slice(nal);
+            }
+        }
+    }
+    idr
+}
+
+/// The NAL units of an Annex B stream, without their start codes (`00 00 01` or
+/// `00 00 00 01`); trailing zero bytes of a unit are not part of it.
+fn annexb_nals(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= stream.len() {
+        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|&next| next - 3)
+        .chain(std::iter::once(stream.len()))
+        .collect();
+    starts.into_iter().zip(ends).map(move |(from, to)| {
+        let mut nal = &stream[from..to.max(from)];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        nal
+    })
+}
+
+/// The software encoder (openh264).
 pub struct H264Encoder {
     encoder: Encoder,
     /// Sequence and picture parameter sets from the first IDR, without start codes.
@@ -46,14 +136,18 @@ impl H264Encoder {
             pps: Vec::with_capacity(16),
         })
     }
+}
 
-    /// Parameter sets, available after the first keyframe.
-    pub fn parameter_sets(&self) -> Option<(&[u8], &[u8])> {
+impl H264Encode for H264Encoder {
+    fn backend(&self) -> &'static str {
+        "openh264"
+    }
+
+    fn parameter_sets(&self) -> Option<(&[u8], &[u8])> {
         (!self.sps.is_empty() && !self.pps.is_empty()).then_some((&self.sps, &self.pps))
     }
 
-    /// Encodes one picture and appends it to `out` as an AVCC sample.
-    pub fn encode(
+    fn encode(
         &mut self,
         picture: &I420<'_>,
         force_keyframe: bool,
@@ -71,16 +165,8 @@ impl H264Encoder {
         for l in 0..stream.num_layers() {
             let layer = stream.layer(l).expect("layer index below num_layers");
             for n in 0..layer.nal_count() {
-                let nal = strip_start_code(layer.nal_unit(n).expect("nal index below nal_count"));
-                let Some(&header) = nal.first() else { continue };
-                match header & 0x1F {
-                    7 => replace(&mut self.sps, nal),
-                    8 => replace(&mut self.pps, nal),
-                    _ => {
-                        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-                        out.extend_from_slice(nal);
-                    }
-                }
+                let nal = layer.nal_unit(n).expect("nal index below nal_count");
+                append_annexb(nal, &mut self.sps, &mut self.pps, out);
             }
         }
         Ok(Encoded {
@@ -93,14 +179,6 @@ impl H264Encoder {
 fn replace(dst: &mut Vec<u8>, src: &[u8]) {
     dst.clear();
     dst.extend_from_slice(src);
-}
-
-/// Removes an Annex B start code (`00 00 01` or `00 00 00 01`).
-fn strip_start_code(nal: &[u8]) -> &[u8] {
-    match nal {
-        [0, 0, 0, 1, rest @ ..] | [0, 0, 1, rest @ ..] => rest,
-        _ => nal,
-    }
 }
 
 #[cfg(test)]
@@ -131,5 +209,97 @@ mod tests {
         assert_eq!(kinds, [true, false, false, false, true, false]);
         let (sps, pps) = enc.parameter_sets().unwrap();
         assert_eq!((sps[0] & 0x1F, pps[0] & 0x1F), (7, 8));
+    }
+
+    #[test]
+    fn annex_b_streams_become_avcc_with_parameter_sets_apart() {
+        // AUD, SPS, PPS (3-byte start code), IDR with trailing zeros, then a P slice: the
+        // shape a hardware encoder's coded buffer has with REPEAT_SEQ_HEADER on.
+        let stream = [
+            &[0, 0, 0, 1, 0x09, 0xF0][..],
+            &[0, 0, 0, 1, 0x67, 0x64, 0x00, 0x28],
+            &[0, 0, 1, 0x68, 0xEE, 0x3C, 0x80],
+            &[0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x00],
+            &[0, 0, 0, 1, 0x41, 0x9A, 0x02],
+        ]
+        .concat();
+        let (mut sps, mut pps, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        assert!(append_annexb(&stream, &mut sps, &mut pps, &mut out));
+        assert_eq!(sps, [0x67, 0x64, 0x00, 0x28]);
+        assert_eq!(pps, [0x68, 0xEE, 0x3C, 0x80]);
+        assert_eq!(
+            out,
+            [0, 0, 0, 3, 0x65, 0x88, 0x84, 0, 0, 0, 3, 0x41, 0x9A, 0x02]
+        );
+        let (mut s2, mut p2, mut o2) = (Vec::new(), Vec::new(), Vec::new());
+        assert!(!append_annexb(
+            &[0, 0, 1, 0x41, 1],
+            &mut s2,
+            &mut p2,
+            &mut o2
+        ));
+        assert!(s2.is_empty() && o2 == [0, 0, 0, 2, 0x41, 1]);
+    }
+
+    /// A stand-in for the hardware encoder behind the same trait: passes every frame's
+    /// luma sum through, so a test can see the recorder side of `H264Encode` work with any
+    /// backend (keyframes forced when asked, parameter sets after the first).
+    struct FakeEncoder {
+        frames: u32,
+        sps: Vec<u8>,
+        pps: Vec<u8>,
+    }
+
+    impl H264Encode for FakeEncoder {
+        fn backend(&self) -> &'static str {
+            "fake"
+        }
+        fn parameter_sets(&self) -> Option<(&[u8], &[u8])> {
+            (!self.sps.is_empty()).then_some((&self.sps, &self.pps))
+        }
+        fn encode(&mut self, p: &I420<'_>, key: bool, out: &mut Vec<u8>) -> Result<Encoded> {
+            let sum = p.y.iter().map(|&v| v as u32).sum::<u32>().to_be_bytes();
+            let nal_type = if key { 0x65 } else { 0x41 };
+            let stream = [
+                &[0, 0, 0, 1, 0x67, 1, 2][..],
+                &[0, 0, 1, 0x68, 3],
+                &[0, 0, 1, nal_type],
+                &sum,
+            ]
+            .concat();
+            let before = out.len();
+            let idr = append_annexb(&stream, &mut self.sps, &mut self.pps, out);
+            self.frames += 1;
+            Ok(Encoded {
+                keyframe: idr,
+                len: out.len() - before,
+            })
+        }
+    }
+
+    #[test]
+    fn any_backend_serves_through_the_trait() {
+        let mut backends: Vec<Box<dyn H264Encode>> = vec![
+            Box::new(FakeEncoder {
+                frames: 0,
+                sps: Vec::new(),
+                pps: Vec::new(),
+            }),
+            Box::new(H264Encoder::new(30, 500).unwrap()),
+        ];
+        let (w, h) = (64u32, 48u32);
+        let data = vec![100u8; (w * h * 3 / 2) as usize];
+        for enc in &mut backends {
+            let pic = I420::from_packed(&data, w, h).unwrap();
+            let mut out = Vec::new();
+            assert!(enc.parameter_sets().is_none() || enc.backend() == "openh264");
+            let first = enc.encode(&pic, true, &mut out).unwrap();
+            assert!(first.keyframe, "{}", enc.backend());
+            let second = enc.encode(&pic, false, &mut out).unwrap();
+            assert!(!second.keyframe, "{}", enc.backend());
+            assert_eq!(first.len + second.len, out.len());
+            let (sps, pps) = enc.parameter_sets().unwrap();
+            assert_eq!((sps[0] & 0x1F, pps[0] & 0x1F), (7, 8));
+        }
     }
 }

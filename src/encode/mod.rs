@@ -5,4 +5,5 @@ pub mod h264;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod placeholder;
+pub mod v4l2m2m;
 pub mod yuv;

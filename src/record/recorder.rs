@@ -19,7 +19,7 @@ use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
 use super::index::{clip_file_name, frames_file_name, ClipRecord, RecordingType, FRAMES_HEADER};
 use crate::capture::PixelFormat;
 use crate::config::Codec;
-use crate::encode::h264::H264Encoder;
+use crate::encode::h264::{self, H264Encode};
 use crate::encode::mjpeg::MjpegDecoder;
 use crate::encode::{jpeg, yuv};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -185,7 +185,7 @@ struct RecorderState {
     settings: RecorderSettings,
     storage: Arc<Storage>,
     stats: Arc<RecorderStats>,
-    h264: Option<H264Encoder>,
+    h264: Option<Box<dyn H264Encode>>,
     clip: Option<OpenClip>,
     pending: Option<PendingSample>,
     samples: Vec<SampleInfo>,
@@ -426,10 +426,18 @@ impl RecorderState {
             }
             _ => {
                 if self.h264.is_none() {
-                    self.h264 = Some(H264Encoder::new(
+                    let encoder = h264::open(
+                        frame.width,
+                        frame.height,
                         self.settings.fps,
                         self.settings.bitrate_kbps,
-                    )?);
+                    )?;
+                    log::info!(
+                        "recorder {}: H.264 by {}",
+                        self.settings.camera,
+                        encoder.backend()
+                    );
+                    self.h264 = Some(encoder);
                 }
                 let picture = if frame.format == PixelFormat::I420 {
                     yuv::I420::from_packed(frame.data(), frame.width, frame.height)?

@@ -26,10 +26,10 @@ use crate::capture::{
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 
 use self::layout::{RawFrames, RawLayout};
-use self::sys::{Arg, Mmap};
+use crate::v4l2 as sys;
+use sys::{Arg, Mmap};
 
 mod layout;
-mod sys;
 
 /// Driver buffers asked for per stream: one being filled, one lent to the sink, and slack so
 /// that a capture loop that is briefly late does not make the driver drop frames. The driver
