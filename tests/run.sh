@@ -16,13 +16,16 @@
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
+#   libcamera tests/libcamera/run.sh: --features libcamera built in a trixie chroot (x86_64 and
+#            a cargo check for aarch64), clippy with it, and run against libcamera 0.7.1's
+#            virtual camera: clips decode, sample times from SensorTimestamp
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the vm, aarch64, browser and packages steps (and their installs): for local iteration
+#   --quick       skip the vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -192,6 +195,23 @@ else
     step browser browser_test
 fi
 
+# ---- libcamera: the feature built in a trixie chroot and run against libcamera's virtual camera
+libcamera_test() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "the libcamera test needs root (mmdebstrap, chroot)" >&2
+        return 1
+    fi
+    bash tests/libcamera/run.sh
+}
+
+if [ "$quick" = 1 ]; then
+    skip libcamera "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip libcamera "host is $host_arch, not x86_64"
+else
+    step libcamera libcamera_test
+fi
+
 # ---- Debian packages: built, then installed into clean trixie roots -------------------------
 packages_test() {
     local args=()
@@ -210,7 +230,7 @@ fi
 # ---- summary --------------------------------------------------------------------------------
 banner "summary (total $((SECONDS - t_start))s)"
 for i in "${!names[@]}"; do
-    printf '  %-8s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
+    printf '  %-9s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
 done
 echo
 echo "$passed passed, $failed failed"
