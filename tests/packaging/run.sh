@@ -121,8 +121,10 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 # in_root ROOT COMMAND...: COMMAND inside ROOT, with /proc, /sys and /dev mounted in a private
 # mount namespace (they vanish with it) and nothing of the host's besides the network.
+# IN_ROOT_EXEC=1 in_root ... & : the background job becomes the command itself (exec all the
+# way down), so $! is the process that a signal must reach.
 in_root() {
-    unshare -m --propagation private bash -euo pipefail -c '
+    ${IN_ROOT_EXEC:+exec} unshare -m --propagation private bash -euo pipefail -c '
         r=$1; shift
         mount -t proc proc "$r/proc"; mount --rbind /sys "$r/sys"; mount --rbind /dev "$r/dev"
         exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
@@ -155,7 +157,8 @@ if [ -f "$deb_arm64" ] && A=$(clean_root arm64); then
     echo "clean trixie arm64 root ready ($(elapsed))"
     check "apt-get install ./$(basename "$deb_arm64") into a clean trixie arm64 root ($(elapsed))" \
         apt_install "$A" "$deb_arm64"
-    grep -E '^(Get|Unpacking|Setting up)' "$work/apt.log" | grep -c . | sed 's/^/    apt lines: /'
+    setup=$(awk '/^Setting up/ { sub(/:.*/, "", $3); print $3 }' "$work/apt.log")
+    echo "    apt set up $(grep -c . <<<"$setup") packages: $(echo $setup | fold -s -w 90 | sed '2,$s/^/      /')"
     lcver=$(in_root "$A" dpkg-query -W -f='${Version}' libcamera0.7 2>/dev/null)
     check "apt pulled libcamera0.7 from trixie-backports ($lcver)" has bpo "$lcver"
     out=$(in_root "$A" benchcam --version 2>&1)
@@ -177,8 +180,9 @@ if [ -f "$deb_arm64" ] && A=$(clean_root arm64); then
     grep -v 'dma_buf\|IPAManager' "$work/probe.log" | sed 's/^/    /'
     check "benchcam probe lists the libcamera virtual camera" grep -q 'Virtual0, libcamera' "$work/probe.log"
 
-    # Record as the service would: user benchcam, data in /var/lib/benchcam. 640x480 at 15 fps
-    # keeps openh264 under qemu-user near real time.
+    # Record as the service would: user benchcam (HOME its home, as systemd sets it), data in
+    # /var/lib/benchcam. 640x480 keeps openh264 under qemu-user near real time (~15 fps here
+    # of the virtual camera's 30: frames the ring cannot take are dropped and counted).
     port=$((19000 + RANDOM % 1000))
     cat >"$A/tmp/record.toml" <<EOF
 [service]
@@ -188,13 +192,13 @@ listen = "127.0.0.1:$port"
 source = "libcamera"
 width = 640
 height = 480
-fps = 15
+fps = 30
 [recording]
 clip_length = "3s"
 EOF
     chmod 644 "$A/tmp/record.toml"
-    in_root "$A" setpriv --reuid=benchcam --regid=benchcam --init-groups \
-        benchcam run --config /tmp/record.toml >"$work/run.log" 2>&1 &
+    IN_ROOT_EXEC=1 in_root "$A" setpriv --reuid=benchcam --regid=benchcam --init-groups \
+        env HOME=/var/lib/benchcam benchcam run --config /tmp/record.toml >"$work/run.log" 2>&1 &
     pid=$!
     up=0
     for _ in $(seq 300); do
