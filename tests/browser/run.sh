@@ -69,6 +69,11 @@ listen = "127.0.0.1:$port"
 
 [camera]
 source = "pattern"
+# Like a USB webcam: MJPEG frames with driver-like timestamp jitter. Live view passes the
+# camera's JPEGs through; clips are H.264 transcoded from them (Chromium's <video> plays
+# no MJPEG-in-MP4, so a clip that plays here is the H.264 a phone gets).
+pattern_format = "mjpeg"
+pattern_jitter = "10ms"
 
 [recording]
 clip_length = "4s"
