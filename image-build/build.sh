@@ -351,8 +351,12 @@ echo "boot files: $(du -sm "$B" | cut -f1) MiB: ${#dtbs[@]} device trees, cmdlin
 echo "config.txt:"; grep -v -e '^#' -e '^$' "$B/config.txt" | sed 's/^/  /'
 # The initramfs must carry every board's SD, USB and Ethernet drivers
 # (overlay/etc/initramfs-tools/hooks/benchcam).
-initrd_list="$(zstd -dc "$B/initrd.img-$kver" 2>/dev/null | cpio -it --quiet 2>/dev/null)" ||
-    die "cannot list initrd.img-$kver (zstd + cpio)"
+# With the kernel's modules already xz-compressed, initramfs-tools puts them into a first,
+# uncompressed cpio segment (the rest follows zstd-compressed): cpio lists that segment.
+initrd_list="$(cpio -it --quiet <"$B/initrd.img-$kver" 2>/dev/null)"
+grep -q '\.ko' <<<"$initrd_list" ||
+    initrd_list="$(zstd -dc "$B/initrd.img-$kver" 2>/dev/null | cpio -it --quiet 2>/dev/null)" ||
+    die "cannot list initrd.img-$kver (cpio, zstd + cpio)"
 for m in rp1_pci clk-rp1 pinctrl-rp1 sdhci-brcmstb sdhci-iproc bcm2835 dwc3 dwc2 xhci-plat-hcd xhci-pci macb genet lan78xx smsc95xx usb-storage; do
     grep -q "/$m\.ko" <<<"$initrd_list" || die "initrd.img-$kver lacks $m"
 done
