@@ -114,35 +114,44 @@ detect["recording_after_node_ms"] = round(h["t_ms"] - t_node) if h and t_node el
 # Clips
 rows = vmcheck.check_clips(c, "unplug", "cam0", codec="h264", size=(1280, 720), fps=4, min_clips=2,
                            index="final-clips.json")
-spans = []
+spans = []  # (clip, first ms, last ms, first frame_number, last frame_number)
 for name, r in sorted(rows.items()):
     if r:
-        spans.append((name, r[0]["capture_monotonic_us"] / 1000, r[-1]["capture_monotonic_us"] / 1000))
+        spans.append((name, r[0]["capture_monotonic_us"] / 1000, r[-1]["capture_monotonic_us"] / 1000,
+                      r[0]["frame_number"], r[-1]["frame_number"]))
+# A frame stamped just after the unbind write began may still come (it was being filled).
 at_unplug = [s for s in spans if s[1] < t_unplug]
 across = [s for s in spans if s[1] < t_unplug and s[2] > t_bind]
 c.check(not across, "no clip spans the unplug: the clip open at the loss was closed there",
-        "; ".join(f"{n}: {a:.0f}..{b:.0f} ms" for n, a, b in across))
+        "; ".join(f"{n}: {a:.0f}..{b:.0f} ms" for n, a, b, _, _ in across))
 if at_unplug:
-    n, a, b = at_unplug[-1]
+    n, a, b, _, _ = at_unplug[-1]
     idx = vmcheck.index_entries(c.json("final-clips.json")).get(n, {})
     c.check(b <= t_unplug + 500 and idx.get("complete"),
             f"the clip open at the unplug ends at the unplug ({b - t_unplug:+.0f} ms) and is complete in the index",
             f"complete {idx.get('complete')}")
-new = [s for s in spans if s[1] >= (t_node or t_bind)]
+new = [s for s in spans if s[1] >= t_bind]
 c.check(bool(new), f"recording resumed into a new clip after the replug ({new[0][0] if new else None})")
-# Tiling: consecutive clips meet (a few frame periods apart) except across the unplug and the
-# Disconnect control.
+# Tiling: each clip starts with the frame after the previous clip's last (by frame_number), except
+# across the unplug and the Disconnect control; while the guest was too slow (recorder drops not
+# judged) a hole is allowed as long as the frames missing from the sequence explain it.
 t_disc = u.get("t_disconnect_ms") or 0
-holes = []
-for (n1, a1, b1), (n2, a2, b2) in zip(spans, spans[1:]):
-    if b1 < t_unplug < a2 or (b1 <= t_disc + 15000 and a2 >= t_disc):
+judged = (vmcheck.busy(c, "unplug") or 0) < vmcheck.BUSY_LIMIT
+holes, gap_ms = [], None
+for (n1, a1, b1, f1a, f1b), (n2, a2, b2, f2a, f2b) in zip(spans, spans[1:]):
+    if b1 < t_unplug + 500 and a2 > t_bind:
+        gap_ms = a2 - b1
         continue
-    if a2 - b1 > 1000:
-        holes.append(f"{n1} -> {n2}: {a2 - b1:.0f} ms")
-c.check(not holes, f"the clips tile the recorded time except the unplug's gap ({len(spans)} clips)", "; ".join(holes))
-gap_ms = next((a2 - b1 for (n1, a1, b1), (n2, a2, b2) in zip(spans, spans[1:]) if b1 < t_unplug < a2), None)
-c.note(f"the clips' gap across the unplug: {gap_ms:.0f} ms (unplugged for {t_bind - t_unplug:.0f} ms)"
-       if gap_ms else "no gap across the unplug found in the clips")
+    if b1 >= t_disc - 1000:
+        continue
+    missing = f2a - f1b - 1
+    if (judged and missing != 0) or a2 - b1 > (missing + 1) * 250 * 3 + 500:
+        holes.append(f"{n1} -> {n2}: {a2 - b1:.0f} ms, {missing} frames missing")
+c.check(not holes, f"the clips tile the recorded time except the unplug's gap ({len(spans)} clips"
+        f"{'' if judged else '; frames the recorder dropped at rotation allowed: guest too slow'})",
+        "; ".join(holes))
+c.note(f"the clips' gap across the unplug: {gap_ms:.0f} ms (unplugged for {t_bind - t_unplug:.0f} ms, node back "
+       f"{(t_node or t_bind) - t_bind:.0f} ms after the bind)" if gap_ms else "no gap across the unplug found in the clips")
 
 # Experiment
 m = c.json("manifest.json") or {}

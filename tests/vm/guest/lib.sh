@@ -292,6 +292,12 @@ stop_feed() {
     FEED_PID=""
 }
 
+# wait_ready FILE: until FILE exists (10 s at most).
+wait_ready() {
+    local i
+    for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.1; done
+    return 1
+}
 # timed_write FILE VALUE: writes VALUE into a sysfs FILE and prints "T_BEFORE_MS T_AFTER_MS"
 # (CLOCK_MONOTONIC), taken in the same process as the write.
 timed_write() {
@@ -305,20 +311,26 @@ print(f"{t0 * 1000:.1f} {t1 * 1000:.1f}")
 PY
 }
 # wait_gone NODE TIMEOUT_S: until the device node no longer exists; prints CLOCK_MONOTONIC ms then.
+# With READY=FILE it creates FILE once it is watching (Python takes a while to start under TCG).
 wait_gone() {
     python3 - "$1" "${2:-5}" <<'PY'
 import os, sys, time
 end = time.monotonic() + float(sys.argv[2])
+if os.environ.get("READY"):
+    open(os.environ["READY"], "w").close()
 while os.path.exists(sys.argv[1]) and time.monotonic() < end:
     time.sleep(0.01)
 print(f"{time.monotonic() * 1000:.1f}" if not os.path.exists(sys.argv[1]) else "")
 PY
 }
 # wait_node_timed PATTERN TIMEOUT_S: like wait_node; prints "NODE T_MS" (when it was seen).
+# READY=FILE as for wait_gone.
 wait_node_timed() {
     python3 - "$1" "${2:-10}" <<'PY'
 import glob, os, re, sys, time
 end = time.monotonic() + float(sys.argv[2])
+if os.environ.get("READY"):
+    open(os.environ["READY"], "w").close()
 while time.monotonic() < end:
     for d in sorted(glob.glob("/sys/class/video4linux/video*")):
         try:

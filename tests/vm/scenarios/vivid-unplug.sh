@@ -21,20 +21,29 @@ post /api/v1/experiments '{"experiment_id": "unplug1", "method": "vm"}' >"$RESUL
 cpu_per_frame cam0 6 unplug-recording
 snapshot before
 
+# The node watchers start before the write: starting Python under TCG takes up to seconds.
 log "unplug: echo vivid.0 > $unbind"
+READY=/tmp/gone.ready wait_gone "$node" 20 >/tmp/gone.txt &
+watcher=$!
+wait_ready /tmp/gone.ready
 read -r t_unplug t_unplug_done < <(timed_write "$unbind" vivid.0)
-t_gone="$(wait_gone "$node" 5)"
+wait "$watcher"
+t_gone="$(cat /tmp/gone.txt)"
 log "unbound at $t_unplug ms; $node gone at ${t_gone:-never}"
 sleep 5
 snapshot gap
 
 log "replug: echo vivid.0 > $bind"
+READY=/tmp/node.ready wait_node_timed "$VIVID_NODE" 25 >/tmp/node.txt &
+watcher=$!
+wait_ready /tmp/node.ready
 read -r t_bind t_bind_done < <(timed_write "$bind" vivid.0)
-read -r node2 t_node < <(wait_node_timed "$VIVID_NODE" 10)
+wait "$watcher"
+read -r node2 t_node </tmp/node.txt
 log "bound at $t_bind ms; node $node2 at $t_node ms"
 v4l2-ctl -d "$node2" -c horizontal_movement=5 >/dev/null 2>&1
 back_ms="$(wait_camera cam0 '.state == "capturing"' 10)" || log "cam0 not capturing 10 s after the replug"
-sleep 6
+cpu_per_frame cam0 6 unplug-recording-2
 snapshot replugged
 post /api/v1/experiments/unplug1/stop >"$RESULTS/experiment-stop.json"
 save manifest.json /api/v1/experiments/unplug1
