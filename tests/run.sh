@@ -11,7 +11,7 @@
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
-#            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); ~8 min with the guest
+#            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); 8-15 min with the guest
 #            cached in ~/.cache/benchcam-vm, ~4 min more to build it (x86_64 hosts, as root)
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The VM bench as CI runs it (tests/run.sh's `vm` step): builds the guest (cached: seconds;
 # uncached ~4 min), then boots it once and runs every CI scenario in that boot, judging each on
-# the host (tests/vm/run.sh). About 8 min with the guest cached (TCG, 2 shared cores).
+# the host (tests/vm/run.sh). 14 min with the guest cached while the host was busy (TCG, 2
+# shared cores; README, "The VM bench").
 #
 #   bash tests/vm/ci.sh [--no-install] [run.sh options, e.g. --kvm or --keep]
 #
