@@ -83,30 +83,28 @@ pub fn append_annexb(
 }
 
 /// The NAL units of an Annex B stream, without their start codes (`00 00 01` or
-/// `00 00 00 01`); trailing zero bytes of a unit are not part of it.
+/// `00 00 00 01`); trailing zero bytes of a unit are not part of it. Allocates nothing
+/// (it runs once per encoded frame).
 fn annexb_nals(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= stream.len() {
-        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
+    /// Index just past the next start code at or after `from`.
+    fn next_start(stream: &[u8], from: usize) -> Option<usize> {
+        stream
+            .get(from..)?
+            .windows(3)
+            .position(|w| w == [0, 0, 1])
+            .map(|i| from + i + 3)
     }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&next| next - 3)
-        .chain(std::iter::once(stream.len()))
-        .collect();
-    starts.into_iter().zip(ends).map(move |(from, to)| {
-        let mut nal = &stream[from..to.max(from)];
+    let mut at = next_start(stream, 0);
+    std::iter::from_fn(move || {
+        let begin = at?;
+        let next = next_start(stream, begin);
+        let end = next.map_or(stream.len(), |n| n - 3);
+        at = next;
+        let mut nal = &stream[begin..end.max(begin)];
         while let [rest @ .., 0] = nal {
             nal = rest;
         }
-        nal
+        Some(nal)
     })
 }
 
