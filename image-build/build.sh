@@ -334,7 +334,7 @@ done
 grep -qx 'arm_64bit=1' "$B/config.txt" && grep -qx "kernel=vmlinuz-$kver" "$B/config.txt" &&
     grep -qx "initramfs initrd.img-$kver" "$B/config.txt" ||
     die "unexpected config.txt from raspi-firmware: $(cat "$B/config.txt")"
-grep -q 'raspi-firmware-custom' "$B/config.txt" && die "config.txt already has the custom part"
+grep -q '^# Inserted by /etc/default/raspi-firmware-custom' "$B/config.txt" && die "config.txt already has the custom part"
 printf '\n# Inserted by /etc/default/raspi-firmware-custom\n%s\n' \
     "$(cat "$R/etc/default/raspi-firmware-custom")" >>"$B/config.txt"
 # Every device tree config.txt names, and the Pi 5's two steppings, must be there.
