@@ -24,8 +24,9 @@
 #    and unit load the kernel's `vivid` driver (a real V4L2 capture device) and point benchcam at
 #    it, 640x480 YUYV at 10 fps, through a config in /run; boots 2 and 3 run as shipped (no
 #    camera under qemu: the test-pattern camera) and must not have vivid loaded;
-# 3. checks: GET /api/v1/health answers JSON with a status and lists the camera (boot 1: backend
-#    v4l2, the vivid node, 640x480; boots 2 and 3: backend pattern), GET / is the page, benchcam
+# 3. checks: GET /api/v1/health answers JSON with a status and lists cam0 capturing, and
+#    GET /api/v1/cameras gives its backend (boot 1: v4l2, the vivid node, 640x480; boots 2 and 3:
+#    pattern), GET / is the page, benchcam
 #    is active (it sent READY=1), a clip grows on the BENCHDATA partition, the partition grew to
 #    the disk's end, the good settings applied and the bad ones reported in the journal and
 #    setup-problems.txt, the secrets redacted;
@@ -189,18 +190,24 @@ h = json.load(open(sys.argv[1])); assert h["status"] in ("ok", "degraded", "erro
 import json, sys
 h = json.load(open(sys.argv[1]))
 assert any("wifi_psk" in p for p in h["problems"]) and any("colour" in p for p in h["problems"]), h' "$work/health-$n.json"
-    echo "  cameras: $(python3 -c 'import json,sys; h=json.load(open(sys.argv[1])); print([(c.get("id"), c.get("backend"), c.get("device"), c.get("name"), c.get("mode")) for c in h.get("cameras", [])])' "$work/health-$n.json")"
+    # Health lists each camera's state; GET /api/v1/cameras its backend, device and mode.
+    curl -fsS --max-time 10 "http://127.0.0.1:$port/api/v1/cameras" >"$work/cameras-$n.json" 2>/dev/null
+    echo "  cameras: $(python3 -c 'import json,sys; print([(c.get("id"), c.get("backend"), c.get("device"), c.get("name"), c.get("mode"), c.get("state")) for c in json.load(open(sys.argv[1]))])' "$work/cameras-$n.json" 2>&1)"
+    check "boot $n: health lists camera cam0, capturing" python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["cameras"]
+assert len(c) == 1 and c[0]["id"] == "cam0" and c[0]["state"] == "capturing", c' "$work/health-$n.json"
     if [ "$camera" = vivid ]; then
-        check "boot $n: health lists the vivid camera: backend v4l2, 640x480" python3 -c '
+        check "boot $n: cam0 is the vivid camera: backend v4l2, 640x480 (/api/v1/cameras)" python3 -c '
 import json, sys
-h = json.load(open(sys.argv[1])); c = h["cameras"]
+c = json.load(open(sys.argv[1]))
 assert len(c) == 1 and c[0]["backend"] == "v4l2" and "video" in str(c[0]["device"]), c
-assert c[0]["mode"]["width"] == 640 and c[0]["mode"]["height"] == 480, c' "$work/health-$n.json"
+assert c[0]["mode"]["width"] == 640 and c[0]["mode"]["height"] == 480, c' "$work/cameras-$n.json"
     else
-        check "boot $n: health lists the test-pattern camera (no camera under qemu)" python3 -c '
+        check "boot $n: cam0 is the test-pattern camera (no camera under qemu)" python3 -c '
 import json, sys
-h = json.load(open(sys.argv[1])); c = h["cameras"]
-assert len(c) == 1 and c[0]["backend"] == "pattern", c' "$work/health-$n.json"
+c = json.load(open(sys.argv[1]))
+assert len(c) == 1 and c[0]["backend"] == "pattern", c' "$work/cameras-$n.json"
     fi
     check "boot $n: the page at / is HTML" bash -c "curl -fsS --max-time 10 http://127.0.0.1:$port/ | grep -qi '<html'"
 
