@@ -247,11 +247,14 @@ load_vivid() {
 }
 
 # v4l2loopback as an MJPEG webcam. exclusive_caps=1: the node is an output device until a
-# producer writes, then a capture device only (what browsers and benchcam want).
+# producer writes, then a capture device only (what browsers and benchcam want). max_buffers=8:
+# with the default 2 the writer refills a buffer while the reader may still be copying it out of
+# its mapping (v4l2loopback does not hold a dequeued buffer back from the writer), which tears
+# JPEGs at 30 fps under TCG.
 LOOPBACK_LABEL="Loopback MJPEG"
 load_loopback() {
-    log "modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"$LOOPBACK_LABEL\""
-    modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="$LOOPBACK_LABEL" || return 1
+    log "modprobe v4l2loopback devices=1 exclusive_caps=1 max_buffers=8 card_label=\"$LOOPBACK_LABEL\""
+    modprobe v4l2loopback devices=1 exclusive_caps=1 max_buffers=8 card_label="$LOOPBACK_LABEL" || return 1
     wait_node "^$LOOPBACK_LABEL\$" 10
 }
 # wait_capture_caps NODE: until the loopback node offers video capture (a producer streams).
