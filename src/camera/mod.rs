@@ -106,6 +106,9 @@ pub struct CameraHealth {
     pub recorder_frames_dropped: u64,
     /// Frames written to clips by the current recorder.
     pub frames_recorded: u64,
+    /// Frames the recorder took but could not encode or write (not storage full, not
+    /// damaged camera frames); each also sets a recorder problem.
+    pub recorder_frames_failed: u64,
     pub recording: bool,
     pub recording_paused: bool,
     pub current_clip: Option<String>,
@@ -403,6 +406,9 @@ impl CameraService {
                 let frames_recorded = recorder
                     .as_ref()
                     .map_or(0, |r| r.stats.frames_recorded.load(Ordering::Relaxed));
+                let failed = recorder
+                    .as_ref()
+                    .map_or(0, |r| r.stats.frames_failed.load(Ordering::Relaxed));
                 let (paused, clip, rec_drops) = match recorder.as_ref() {
                     Some(r) => {
                         threads += 2;
@@ -432,12 +438,14 @@ impl CameraService {
                         + stats.oversize_drops.load(Ordering::Relaxed)
                         + stats.driver_drops.load(Ordering::Relaxed)
                         + corrupt
-                        + rec_drops,
+                        + rec_drops
+                        + failed,
                     driver_frames_dropped: stats.driver_drops.load(Ordering::Relaxed),
                     corrupt_frames: corrupt,
                     reconnects: stats.reconnects.load(Ordering::Relaxed),
                     recorder_frames_dropped: rec_drops,
                     frames_recorded,
+                    recorder_frames_failed: failed,
                     recording: recorder.is_some(),
                     recording_paused: paused,
                     current_clip: clip,

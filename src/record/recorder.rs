@@ -331,6 +331,14 @@ impl RecorderState {
     }
 
     fn record(&mut self, frame: &Frame) -> Result<()> {
+        // A camera JPEG is decoded before anything else: a damaged one is skipped before
+        // it can settle the previous sample's duration (which would shift the sample times
+        // after it by a frame until the next fragment).
+        let transcode = frame.format == PixelFormat::Mjpeg && self.settings.codec != Codec::Mjpeg;
+        if transcode {
+            self.mjpeg
+                .decode_i420(frame.data(), frame.width, frame.height, &mut self.i420)?;
+        }
         // Settle the previous sample's duration now that the next frame's time is known.
         if let Some(clip) = &self.clip {
             let changed =
@@ -442,12 +450,7 @@ impl RecorderState {
                 let picture = if frame.format == PixelFormat::I420 {
                     yuv::I420::from_packed(frame.data(), frame.width, frame.height)?
                 } else if frame.format == PixelFormat::Mjpeg {
-                    self.mjpeg.decode_i420(
-                        frame.data(),
-                        frame.width,
-                        frame.height,
-                        &mut self.i420,
-                    )?;
+                    // Decoded into `i420` at the top of `record`.
                     yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
                 } else {
                     yuv::to_i420(
