@@ -278,8 +278,11 @@ fn bad_config_is_refused_naming_key_value_and_allowed() {
     }
 }
 
-#[test]
-fn mjpeg_camera_is_recorded_as_h264_by_default() {
+/// Runs the service with an MJPEG pattern camera (15 fps, jittery stamps) and the given
+/// `[recording] codec` line until two clips exist; stops it; returns the clips, each
+/// checked to decode fully with increasing sample times, and its probe (with the temp dir
+/// that holds them).
+fn record_mjpeg_camera(codec_line: &str) -> (tempfile::TempDir, Vec<(std::path::PathBuf, Probe)>) {
     assert!(
         have_ffmpeg(),
         "ffmpeg is required (tests/run.sh installs it)"
@@ -289,8 +292,10 @@ fn mjpeg_camera_is_recorded_as_h264_by_default() {
     let config = write_config(
         dir.path(),
         port,
-        "[camera]\nsource = \"pattern\"\npattern_format = \"mjpeg\"\npattern_jitter = \"10ms\"\nwidth = 320\nheight = 240\nfps = 15\n\
-         [recording]\nclip_length = \"2s\"\n",
+        &format!(
+            "[camera]\nsource = \"pattern\"\npattern_format = \"mjpeg\"\npattern_jitter = \"10ms\"\nwidth = 320\nheight = 240\nfps = 15\n\
+             [recording]\nclip_length = \"2s\"\n{codec_line}"
+        ),
     );
     let data = dir.path().join("data");
     let mut child = spawn(&config);
@@ -300,45 +305,35 @@ fn mjpeg_camera_is_recorded_as_h264_by_default() {
     .expect("two clips within 30 s");
     sigterm(&mut child);
     assert!(child.wait().unwrap().success());
-    for file in clips(&data, "cam0") {
-        full_decode(&file).unwrap();
-        let p = probe(&file);
+    let clips = clips(&data, "cam0")
+        .into_iter()
+        .map(|file| {
+            full_decode(&file).unwrap();
+            let p = probe(&file);
+            assert!(p.frames > 0 && p.pts.windows(2).all(|w| w[1] > w[0]));
+            (file, p)
+        })
+        .collect();
+    (dir, clips)
+}
+
+#[test]
+fn mjpeg_camera_is_recorded_as_h264_by_default() {
+    let (_dir, clips) = record_mjpeg_camera("");
+    for (file, p) in clips {
         assert_eq!(p.codec, "h264", "{}", file.display());
         let name = file.file_name().unwrap().to_str().unwrap();
         let frames_file = file.with_file_name(benchcam::record::index::frames_file_name(name));
         let lines = benchcam::record::index::read_frames_file(&frames_file, u64::MAX).unwrap();
         assert_eq!(lines.len() as u64, p.frames, "{name}: one line per sample");
-        assert!(p.frames > 0 && p.pts.windows(2).all(|w| w[1] > w[0]));
     }
 }
 
 #[test]
 fn mjpeg_camera_is_recorded_as_mjpeg_passthrough() {
-    assert!(
-        have_ffmpeg(),
-        "ffmpeg is required (tests/run.sh installs it)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        port,
-        "[camera]\nsource = \"pattern\"\npattern_format = \"mjpeg\"\npattern_jitter = \"10ms\"\nwidth = 320\nheight = 240\nfps = 15\n\
-         [recording]\nclip_length = \"2s\"\ncodec = \"mjpeg\"\n",
-    );
-    let data = dir.path().join("data");
-    let mut child = spawn(&config);
-    wait_for(Duration::from_secs(30), || {
-        (clips(&data, "cam0").len() >= 2).then_some(())
-    })
-    .expect("two clips within 30 s");
-    sigterm(&mut child);
-    assert!(child.wait().unwrap().success());
-    for file in clips(&data, "cam0") {
-        full_decode(&file).unwrap();
-        let p = probe(&file);
+    let (_dir, clips) = record_mjpeg_camera("codec = \"mjpeg\"\n");
+    for (file, p) in clips {
         assert_eq!(p.codec, "mjpeg", "{}", file.display());
-        assert!(p.frames > 0 && p.pts.windows(2).all(|w| w[1] > w[0]));
     }
 }
 
