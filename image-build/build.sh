@@ -16,7 +16,7 @@
 #   --no-install   do not apt-get install missing host tools; fail and name them
 #   --base-only    stop after the base rootfs tarball (to warm the cache)
 #   --check-cache  build nothing: exit 0 when the base rootfs for the current packages.txt is
-#                  cached (an image build then takes ~15 s), 1 when it is not (~12 min)
+#                  cached (an image build then takes ~15 s), 1 when it is not (12–50 min)
 #
 # Must run as root (mmdebstrap's chroot mode, file ownership in the filesystems). Nothing is
 # mounted: the host kernel here has no loop partition scanning, no VFAT and no device-mapper,
