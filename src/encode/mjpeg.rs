@@ -42,6 +42,13 @@ impl MjpegDecoder {
         }
     }
 
+    /// Checks that `jpeg` is a whole `width`×`height` picture by decoding it (the result is
+    /// dropped): what MJPEG passthrough recording does so a damaged camera JPEG never
+    /// reaches a clip (a frame with garbage inside passes any structural check).
+    pub fn check(&mut self, jpeg: &[u8], width: u32, height: u32) -> Result<()> {
+        self.decode_ycbcr(jpeg, width, height).map(|_| ())
+    }
+
     /// Decodes `jpeg`, which must be `width`×`height`, into packed I420 in `out` (cleared
     /// first; its capacity is reused).
     pub fn decode_i420(
@@ -51,6 +58,13 @@ impl MjpegDecoder {
         height: u32,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        let (w, h) = self.decode_ycbcr(jpeg, width, height)?;
+        ycbcr_to_i420(&self.ycbcr, w, h, out);
+        Ok(())
+    }
+
+    /// Decodes into the YCbCr scratch; returns the picture's size.
+    fn decode_ycbcr(&mut self, jpeg: &[u8], width: u32, height: u32) -> Result<(usize, usize)> {
         let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("MJPEG frame: {what}"));
         let mut decoder = JpegDecoder::new_with_options(ZCursor::new(jpeg), self.options);
         decoder
@@ -77,8 +91,7 @@ impl MjpegDecoder {
         decoder
             .decode_into(&mut self.ycbcr)
             .map_err(|e| corrupt(format!("{e:?}")))?;
-        ycbcr_to_i420(&self.ycbcr, w, h, out);
-        Ok(())
+        Ok((w, h))
     }
 }
 

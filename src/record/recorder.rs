@@ -331,13 +331,17 @@ impl RecorderState {
     }
 
     fn record(&mut self, frame: &Frame) -> Result<()> {
-        // A camera JPEG is decoded before anything else: a damaged one is skipped before
-        // it can settle the previous sample's duration (which would shift the sample times
-        // after it by a frame until the next fragment).
-        let transcode = frame.format == PixelFormat::Mjpeg && self.settings.codec != Codec::Mjpeg;
-        if transcode {
-            self.mjpeg
-                .decode_i420(frame.data(), frame.width, frame.height, &mut self.i420)?;
+        // A camera JPEG is decoded (or, for passthrough, checked by decoding) before anything
+        // else: a damaged one is skipped before it can settle the previous sample's duration
+        // (which would shift the sample times after it by a frame until the next fragment).
+        if frame.format == PixelFormat::Mjpeg {
+            if self.settings.codec == Codec::Mjpeg {
+                // Passthrough stores the camera's bytes: check them whole first.
+                self.mjpeg.check(frame.data(), frame.width, frame.height)?;
+            } else {
+                self.mjpeg
+                    .decode_i420(frame.data(), frame.width, frame.height, &mut self.i420)?;
+            }
         }
         // Settle the previous sample's duration now that the next frame's time is known.
         if let Some(clip) = &self.clip {
