@@ -100,6 +100,36 @@ pub struct V4l2M2mEncoder {
     file: File,
 }
 
+/// A single-plane format request for `queue` (`sizeimage` 0: the driver decides).
+fn mplane_format(
+    queue: u32,
+    width: u32,
+    height: u32,
+    fourcc: u32,
+    sizeimage: u32,
+) -> sys::FormatMplane {
+    let mut f = sys::FormatMplane::zeroed();
+    f.type_ = queue;
+    f.fmt.pix_mp.width = width;
+    f.fmt.pix_mp.height = height;
+    f.fmt.pix_mp.pixelformat = fourcc;
+    f.fmt.pix_mp.field = sys::FIELD_NONE;
+    f.fmt.pix_mp.num_planes = 1;
+    f.fmt.pix_mp.plane_fmt[0].sizeimage = sizeimage;
+    f
+}
+
+/// An MMAP buffer request of `queue` describing `planes` (which must outlive the ioctl).
+fn mplane_buffer(queue: u32, index: u32, planes: &mut [sys::Plane; 1]) -> sys::BufferMplane {
+    let mut buf = sys::BufferMplane::zeroed();
+    buf.index = index;
+    buf.type_ = queue;
+    buf.memory = sys::MEMORY_MMAP;
+    buf.planes = planes.as_mut_ptr();
+    buf.length = 1;
+    buf
+}
+
 /// The H.264 level for a frame size and rate (macroblocks per second, H.264 Table A-1).
 fn level_for(width: u32, height: u32, fps: u32) -> i32 {
     let mbs = width.div_ceil(16) as u64 * height.div_ceil(16) as u64 * fps.max(1) as u64;
@@ -145,23 +175,22 @@ impl V4l2M2mEncoder {
             .map_err(|e| fail("VIDIOC_S_EXT_CTRLS", e))?;
 
         // 2. Coded format, then raw format.
-        let mut coded = sys::FormatMplane::zeroed();
-        coded.type_ = sys::BUF_TYPE_VIDEO_CAPTURE_MPLANE;
-        coded.fmt.pix_mp.width = width;
-        coded.fmt.pix_mp.height = height;
-        coded.fmt.pix_mp.pixelformat = sys::PIX_FMT_H264;
-        coded.fmt.pix_mp.field = sys::FIELD_NONE;
-        coded.fmt.pix_mp.num_planes = 1;
-        coded.fmt.pix_mp.plane_fmt[0].sizeimage = CODED_BUFFER_BYTES;
+        let mut coded = mplane_format(
+            sys::BUF_TYPE_VIDEO_CAPTURE_MPLANE,
+            width,
+            height,
+            sys::PIX_FMT_H264,
+            CODED_BUFFER_BYTES,
+        );
         sys::ioctl(fd, sys::VIDIOC_S_FMT_MPLANE, &mut coded)
             .map_err(|e| fail("S_FMT (H.264)", e))?;
-        let mut raw = sys::FormatMplane::zeroed();
-        raw.type_ = sys::BUF_TYPE_VIDEO_OUTPUT_MPLANE;
-        raw.fmt.pix_mp.width = width;
-        raw.fmt.pix_mp.height = height;
-        raw.fmt.pix_mp.pixelformat = sys::PIX_FMT_YUV420;
-        raw.fmt.pix_mp.field = sys::FIELD_NONE;
-        raw.fmt.pix_mp.num_planes = 1;
+        let mut raw = mplane_format(
+            sys::BUF_TYPE_VIDEO_OUTPUT_MPLANE,
+            width,
+            height,
+            sys::PIX_FMT_YUV420,
+            0,
+        );
         sys::ioctl(fd, sys::VIDIOC_S_FMT_MPLANE, &mut raw).map_err(|e| fail("S_FMT (YU12)", e))?;
         let pix = raw.fmt.pix_mp;
         let (got_w, got_h, got_fourcc) = (pix.width, pix.height, pix.pixelformat);
@@ -241,12 +270,7 @@ impl V4l2M2mEncoder {
         (0..request.count)
             .map(|index| {
                 let mut planes = [sys::Plane::zeroed_plane(); 1];
-                let mut buf = sys::BufferMplane::zeroed();
-                buf.index = index;
-                buf.type_ = queue;
-                buf.memory = sys::MEMORY_MMAP;
-                buf.planes = planes.as_mut_ptr();
-                buf.length = 1;
+                let mut buf = mplane_buffer(queue, index, &mut planes);
                 sys::ioctl(fd, sys::VIDIOC_QUERYBUF_MPLANE, &mut buf)
                     .map_err(|e| Error::io(e, format!("{}: QUERYBUF", self.device)))?;
                 // SAFETY: for MMAP buffers QUERYBUF fills `mem_offset` of each plane.
@@ -268,12 +292,7 @@ impl V4l2M2mEncoder {
             self.capture[index as usize].map.len
         };
         planes[0].length = len as u32;
-        let mut buf = sys::BufferMplane::zeroed();
-        buf.index = index;
-        buf.type_ = queue;
-        buf.memory = sys::MEMORY_MMAP;
-        buf.planes = planes.as_mut_ptr();
-        buf.length = 1;
+        let mut buf = mplane_buffer(queue, index, &mut planes);
         // The driver copies OUTPUT timestamps to the coded buffers: the frame count.
         buf.timestamp.tv_usec = (self.frames % 1_000_000) as libc::suseconds_t;
         buf.timestamp.tv_sec = (self.frames / 1_000_000) as libc::time_t;
@@ -287,11 +306,7 @@ impl V4l2M2mEncoder {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let mut planes = [sys::Plane::zeroed_plane(); 1];
-            let mut buf = sys::BufferMplane::zeroed();
-            buf.type_ = queue;
-            buf.memory = sys::MEMORY_MMAP;
-            buf.planes = planes.as_mut_ptr();
-            buf.length = 1;
+            let mut buf = mplane_buffer(queue, 0, &mut planes);
             match sys::ioctl(self.file.as_fd(), sys::VIDIOC_DQBUF_MPLANE, &mut buf) {
                 Ok(()) => {
                     return Ok(Some((
