@@ -272,6 +272,11 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
         .metadata()
         .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
         .len();
+    scan_reader(&mut file, file_len)
+}
+
+/// [`scan`] over any seekable reader holding `file_len` bytes (the fuzz target's way in).
+pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipScan> {
     let mut scan = ClipScan {
         file_len,
         ..Default::default()

@@ -45,7 +45,8 @@ const PULL_WAIT: Duration = Duration::from_secs(2);
 /// A pulling client keeps its encoder warm this long after its last request.
 const PULL_KEEP: Duration = Duration::from_secs(3);
 
-fn config() -> WebSocketConfig {
+/// The session's WebSocket limits (message and frame sizes, buffers).
+pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         // Client messages are tiny; a small eager read buffer keeps idle sessions cheap.
         .read_buffer_size(8 * 1024)
@@ -125,6 +126,60 @@ pub fn upgrade(
         .header("sec-websocket-accept", accept)
         .body(empty())
         .expect("static headers are valid")
+}
+
+/// A client → server message of DESIGN §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMessage {
+    Ping,
+    Subscribe,
+    RequestFrame,
+    SetQuality(Quality),
+}
+
+/// A client message that was refused: the `error` message's code and text (the session
+/// stays open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessage {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Parses one client text message.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, BadMessage> {
+    let bad = |code, message: String| Err(BadMessage { code, message });
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return bad("bad_json", format!("not JSON: {e}")),
+    };
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        return bad(
+            "bad_message",
+            "a message is a JSON object with a string \"type\"".into(),
+        );
+    };
+    match kind {
+        "ping" => Ok(ClientMessage::Ping),
+        "subscribe" => Ok(ClientMessage::Subscribe),
+        "request_frame" => Ok(ClientMessage::RequestFrame),
+        "set_quality" => match value
+            .get("quality")
+            .and_then(Value::as_str)
+            .and_then(Quality::parse)
+        {
+            Some(q) => Ok(ClientMessage::SetQuality(q)),
+            None => bad(
+                "bad_quality",
+                "\"quality\" must be \"low\", \"medium\" or \"high\"".into(),
+            ),
+        },
+        other => bad(
+            "unknown_type",
+            format!(
+                "unknown message type {other:?}; expected request_frame, subscribe, set_quality or ping"
+            ),
+        ),
+    }
 }
 
 /// What the session loop woke up for.
@@ -397,21 +452,13 @@ impl Conn {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return self.send_error("bad_json", &format!("not JSON: {e}")).await,
+        let message = match parse_client_message(text) {
+            Ok(m) => m,
+            Err(bad) => return self.send_error(bad.code, &bad.message).await,
         };
-        let Some(kind) = value.get("type").and_then(Value::as_str) else {
-            return self
-                .send_error(
-                    "bad_message",
-                    "a message is a JSON object with a string \"type\"",
-                )
-                .await;
-        };
-        match kind {
-            "ping" => self.send_json(json!({"type": "pong"})).await,
-            "subscribe" => {
+        match message {
+            ClientMessage::Ping => self.send_json(json!({"type": "pong"})).await,
+            ClientMessage::Subscribe => {
                 self.subscribed = true;
                 self.no_frame_sent = false;
                 self.last_frame = Instant::now();
@@ -430,34 +477,13 @@ impl Conn {
                     }
                 }
             }
-            "request_frame" => self.request_frame().await,
-            "set_quality" => {
-                let quality = value
-                    .get("quality")
-                    .and_then(Value::as_str)
-                    .and_then(Quality::parse);
-                match quality {
-                    Some(q) => {
-                        self.session.set_quality(q);
-                        if self.viewer.is_some() {
-                            self.start_watching();
-                        }
-                        self.send_status().await
-                    }
-                    None => {
-                        self.send_error(
-                            "bad_quality",
-                            "\"quality\" must be \"low\", \"medium\" or \"high\"",
-                        )
-                        .await
-                    }
+            ClientMessage::RequestFrame => self.request_frame().await,
+            ClientMessage::SetQuality(q) => {
+                self.session.set_quality(q);
+                if self.viewer.is_some() {
+                    self.start_watching();
                 }
-            }
-            other => {
-                let message = format!(
-                    "unknown message type {other:?}; expected request_frame, subscribe, set_quality or ping"
-                );
-                self.send_error("unknown_type", &message).await
+                self.send_status().await
             }
         }
     }
