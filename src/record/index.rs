@@ -330,7 +330,8 @@ fn append(journal: &mut File, record: &Record) -> Result<()> {
     journal.sync_data().ctx("syncing index journal")
 }
 
-fn replay(
+#[doc(hidden)] // for the fuzz target (fuzz/fuzz_targets/index_journal.rs)
+pub fn replay(
     path: &Path,
     report: &mut OpenReport,
 ) -> Result<BTreeMap<String, BTreeMap<String, ClipRecord>>> {
