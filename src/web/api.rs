@@ -58,37 +58,156 @@ fn bad_path() -> Response<Body> {
     )
 }
 
-/// Every route's path shape, for telling 404 from 405.
-fn route_exists(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        [""] | ["index.html"]
-            | ["app.js"]
-            | ["style.css"]
-            | ["favicon.ico"]
-            | ["metrics"]
-            | [
-                "api",
-                "v1",
-                "login" | "logout" | "health" | "cameras" | "clips" | "settings"
-            ]
-            | ["api", "v1", "cameras", "rescan"]
-            | ["api", "v1", "cameras", _, "recording", "start" | "stop"]
-            | [
-                "api",
-                "v1",
-                "cameras",
-                _,
-                "snapshot.jpg" | "stream.mjpg" | "ws"
-            ]
-            | ["api", "v1", "clips", _, _]
-            | ["api", "v1", "streaming", "sessions"]
-            | ["api", "v1", "experiments" | "gpio"]
-            | ["api", "v1", "experiments", _]
-            | ["api", "v1", "experiments", _, "stop" | "archive" | "marker"]
-            | ["api", "v1", "experiments", _, "files", _]
-            | ["api", "v1", "gpio", "sim", _]
-    )
+/// What a route does; `handle` dispatches on it (exhaustively).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Page,
+    Metrics,
+    OpenApi,
+    Login,
+    Logout,
+    Health,
+    Cameras,
+    Rescan,
+    RecordingStart,
+    RecordingStop,
+    Snapshot,
+    Mjpeg,
+    LiveWs,
+    Clips,
+    ClipFile,
+    Sessions,
+    SettingsGet,
+    SettingsPatch,
+    Experiments,
+    ExperimentCreate,
+    Experiment,
+    ExperimentStop,
+    ExperimentArchive,
+    ExperimentMarker,
+    ExperimentFile,
+    Gpio,
+    GpioSim,
+}
+
+/// One route: a method, a path template (`{name}` stands for one path segment) and what
+/// answers it.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn r(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+/// Every route the server answers, and nothing else: `handle` finds routes only here, and
+/// tests/openapi.rs holds the OpenAPI document (`/api/v1/openapi.json`) to this table in
+/// both directions.
+pub static ROUTES: &[Route] = {
+    use Endpoint::*;
+    const GET: Method = Method::GET;
+    const HEAD: Method = Method::HEAD;
+    const POST: Method = Method::POST;
+    const PATCH: Method = Method::PATCH;
+    &[
+        r(GET, "/", Page),
+        r(HEAD, "/", Page),
+        r(GET, "/index.html", Page),
+        r(HEAD, "/index.html", Page),
+        r(GET, "/app.js", Page),
+        r(HEAD, "/app.js", Page),
+        r(GET, "/style.css", Page),
+        r(HEAD, "/style.css", Page),
+        r(GET, "/favicon.ico", Page),
+        r(HEAD, "/favicon.ico", Page),
+        r(GET, "/metrics", Metrics),
+        r(GET, "/api/v1/openapi.json", OpenApi),
+        r(POST, "/api/v1/login", Login),
+        r(POST, "/api/v1/logout", Logout),
+        r(GET, "/api/v1/health", Health),
+        r(GET, "/api/v1/cameras", Cameras),
+        r(POST, "/api/v1/cameras/rescan", Rescan),
+        r(
+            POST,
+            "/api/v1/cameras/{cam}/recording/start",
+            RecordingStart,
+        ),
+        r(POST, "/api/v1/cameras/{cam}/recording/stop", RecordingStop),
+        r(GET, "/api/v1/cameras/{cam}/snapshot.jpg", Snapshot),
+        r(GET, "/api/v1/cameras/{cam}/stream.mjpg", Mjpeg),
+        r(GET, "/api/v1/cameras/{cam}/ws", LiveWs),
+        r(GET, "/api/v1/clips", Clips),
+        r(GET, "/api/v1/clips/{cam}/{file}", ClipFile),
+        r(HEAD, "/api/v1/clips/{cam}/{file}", ClipFile),
+        r(GET, "/api/v1/streaming/sessions", Sessions),
+        r(GET, "/api/v1/settings", SettingsGet),
+        r(PATCH, "/api/v1/settings", SettingsPatch),
+        r(GET, "/api/v1/experiments", Experiments),
+        r(POST, "/api/v1/experiments", ExperimentCreate),
+        r(GET, "/api/v1/experiments/{id}", Experiment),
+        r(POST, "/api/v1/experiments/{id}/stop", ExperimentStop),
+        r(POST, "/api/v1/experiments/{id}/archive", ExperimentArchive),
+        r(POST, "/api/v1/experiments/{id}/marker", ExperimentMarker),
+        r(GET, "/api/v1/experiments/{id}/files/{file}", ExperimentFile),
+        r(
+            HEAD,
+            "/api/v1/experiments/{id}/files/{file}",
+            ExperimentFile,
+        ),
+        r(GET, "/api/v1/gpio", Gpio),
+        r(POST, "/api/v1/gpio/sim/{input}", GpioSim),
+    ]
+};
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Routed<'a> {
+    /// The endpoint, and the path segments the template's `{…}` parts stand for.
+    Found(Endpoint, Vec<&'a str>),
+    /// A route has this path, but not for this method (405).
+    WrongMethod,
+    /// No route has this path (404).
+    NotFound,
+}
+
+/// Looks up a request's method and path segments (the path split on '/', without the
+/// leading empty one) in [`ROUTES`].
+pub fn route<'a>(method: &Method, segments: &[&'a str]) -> Routed<'a> {
+    let mut path_known = false;
+    for route in ROUTES {
+        if let Some(params) = match_template(route.path, segments) {
+            if route.method == *method {
+                return Routed::Found(route.endpoint, params);
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Routed::WrongMethod
+    } else {
+        Routed::NotFound
+    }
+}
+
+/// The segments that `template`'s `{…}` parts stand for, when `segments` fit it.
+fn match_template<'a>(template: &str, segments: &[&'a str]) -> Option<Vec<&'a str>> {
+    let mut parts = template.split('/').skip(1);
+    let mut segments = segments.iter();
+    let mut params = Vec::new();
+    loop {
+        match (parts.next(), segments.next()) {
+            (None, None) => return Some(params),
+            (Some(part), Some(segment)) if part.starts_with('{') => params.push(*segment),
+            (Some(part), Some(segment)) if part == *segment => {}
+            _ => return None,
+        }
+    }
 }
 
 /// Routes one request. Auth is checked first; then the path, split on '/', is matched
@@ -126,80 +245,69 @@ pub async fn handle(
     }
     let client = conn.peer.to_string();
     let head = method == Method::HEAD;
-    match (&method, segments.as_slice()) {
-        (
-            &Method::GET | &Method::HEAD,
-            [""] | ["index.html" | "app.js" | "style.css" | "favicon.ico"],
-        ) => assets::serve(&path, req.headers(), head).unwrap_or_else(|| not_found("no such page")),
-        (&Method::GET, ["metrics"]) => metrics(&state),
-        (&Method::POST, ["api", "v1", "login"]) => login(req, &state, conn.peer.ip()).await,
-        (&Method::POST, ["api", "v1", "logout"]) => json_with_cookie(Auth::logout_cookie()),
-        (&Method::GET, ["api", "v1", "health"]) => health(&state),
-        (&Method::GET, ["api", "v1", "cameras"]) => json(StatusCode::OK, &cameras_json(&state)),
-        (&Method::POST, ["api", "v1", "cameras", "rescan"]) => rescan(&state).await,
-        (&Method::POST, ["api", "v1", "cameras", cam, "recording", action]) => {
-            let start = *action == "start";
+    let (endpoint, params) = match route(&method, &segments) {
+        Routed::Found(endpoint, params) => (endpoint, params),
+        Routed::WrongMethod => {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{method} is not allowed on {path}"),
+            )
+        }
+        Routed::NotFound => return not_found(&format!("no endpoint {path}")),
+    };
+    match endpoint {
+        Endpoint::Page => {
+            assets::serve(&path, req.headers(), head).unwrap_or_else(|| not_found("no such page"))
+        }
+        Endpoint::Metrics => metrics(&state),
+        Endpoint::OpenApi => super::openapi::serve(),
+        Endpoint::Login => login(req, &state, conn.peer.ip()).await,
+        Endpoint::Logout => json_with_cookie(Auth::logout_cookie()),
+        Endpoint::Health => health(&state),
+        Endpoint::Cameras => json(StatusCode::OK, &cameras_json(&state)),
+        Endpoint::Rescan => rescan(&state).await,
+        Endpoint::RecordingStart | Endpoint::RecordingStop => {
+            let cam = params[0];
             match camera(&state, cam) {
-                Ok(_) => recording(req, &state, cam, start).await,
+                Ok(_) => recording(req, &state, cam, endpoint == Endpoint::RecordingStart).await,
                 Err(e) => e.response(),
             }
         }
-        (&Method::GET, ["api", "v1", "cameras", cam, "snapshot.jpg"]) => {
-            match camera(&state, cam) {
-                Ok(_) => snapshot(&state, cam).await,
-                Err(e) => e.response(),
-            }
-        }
-        (&Method::GET, ["api", "v1", "cameras", cam, "stream.mjpg"]) => {
+        Endpoint::Snapshot => match camera(&state, params[0]) {
+            Ok(_) => snapshot(&state, params[0]).await,
+            Err(e) => e.response(),
+        },
+        Endpoint::Mjpeg => {
             let quality = match quality_param(req.uri().query(), &state) {
                 Ok(q) => q,
                 Err(e) => return e.response(),
             };
-            match camera(&state, cam) {
-                Ok(_) => mjpeg::stream(&state, cam, quality, &client),
+            match camera(&state, params[0]) {
+                Ok(_) => mjpeg::stream(&state, params[0], quality, &client),
                 Err(e) => e.response(),
             }
         }
-        (&Method::GET, ["api", "v1", "cameras", cam, "ws"]) => match camera(&state, cam) {
-            Ok(_) => ws::upgrade(req, Arc::clone(&state), cam.to_string(), client),
+        Endpoint::LiveWs => match camera(&state, params[0]) {
+            Ok(_) => ws::upgrade(req, Arc::clone(&state), params[0].to_string(), client),
             Err(e) => e.response(),
         },
-        (&Method::GET, ["api", "v1", "clips"]) => clips(&state, req.uri().query()),
-        (&Method::GET | &Method::HEAD, ["api", "v1", "clips", cam, file]) => {
-            clip_download(&req, &conn, &state, cam, file, head).await
+        Endpoint::Clips => clips(&state, req.uri().query()),
+        Endpoint::ClipFile => clip_download(&req, &conn, &state, params[0], params[1], head).await,
+        Endpoint::Sessions => json(StatusCode::OK, &state.live.sessions()),
+        Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
+        Endpoint::SettingsPatch => patch_settings(req, &state).await,
+        Endpoint::Experiments => experiments::list(&state),
+        Endpoint::ExperimentCreate => experiments::create(req, &state).await,
+        Endpoint::Experiment => experiments::manifest(&state, params[0]),
+        Endpoint::ExperimentStop => experiments::stop(&state, params[0]).await,
+        Endpoint::ExperimentArchive => experiments::archive(req, &state, params[0]).await,
+        Endpoint::ExperimentMarker => experiments::marker(&state, params[0]),
+        Endpoint::ExperimentFile => {
+            experiment_file(&req, &conn, &state, params[0], params[1], head).await
         }
-        (&Method::GET, ["api", "v1", "streaming", "sessions"]) => {
-            json(StatusCode::OK, &state.live.sessions())
-        }
-        (&Method::GET, ["api", "v1", "settings"]) => {
-            json(StatusCode::OK, &settings::current(&state.service.config()))
-        }
-        (&Method::PATCH, ["api", "v1", "settings"]) => patch_settings(req, &state).await,
-        (&Method::GET, ["api", "v1", "experiments"]) => experiments::list(&state),
-        (&Method::POST, ["api", "v1", "experiments"]) => experiments::create(req, &state).await,
-        (&Method::GET, ["api", "v1", "experiments", id]) => experiments::manifest(&state, id),
-        (&Method::POST, ["api", "v1", "experiments", id, "stop"]) => {
-            experiments::stop(&state, id).await
-        }
-        (&Method::POST, ["api", "v1", "experiments", id, "archive"]) => {
-            experiments::archive(req, &state, id).await
-        }
-        (&Method::POST, ["api", "v1", "experiments", id, "marker"]) => {
-            experiments::marker(&state, id)
-        }
-        (&Method::GET | &Method::HEAD, ["api", "v1", "experiments", id, "files", file]) => {
-            experiment_file(&req, &conn, &state, id, file, head).await
-        }
-        (&Method::GET, ["api", "v1", "gpio"]) => experiments::gpio_status(&state),
-        (&Method::POST, ["api", "v1", "gpio", "sim", input]) => {
-            experiments::gpio_sim(req, &state, input).await
-        }
-        (_, segments) if route_exists(segments) => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            &format!("{method} is not allowed on {path}"),
-        ),
-        _ => not_found(&format!("no endpoint {path}")),
+        Endpoint::Gpio => experiments::gpio_status(&state),
+        Endpoint::GpioSim => experiments::gpio_sim(req, &state, params[0]).await,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod guard;
 pub mod http;
 pub mod mjpeg;
+pub mod openapi;
 pub mod ws;
 
 use std::net::SocketAddr;
