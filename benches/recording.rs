@@ -84,6 +84,7 @@ fn service(dir: &std::path::Path, clock: Arc<dyn Clock>, slots: usize) -> Arc<Ca
     config.service.data_dir = dir.to_path_buf();
     let storage = Storage::open(
         dir,
+        None,
         Limits {
             max_clips: 100,
             max_bytes: 1 << 40,

@@ -10,11 +10,11 @@ use crate::camera::discovery::{ConfigDiscoverer, Discoverer};
 use crate::camera::CameraService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::experiment::ExperimentService;
 use crate::gpio::{Backend, Gpio, Health as LedHealth, LedState};
 use crate::record::index::RecordingType;
-use crate::storage::{Limits, SpaceProbe, Statvfs, Storage};
+use crate::storage::{DataDevice, Limits, SpaceProbe, Statvfs, Storage};
 use crate::web::{self, AppState};
 
 /// The hardware the service runs on: real, or simulated for tests.
@@ -63,7 +63,14 @@ impl App {
         let config = crate::settings::overlay_saved(config);
         let (config_auto, config_experiments) =
             (config.auto_recording.clone(), config.experiments.clone());
-        let storage = Storage::open(&config.service.data_dir, limits(&config), hardware.space)?;
+        let device = DataDevice::parse(&config.service.data_device)
+            .map_err(|why| Error::new(ErrorKind::InvalidInput, why))?;
+        let storage = Storage::open(
+            &config.service.data_dir,
+            device,
+            limits(&config),
+            hardware.space,
+        )?;
         let service =
             CameraService::new(config.clone(), hardware.clock, storage, hardware.discoverer);
         let cameras = service.detect_cameras()?;
@@ -171,6 +178,7 @@ impl Supervisor {
                 let mut last_frames: Vec<u64> = Vec::new();
                 let mut lost: Vec<String> = Vec::new();
                 let mut tick = 0u64;
+                let mut storage_present = state.service.storage.is_present();
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
                     tick += 1;
@@ -203,6 +211,24 @@ impl Supervisor {
                     }
                     if !tick.is_multiple_of(4) {
                         continue;
+                    }
+                    // The data drive: checked once a second even when nothing records, so
+                    // health shows a pulled drive and its return reloads the index.
+                    let storage = &state.service.storage;
+                    let present = storage.refresh().is_present();
+                    if present != storage_present {
+                        storage_present = present;
+                        if present {
+                            state.experiments.storage_event("storage_restored");
+                            // Archives that failed while it was away are redone, off
+                            // this thread (it feeds the watchdog).
+                            let experiments = Arc::clone(&state.experiments);
+                            let _ = std::thread::Builder::new()
+                                .name("recover".into())
+                                .spawn(move || experiments.recover());
+                        } else {
+                            state.experiments.storage_event("storage_removed");
+                        }
                     }
                     // Capture is alive when each camera either delivered frames since the
                     // last look or has a state that explains why not (unplugged, no signal).

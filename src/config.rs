@@ -68,6 +68,10 @@ pub fn is_experiment_id(id: &str) -> bool {
 pub struct ServiceConfig {
     /// Where clips, the index, experiments and settings live.
     pub data_dir: PathBuf,
+    /// `LABEL=...` or `UUID=...`: the filesystem data_dir must be on (a USB drive, the
+    /// image's data partition). Recording pauses while it is not mounted there, so clips
+    /// never land on the root filesystem under an empty mount point. "" = no check.
+    pub data_device: String,
     /// Address the web server binds.
     pub listen: String,
     /// error | warn | info | debug | trace
@@ -86,6 +90,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             data_dir: PathBuf::from("./benchcam-data"),
+            data_device: String::new(),
             listen: "0.0.0.0:8080".into(),
             log_level: "info".into(),
             access_token: String::new(),
@@ -504,6 +509,13 @@ impl Config {
                 "service.data_dir",
                 "\"\"",
                 "must be a directory path",
+            ));
+        }
+        if let Err(why) = crate::storage::DataDevice::parse(&s.data_device) {
+            return Err(invalid(
+                "service.data_device",
+                format!("\"{}\"", s.data_device),
+                &why,
             ));
         }
         if s.listen.parse::<SocketAddr>().is_err() {

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     WrongState,
     /// Storage is full or below the configured reserve: pause, retry later.
     StorageFull,
+    /// The data directory's filesystem is gone or read-only (drive pulled out,
+    /// unmounted, remounted read-only after errors): pause, retry when it is back.
+    StorageRemoved,
     /// Any other I/O failure.
     Io,
     /// Encoder or muxer failure.
@@ -41,6 +44,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::WrongState => "wrong_state",
             ErrorKind::StorageFull => "storage_full",
+            ErrorKind::StorageRemoved => "storage_removed",
             ErrorKind::Io => "io_error",
             ErrorKind::Codec => "codec_error",
             ErrorKind::Corrupt => "corrupt_frame",
@@ -55,6 +59,7 @@ impl ErrorKind {
                 | ErrorKind::NoSignal
                 | ErrorKind::Disconnected
                 | ErrorKind::StorageFull
+                | ErrorKind::StorageRemoved
                 | ErrorKind::Io
         )
     }
@@ -65,6 +70,8 @@ impl ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub context: String,
+    /// The errno of a wrapped I/O error.
+    errno: Option<i32>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +81,7 @@ impl Error {
         Error {
             kind,
             context: context.into(),
+            errno: None,
         }
     }
 
@@ -89,8 +97,14 @@ impl Error {
         };
         Error {
             kind,
+            errno: err.raw_os_error(),
             context: format!("{}: {err}", context.into()),
         }
+    }
+
+    /// The errno of the I/O error this wraps, if it wraps one.
+    pub fn os_error(&self) -> Option<i32> {
+        self.errno
     }
 
     /// Adds an outer layer of context ("opening cam0: ...").

@@ -200,6 +200,8 @@ impl ExperimentService {
     }
 
     fn persist(&self, exp: &Experiment) -> Result<()> {
+        // Never onto the root filesystem under an empty mount point.
+        self.storage.require_present()?;
         let folder = self.folder(&exp.experiment_id);
         std::fs::create_dir_all(&folder).ctx(format!("creating {}", folder.display()))?;
         let text = serde_json::to_vec_pretty(exp).expect("experiment serializes");
@@ -362,6 +364,24 @@ impl ExperimentService {
         }
     }
 
+    /// The data drive went away (`storage_removed`) or came back (`storage_restored`):
+    /// the running experiment records it (on disk once the drive is back).
+    pub fn storage_event(&self, kind: &str) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active.as_mut().filter(|e| e.phase == Phase::Running) else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: kind.into(),
+            source: "storage".into(),
+            at: now(&*self.clock),
+        });
+        log::info!("experiment {}: {kind}", exp.experiment_id);
+        if let Err(e) = self.persist(exp) {
+            log::warn!("experiment {}: {e}", exp.experiment_id);
+        }
+    }
+
     /// Stops `id`, waits `post_roll`, archives, and returns the manifest. Blocks for
     /// post_roll plus the archive: call it off the async executor.
     pub fn stop(&self, id: &str, source: &str, at: Option<Stamp>) -> Result<serde_json::Value> {
@@ -389,7 +409,7 @@ impl ExperimentService {
                     ));
                 }
             }
-            let mut exp = active.take().expect("checked");
+            let mut exp = active.clone().expect("checked");
             let at = at.unwrap_or_else(|| now(&*self.clock));
             exp.phase = Phase::Stopped;
             exp.stopped = Some(at);
@@ -398,8 +418,11 @@ impl ExperimentService {
                 source: source.into(),
                 at,
             });
-            self.protect(&exp);
+            // Stopped only once that is on disk: with the data drive gone the
+            // experiment keeps running (and says why) instead of vanishing.
             self.persist(&exp)?;
+            *active = None;
+            self.protect(&exp);
             log::info!("experiment {id}: stopped by {source}; archiving after the post-roll");
             exp
         };

@@ -36,6 +36,7 @@ fn steady_state_allocates_nothing_per_frame() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let storage = Storage::open(
         dir.path(),
+        None,
         Limits {
             max_clips: 10,
             max_bytes: 1 << 40,

@@ -122,6 +122,10 @@ pub struct StorageHealth {
     pub writable: bool,
     pub rolling_bytes: u64,
     pub full: bool,
+    /// `ok`, `full`, `removed` (unplugged or unmounted) or `read_only`.
+    pub state: &'static str,
+    /// `service.data_device` when set.
+    pub device: Option<String>,
 }
 
 /// health_check(): what a monitoring dashboard or the page's Status tab shows.
@@ -365,7 +369,10 @@ impl CameraService {
                 space.free as f64 / 1e9
             ));
         }
-        if !space.writable {
+        if let Some(e) = space.presence.error() {
+            error = true;
+            problems.push(format!("{e}; recording paused until it is back"));
+        } else if !space.writable {
             error = true;
             problems.push(format!(
                 "data directory {} is not writable",
@@ -471,6 +478,12 @@ impl CameraService {
                 writable: space.writable,
                 rolling_bytes: space.rolling_bytes,
                 full: space.full,
+                state: match &space.presence {
+                    p if !p.is_present() => p.name(),
+                    _ if space.full => "full",
+                    _ => "ok",
+                },
+                device: self.storage.device().map(|d| d.to_string()),
             },
             cameras: camera_health,
             active_threads: threads,

@@ -163,7 +163,8 @@ pub struct ClipIndex {
 struct IndexState {
     /// camera -> file -> record; file names sort by start time.
     clips: BTreeMap<String, BTreeMap<String, ClipRecord>>,
-    journal: File,
+    /// None while the data filesystem is away.
+    journal: Option<File>,
 }
 
 /// What `open` found and fixed, for the log and the tests.
@@ -181,32 +182,56 @@ impl ClipIndex {
     /// Loads `index/journal.bin` under `data_dir`, reconciles it with `rolling/`, and
     /// rewrites it compacted.
     pub fn open(data_dir: &Path) -> Result<(ClipIndex, OpenReport)> {
-        let rolling_dir = data_dir.join("rolling");
-        let index_dir = data_dir.join("index");
-        std::fs::create_dir_all(&rolling_dir).ctx(format!("creating {}", rolling_dir.display()))?;
-        std::fs::create_dir_all(&index_dir).ctx(format!("creating {}", index_dir.display()))?;
-        let journal_path = index_dir.join(JOURNAL);
+        let index = ClipIndex::detached(data_dir);
+        let report = index.reload()?;
+        Ok((index, report))
+    }
+
+    /// An empty index of `data_dir` that touches nothing on disk: for a data directory
+    /// whose filesystem is not there yet. Writes fail until `reload` succeeds.
+    pub fn detached(data_dir: &Path) -> ClipIndex {
+        ClipIndex {
+            rolling_dir: data_dir.join("rolling"),
+            journal_path: data_dir.join("index").join(JOURNAL),
+            state: Mutex::new(IndexState {
+                clips: BTreeMap::new(),
+                journal: None,
+            }),
+        }
+    }
+
+    /// (Re)reads the journal and the clip files, as at start (creating `rolling/` and
+    /// `index/` if missing), and reattaches the journal. Used when the data filesystem
+    /// comes back after it was removed: the clip cut short by the removal is repaired.
+    pub fn reload(&self) -> Result<OpenReport> {
+        let index_dir = self.journal_path.parent().expect("journal has a directory");
+        std::fs::create_dir_all(&self.rolling_dir)
+            .ctx(format!("creating {}", self.rolling_dir.display()))?;
+        std::fs::create_dir_all(index_dir).ctx(format!("creating {}", index_dir.display()))?;
         let mut report = OpenReport::default();
-        let mut clips = replay(&journal_path, &mut report)?;
-        reconcile(&rolling_dir, &mut clips, &mut report)?;
+        let mut clips = replay(&self.journal_path, &mut report)?;
+        reconcile(&self.rolling_dir, &mut clips, &mut report)?;
 
         let mut compacted = Vec::new();
         for record in clips.values().flat_map(|m| m.values()) {
             frame_record(&Record::ClipV1(record.clone()), &mut compacted)?;
         }
-        write_atomic(&journal_path, &compacted)?;
+        write_atomic(&self.journal_path, &compacted)?;
         let journal = OpenOptions::new()
             .append(true)
-            .open(&journal_path)
-            .ctx(format!("opening {}", journal_path.display()))?;
-        Ok((
-            ClipIndex {
-                rolling_dir,
-                journal_path,
-                state: Mutex::new(IndexState { clips, journal }),
-            },
-            report,
-        ))
+            .open(&self.journal_path)
+            .ctx(format!("opening {}", self.journal_path.display()))?;
+        *self.state.lock().expect("index poisoned") = IndexState {
+            clips,
+            journal: Some(journal),
+        };
+        Ok(report)
+    }
+
+    /// Lets go of the journal (its filesystem went away); the clip list stays as it was
+    /// until `reload`, and changes fail meanwhile.
+    pub fn detach(&self) {
+        self.state.lock().expect("index poisoned").journal = None;
     }
 
     pub fn rolling_dir(&self) -> &Path {
@@ -233,6 +258,12 @@ impl ClipIndex {
     /// Deletes a clip's file and its entry.
     pub fn delete(&self, camera: &str, file: &str) -> Result<u64> {
         let mut state = self.state.lock().expect("index poisoned");
+        if state.journal.is_none() {
+            return Err(Error::new(
+                crate::error::ErrorKind::StorageRemoved,
+                "storage removed: nothing is deleted until it is back",
+            ));
+        }
         let path = self.rolling_dir.join(camera).join(file);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let _ = std::fs::remove_file(self.rolling_dir.join(camera).join(frames_file_name(file)));
@@ -323,7 +354,13 @@ fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn append(journal: &mut File, record: &Record) -> Result<()> {
+fn append(journal: &mut Option<File>, record: &Record) -> Result<()> {
+    let Some(journal) = journal.as_mut() else {
+        return Err(Error::new(
+            crate::error::ErrorKind::StorageRemoved,
+            "storage removed: the index is detached until it is back",
+        ));
+    };
     let mut buf = Vec::with_capacity(256);
     frame_record(record, &mut buf)?;
     journal.write_all(&buf).ctx("appending to index journal")?;

@@ -24,7 +24,7 @@ use crate::encode::mjpeg::MjpegDecoder;
 use crate::encode::{jpeg, yuv};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::frame::{Frame, Subscription};
-use crate::storage::Storage;
+use crate::storage::{volume, Storage};
 
 /// What a recorder needs to know, fixed for its lifetime.
 #[derive(Clone, Debug)]
@@ -78,8 +78,6 @@ impl Recorder {
         settings: RecorderSettings,
     ) -> Result<Recorder> {
         let stats = Arc::new(RecorderStats::default());
-        let dir = storage.index.camera_dir(&settings.camera);
-        std::fs::create_dir_all(&dir).ctx(format!("creating {}", dir.display()))?;
         let subscriber = Arc::clone(subscription.subscriber());
         let thread_stats = Arc::clone(&stats);
         let name = format!("rec-{}", settings.camera);
@@ -271,6 +269,11 @@ impl RecorderState {
             self.samples.clear();
             self.pause_for_storage(frame);
         }
+        if !self.storage.is_present() && !self.stats.paused_storage_full.load(Ordering::Relaxed) {
+            // The supervisor found the drive gone (or read-only): stop mid-clip rather
+            // than write into a filesystem that is no longer mounted.
+            self.pause_for_storage(frame);
+        }
         if self.stats.paused_storage_full.load(Ordering::Relaxed) {
             if frame.timestamp_us.saturating_sub(self.last_room_check_us) < 1_000_000 {
                 self.stats
@@ -289,6 +292,10 @@ impl RecorderState {
                 .paused_storage_full
                 .store(false, Ordering::Relaxed);
             self.stats.set_error(None);
+            log::info!(
+                "recorder {}: storage is usable again; recording resumes",
+                self.settings.camera
+            );
         }
         if self.stats.cut_requested.swap(false, Ordering::AcqRel) && self.clip.is_some() {
             self.close_clip(Some(frame.timestamp_us));
@@ -306,10 +313,13 @@ impl RecorderState {
                 }
                 return;
             }
-            self.stats.frames_failed.fetch_add(1, Ordering::Relaxed);
-            if e.kind == ErrorKind::StorageFull {
+            if e.kind == ErrorKind::StorageFull || volume::is_storage_error(&e) {
+                self.stats
+                    .frames_skipped_storage_full
+                    .fetch_add(1, Ordering::Relaxed);
                 self.pause_for_storage(frame);
             } else {
+                self.stats.frames_failed.fetch_add(1, Ordering::Relaxed);
                 if !self.error_logged {
                     log::error!("recorder {}: {e}", self.settings.camera);
                     self.error_logged = true;
@@ -319,14 +329,22 @@ impl RecorderState {
         }
     }
 
+    /// Stops writing until `ensure_room` passes again (checked once a second), with the
+    /// reason for health: the drive is gone or read-only, or it is full.
     fn pause_for_storage(&mut self, frame: &Frame) {
         self.close_clip(None);
         self.stats
             .paused_storage_full
             .store(true, Ordering::Relaxed);
-        self.stats.set_error(Some(
-            "storage full: recording paused until space returns".into(),
-        ));
+        let why = match self.storage.refresh().error() {
+            Some(e) => format!("{e}; recording paused until it is back"),
+            None if self.storage.is_full() => {
+                "storage full: recording paused until space returns".into()
+            }
+            None => "storage failed a write: recording paused, retried every second".into(),
+        };
+        log::warn!("recorder {}: {why}", self.settings.camera);
+        self.stats.set_error(Some(why));
         self.last_room_check_us = frame.timestamp_us;
     }
 
@@ -509,11 +527,16 @@ impl RecorderState {
             size: init.len() as u64,
             complete: false,
         };
-        let path = self
-            .storage
-            .index
-            .camera_dir(&self.settings.camera)
-            .join(&file);
+        let dir = self.storage.index.camera_dir(&self.settings.camera);
+        // Only the camera's own folder is made here: rolling/ exists only on a data
+        // filesystem that `ensure_room` just found present, so an empty mount point
+        // makes this fail instead of filling the root filesystem.
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(e, format!("creating {}", dir.display()))),
+        }
+        let path = dir.join(&file);
         *self.stats.current_clip.lock().expect("stats poisoned") = Some(file);
         self.send(WriterMsg::Open { path, init, record })?;
         self.clip = Some(OpenClip {
@@ -746,6 +769,11 @@ fn give_up(
 ) {
     log::error!("recorder {}: {e}", record.camera);
     stats.set_error(Some(e.to_string()));
+    failed.store(true, Ordering::Release);
+    if !storage.refresh().is_present() {
+        // The drive is gone: the clip is repaired when it is back (index reload).
+        return;
+    }
     match fmp4::repair(path) {
         Ok(scan) if scan.samples > 0 => {
             let mut r = record.clone();
@@ -760,5 +788,4 @@ fn give_up(
             let _ = storage.index.delete(&record.camera, &record.file);
         }
     }
-    failed.store(true, Ordering::Release);
 }

@@ -1,5 +1,8 @@
 //! StorageManager: the data directory's free space, atomic writes, and retention of
-//! rolling clips (count, bytes, free space; oldest first, never a protected clip).
+//! rolling clips (count, bytes, free space; oldest first, never a protected clip), and
+//! whether the data filesystem is there at all (`volume`).
+
+pub mod volume;
 
 use std::ffi::CString;
 use std::fs::File;
@@ -11,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::record::index::{ClipIndex, ClipRecord};
+pub use volume::{DataDevice, Presence};
 
 /// Writes `bytes` to `path` so that a reader sees the old or the new content, never a
 /// torn mix: tmp file, fsync, rename, fsync of the directory.
@@ -63,14 +67,33 @@ pub fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
     std::fs::rename(&tmp, dst).ctx(format!("renaming {}", tmp.display()))
 }
 
-/// Free and total bytes of the filesystem holding a path.
+/// Free and total bytes of the filesystem holding a path, and whether it is there.
 pub trait SpaceProbe: Send + Sync {
     fn space(&self, path: &Path) -> Result<(u64, u64)>;
+
+    /// `volume::check` against the real /dev/disk unless a test overrides it.
+    fn presence(
+        &self,
+        data_dir: &Path,
+        device: Option<&DataDevice>,
+        expected_dev: Option<u64>,
+    ) -> Presence {
+        volume::check(data_dir, device, expected_dev, Path::new("/dev/disk"))
+    }
 }
 
 impl<T: SpaceProbe + ?Sized> SpaceProbe for Arc<T> {
     fn space(&self, path: &Path) -> Result<(u64, u64)> {
         (**self).space(path)
+    }
+
+    fn presence(
+        &self,
+        data_dir: &Path,
+        device: Option<&DataDevice>,
+        expected_dev: Option<u64>,
+    ) -> Presence {
+        (**self).presence(data_dir, device, expected_dev)
     }
 }
 
@@ -94,11 +117,13 @@ impl SpaceProbe for Statvfs {
     }
 }
 
-/// A simulated disk for tests: free space is whatever the test sets.
+/// A simulated disk for tests: free space is whatever the test sets, and `removed`
+/// pulls it out.
 #[derive(Default)]
 pub struct SimSpace {
     pub free: AtomicU64,
     pub total: AtomicU64,
+    pub removed: AtomicBool,
 }
 
 impl SpaceProbe for SimSpace {
@@ -107,6 +132,18 @@ impl SpaceProbe for SimSpace {
             self.free.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         ))
+    }
+
+    fn presence(
+        &self,
+        data_dir: &Path,
+        device: Option<&DataDevice>,
+        expected_dev: Option<u64>,
+    ) -> Presence {
+        if self.removed.load(Ordering::Relaxed) {
+            return Presence::Removed("the simulated drive was pulled out".into());
+        }
+        volume::check(data_dir, device, expected_dev, Path::new("/dev/disk"))
     }
 }
 
@@ -147,6 +184,19 @@ pub struct Storage {
     full: AtomicBool,
     /// Deleted by retention since start, for health and metrics.
     pub deleted_clips: AtomicU64,
+    /// `service.data_device`: the filesystem the data directory must be on.
+    device: Option<DataDevice>,
+    volume: Mutex<VolumeState>,
+    /// Mirrors `volume.presence.is_present()` for the hot paths.
+    present: AtomicBool,
+    /// Times the data filesystem came back after it was removed.
+    pub reattached: AtomicU64,
+}
+
+struct VolumeState {
+    presence: Presence,
+    /// The filesystem the data directory was on when last present.
+    dev: Option<u64>,
 }
 
 /// Disk figures for health.
@@ -157,18 +207,62 @@ pub struct SpaceReport {
     pub writable: bool,
     pub rolling_bytes: u64,
     pub full: bool,
+    pub presence: Presence,
 }
 
 impl Storage {
-    /// Opens (and reconciles) the data directory.
+    /// Opens (and reconciles) the data directory. With `device` set, the directory must
+    /// be on that filesystem: if it is not (the drive is not plugged in), nothing is
+    /// created or read, and the index attaches when it appears (`refresh`).
     pub fn open(
         data_dir: &Path,
+        device: Option<DataDevice>,
         limits: Limits,
         probe: Box<dyn SpaceProbe>,
     ) -> Result<Arc<Storage>> {
-        std::fs::create_dir_all(data_dir)
-            .ctx(format!("creating data directory {}", data_dir.display()))?;
-        let (index, report) = ClipIndex::open(data_dir)?;
+        if device.is_none() {
+            std::fs::create_dir_all(data_dir)
+                .ctx(format!("creating data directory {}", data_dir.display()))?;
+        }
+        let presence = probe.presence(data_dir, device.as_ref(), None);
+        let storage = Arc::new(Storage {
+            data_dir: data_dir.to_path_buf(),
+            index: ClipIndex::detached(data_dir),
+            probe,
+            limits: Mutex::new(limits),
+            protections: Mutex::new(Vec::new()),
+            full: AtomicBool::new(false),
+            deleted_clips: AtomicU64::new(0),
+            device,
+            volume: Mutex::new(VolumeState {
+                presence: Presence::Removed("not checked yet".into()),
+                dev: None,
+            }),
+            present: AtomicBool::new(false),
+            reattached: AtomicU64::new(0),
+        });
+        match presence {
+            Presence::Present { dev } => {
+                storage.attach()?;
+                let mut v = storage.volume.lock().expect("volume poisoned");
+                v.presence = Presence::Present { dev };
+                v.dev = Some(dev);
+                storage.present.store(true, Ordering::Relaxed);
+            }
+            absent => {
+                log::error!(
+                    "storage: {}; recording waits until it is there",
+                    absent.error().expect("absent")
+                );
+                storage.volume.lock().expect("volume poisoned").presence = absent;
+            }
+        }
+        Ok(storage)
+    }
+
+    /// Reads the index from disk (reconciling and repairing it).
+    fn attach(&self) -> Result<()> {
+        let report = self.index.reload()?;
         if report.journal_damaged || !report.repaired.is_empty() || report.added_from_files > 0 {
             log::warn!(
                 "storage: index reconciled: {} journal records, damaged={}, {} clips added from files, {} repaired ({}), {} missing dropped, {} empty removed",
@@ -181,17 +275,75 @@ impl Storage {
                 report.removed_empty
             );
         }
-        std::fs::create_dir_all(data_dir.join("experiments"))
-            .ctx("creating experiments directory")?;
-        Ok(Arc::new(Storage {
-            data_dir: data_dir.to_path_buf(),
-            index,
-            probe,
-            limits: Mutex::new(limits),
-            protections: Mutex::new(Vec::new()),
-            full: AtomicBool::new(false),
-            deleted_clips: AtomicU64::new(0),
-        }))
+        std::fs::create_dir_all(self.data_dir.join("experiments"))
+            .ctx("creating experiments directory")
+    }
+
+    /// Checks the data filesystem now (the supervisor calls this once a second, the
+    /// recorder before each clip): on removal the index lets go of its journal; when the
+    /// same filesystem is back it is reloaded. Returns what it found.
+    pub fn refresh(&self) -> Presence {
+        let mut v = self.volume.lock().expect("volume poisoned");
+        let mut now = self
+            .probe
+            .presence(&self.data_dir, self.device.as_ref(), v.dev);
+        match (&v.presence, &now) {
+            (Presence::Present { .. }, Presence::Present { .. }) => {}
+            (Presence::Present { .. }, absent) => {
+                self.index.detach();
+                log::error!(
+                    "{}; recording paused until it is back",
+                    absent.error().expect("absent")
+                );
+            }
+            (_, Presence::Present { dev }) => match self.attach() {
+                Ok(()) => {
+                    v.dev = Some(*dev);
+                    self.reattached.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "storage: {} is back; index reloaded, recording resumes",
+                        self.data_dir.display()
+                    );
+                }
+                Err(e) => {
+                    self.index.detach();
+                    now = Presence::Removed(format!("back but unusable: {e}"));
+                }
+            },
+            (old, new) if old != new => log::error!("{}", new.error().expect("absent")),
+            _ => {}
+        }
+        self.present.store(now.is_present(), Ordering::Relaxed);
+        v.presence = now.clone();
+        now
+    }
+
+    /// `service.data_device`, if set.
+    pub fn device(&self) -> Option<&DataDevice> {
+        self.device.as_ref()
+    }
+
+    /// What the last check found.
+    pub fn presence(&self) -> Presence {
+        self.volume
+            .lock()
+            .expect("volume poisoned")
+            .presence
+            .clone()
+    }
+
+    /// Checks now; an error (kind `StorageRemoved`) unless the data filesystem is there
+    /// and writable. Call before creating anything under the data directory.
+    pub fn require_present(&self) -> Result<()> {
+        match self.refresh().error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the last check found the data filesystem (no I/O).
+    pub fn is_present(&self) -> bool {
+        self.present.load(Ordering::Relaxed)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -246,6 +398,7 @@ impl Storage {
             writable: ok && is_writable(&self.data_dir),
             rolling_bytes: self.index.total_bytes(None),
             full: self.is_full(),
+            presence: self.presence(),
         }
     }
 
@@ -253,6 +406,9 @@ impl Storage {
     /// until it is within the count and size limits and the disk has its reserve.
     /// Returns the clips deleted.
     pub fn enforce_retention(&self, camera: &str) -> Vec<ClipRecord> {
+        if !self.is_present() {
+            return Vec::new();
+        }
         let limits = self.limits();
         let clips = self.index.complete_oldest_first(camera);
         let mut count = clips.len();
@@ -288,9 +444,10 @@ impl Storage {
         deleted
     }
 
-    /// Whether a recorder may write: runs retention over every camera first, then
+    /// Whether a recorder may write: checks the data filesystem is there, runs retention over every camera first, then
     /// checks the free-space reserve. Updates the `full` flag that health reports.
     pub fn ensure_room(&self, camera: &str) -> Result<()> {
+        self.require_present()?;
         let limits = self.limits();
         let free = |s: &Storage| s.free_space().map(|(f, _)| f);
         if free(self)? < limits.min_free {
@@ -372,7 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let space = Arc::new(SimSpace::default());
         space.free.store(free, Ordering::Relaxed);
-        let storage = Storage::open(dir.path(), limits, Box::new(space.clone())).unwrap();
+        let storage = Storage::open(dir.path(), None, limits, Box::new(space.clone())).unwrap();
         for c in clips {
             let d = storage.index.camera_dir(&c.camera);
             std::fs::create_dir_all(&d).unwrap();

@@ -41,6 +41,7 @@ pub fn service_error(e: &Error) -> Response<Body> {
         ErrorKind::WrongState => (StatusCode::CONFLICT, "wrong_state"),
         ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request"),
         ErrorKind::StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
+        ErrorKind::StorageRemoved => (StatusCode::SERVICE_UNAVAILABLE, "storage_removed"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, e.kind.code()),
     };
     error_response(status, code, &e.to_string())
@@ -618,7 +619,7 @@ fn clips(state: &AppState, query: Option<&str>) -> Response<Body> {
 
 /// A path segment naming a file that must not go near the filesystem: empty, hidden,
 /// or carrying escapes, separators, NULs or control characters.
-fn suspicious(segment: &str) -> bool {
+pub fn suspicious(segment: &str) -> bool {
     segment.is_empty()
         || segment.starts_with('.')
         || segment
@@ -822,10 +823,15 @@ async fn patch_settings(req: Request<Incoming>, state: &Arc<AppState>) -> Respon
             return error_response(StatusCode::BAD_REQUEST, "invalid_setting", &e.to_string())
         }
     };
-    let data_dir = state.service.storage.data_dir().to_path_buf();
     let saved = {
         let (patch, next) = (patch.clone(), next.clone());
-        smol::unblock(move || settings::save(&data_dir, &patch, &next)).await
+        let storage = Arc::clone(&state.service.storage);
+        // settings.toml lives on the data drive: not under an empty mount point.
+        smol::unblock(move || {
+            storage.require_present()?;
+            settings::save(storage.data_dir(), &patch, &next)
+        })
+        .await
     };
     if let Err(e) = saved {
         log::error!("settings: not saved: {e}");
@@ -1058,6 +1064,12 @@ fn metrics(state: &AppState) -> Response<Body> {
         "gauge",
         "1 while recording is paused for lack of space.",
         u8::from(space.full),
+    );
+    m.one(
+        "storage_present",
+        "gauge",
+        "0 while the data filesystem is removed, unmounted or read-only.",
+        u8::from(space.presence.is_present()),
     );
 
     let live = &state.live;
