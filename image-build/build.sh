@@ -234,10 +234,12 @@ echo "benchcam: uid $uid gid $gid, groups: $(grep -E '^(video|gpio):' "$R/etc/gr
 # The appliance's config: the documented defaults with the data partition and port 80.
 install -d -m0750 -o 0 -g "$gid" "$R/etc/benchcam"
 sed -e 's|^data_dir = .*|data_dir = "/var/lib/benchcam"|' \
+    -e 's|^data_device = .*|data_device = "LABEL=BENCHDATA"|' \
     -e 's|^listen = .*|listen = "0.0.0.0:80"|' "$repo/config/benchcam.toml" >"$R/etc/benchcam/benchcam.toml"
 grep -qx 'data_dir = "/var/lib/benchcam"' "$R/etc/benchcam/benchcam.toml" &&
+    grep -qx 'data_device = "LABEL=BENCHDATA"' "$R/etc/benchcam/benchcam.toml" &&
     grep -qx 'listen = "0.0.0.0:80"' "$R/etc/benchcam/benchcam.toml" ||
-    die "config/benchcam.toml has no data_dir/listen line to set"
+    die "config/benchcam.toml has no data_dir/data_device/listen line to set"
 chown "0:$gid" "$R/etc/benchcam/benchcam.toml"
 chmod 0640 "$R/etc/benchcam/benchcam.toml"
 qemu-aarch64-static "$R/usr/bin/benchcam" check-config --config "$R/etc/benchcam/benchcam.toml" >/dev/null ||
