@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::board::Board;
 use crate::camera::discovery::{ConfigDiscoverer, Discoverer};
 use crate::camera::CameraService;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, StepWatch, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::experiment::ExperimentService;
@@ -179,9 +179,17 @@ impl Supervisor {
                 let mut lost: Vec<String> = Vec::new();
                 let mut tick = 0u64;
                 let mut storage_present = state.service.storage.is_present();
+                let mut steps = StepWatch::default();
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
                     tick += 1;
+                    if let Some(step) = steps.observe(&**state.service.clock()) {
+                        log::warn!(
+                            "clock: the wall clock stepped by {:+.3} s (NTP, date -s?); clip order and experiment windows follow the monotonic clock",
+                            step as f64 / 1e6
+                        );
+                        state.experiments.clock_step(step);
+                    }
                     let health = state.service.health_check();
                     // A camera lost or back: the running experiment records the gap.
                     for c in &health.cameras {

@@ -24,6 +24,88 @@ pub trait Clock: Send + Sync {
     }
 }
 
+/// This kernel boot's id (`/proc/sys/kernel/random/boot_id`): monotonic times are
+/// comparable only between stamps of the same boot. Read once; "" where there is none.
+pub fn boot_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the system clock is synchronised (NTP), as the kernel tells it through
+/// adjtimex(2), for manifests: a lab can then trust or correct the wall times.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockState {
+    /// true / false; None when it cannot be known (adjtimex refused and no timesyncd).
+    pub synchronized: Option<bool>,
+    /// The kernel's maximum error estimate, µs (adjtimex `maxerror`).
+    pub max_error_us: Option<i64>,
+    /// `adjtimex`, or `timesyncd` (its flag file, where the sandbox refuses adjtimex),
+    /// or `unknown`.
+    pub source: String,
+    pub wall_us: i64,
+}
+
+/// Reads the clock state now. adjtimex with no modes set changes nothing; where a
+/// seccomp filter refuses it (systemd's ProtectClock=), systemd-timesyncd's
+/// `/run/systemd/timesync/synchronized` flag answers instead.
+pub fn clock_state(wall_us: i64) -> ClockState {
+    // SAFETY: modes = 0 only reads; the kernel fills the zeroed struct we own.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state >= 0 {
+        let unsync = state == libc::TIME_ERROR || tx.status & libc::STA_UNSYNC != 0;
+        return ClockState {
+            synchronized: Some(!unsync),
+            max_error_us: Some(tx.maxerror as i64),
+            source: "adjtimex".into(),
+            wall_us,
+        };
+    }
+    let flag = std::path::Path::new("/run/systemd/timesync/synchronized");
+    if std::path::Path::new("/run/systemd/timesync").is_dir() {
+        return ClockState {
+            synchronized: Some(flag.exists()),
+            max_error_us: None,
+            source: "timesyncd".into(),
+            wall_us,
+        };
+    }
+    ClockState {
+        synchronized: None,
+        max_error_us: None,
+        source: "unknown".into(),
+        wall_us,
+    }
+}
+
+/// Notices wall-clock steps (NTP's first answer, `date -s`): the offset between the wall
+/// and the monotonic clock changes at once, where slewing moves it by ≤ 0.5 ms/s.
+#[derive(Debug, Default)]
+pub struct StepWatch {
+    offset_us: Option<i64>,
+}
+
+/// Offset changes smaller than this are slewing or read jitter, not steps.
+pub const STEP_THRESHOLD_US: i64 = 500_000;
+
+impl StepWatch {
+    /// Returns the step (µs, negative = backwards) when the clock jumped since the last
+    /// call.
+    pub fn observe(&mut self, clock: &dyn Clock) -> Option<i64> {
+        let offset = clock.wall_us() - clock.monotonic_us() as i64;
+        let step = self
+            .offset_us
+            .map(|before| offset - before)
+            .filter(|d| d.abs() >= STEP_THRESHOLD_US);
+        self.offset_us = Some(offset);
+        step
+    }
+}
+
 /// The real clocks of the machine.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::camera::CameraService;
+use crate::clock::{clock_state, ClockState};
 use crate::clock::{compact_utc_ms, rfc3339_ms, Clock};
 use crate::config::{is_experiment_id, AutoRecordingConfig, ExperimentsConfig};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::record::index::{
     frames_file_name, read_frames_file, ClipRecord, FrameLine, RecordingType,
 };
-use crate::storage::{link_or_copy, sync_dir, write_atomic, Protection, Storage};
+use crate::storage::{link_or_copy, sync_dir, write_atomic, Bound, Protection, Storage, Window};
 
 /// A moment on both clocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,18 @@ pub struct Event {
     /// `api`, or `gpio:<input name>`
     pub source: String,
     pub at: Stamp,
+    /// `clock_step` events: how far the wall clock jumped (µs, negative = backwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_us: Option<i64>,
+}
+
+/// Where the recording stood at a moment: its kernel boot and the index's next clip
+/// seq. With the Stamp's monotonic time, window bounds that wall-clock steps and
+/// reboots cannot move (`storage::Window`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub boot_id: String,
+    pub seq: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +85,16 @@ pub struct Experiment {
     pub events: Vec<Event>,
     /// Cameras whose recording this experiment started (stopped again after it).
     pub started_recording: Vec<String>,
+    /// Boot and clip order when it was armed or started, and when it stopped.
+    #[serde(default)]
+    pub start_mark: Mark,
+    #[serde(default)]
+    pub stop_mark: Mark,
+    /// Whether the wall clock was synchronised at the start and the stop.
+    #[serde(default)]
+    pub clock_at_start: Option<ClockState>,
+    #[serde(default)]
+    pub clock_at_stop: Option<ClockState>,
 }
 
 /// What a trigger input reports (from the GPIO side).
@@ -218,10 +241,12 @@ impl ExperimentService {
         let at = now(&*self.clock);
         let mut exp = self.new_experiment(id, method, cameras);
         exp.armed = Some(at);
+        exp.start_mark = self.mark();
         exp.events.push(Event {
             kind: "arm".into(),
             source: "api".into(),
             at,
+            step_us: None,
         });
         self.protect(&exp);
         self.ensure_recording(&exp.cameras);
@@ -278,6 +303,10 @@ impl ExperimentService {
             post_roll_us: self.auto.post_roll.0.as_micros() as u64,
             events: Vec::new(),
             started_recording: Vec::new(),
+            start_mark: Mark::default(),
+            stop_mark: Mark::default(),
+            clock_at_start: None,
+            clock_at_stop: None,
         }
     }
 
@@ -285,10 +314,13 @@ impl ExperimentService {
     fn begin(&self, mut exp: Experiment, source: &str, at: Stamp) -> Result<Experiment> {
         exp.phase = Phase::Running;
         exp.started = Some(at);
+        exp.start_mark = self.mark();
+        exp.clock_at_start = Some(clock_state(at.wall_us));
         exp.events.push(Event {
             kind: "start".into(),
             source: source.into(),
             at,
+            step_us: None,
         });
         exp.started_recording = self.ensure_recording(&exp.cameras);
         self.protect(&exp);
@@ -315,16 +347,63 @@ impl ExperimentService {
         started
     }
 
+    fn mark(&self) -> Mark {
+        Mark {
+            boot_id: crate::clock::boot_id().to_string(),
+            seq: self.storage.index.next_seq(),
+        }
+    }
+
+    /// [start − pre_roll, stop + post_roll] (from the arming while not started; open
+    /// while running), judged by monotonic time and clip order, not the wall clock.
+    fn window(exp: &Experiment) -> Window {
+        let start = exp.started.or(exp.armed);
+        let pre = exp.pre_roll_us;
+        Window {
+            cameras: exp.cameras.clone(),
+            from: Bound {
+                boot_id: exp.start_mark.boot_id.clone(),
+                mono_us: start.map_or(0, |s| s.monotonic_us.saturating_sub(pre)),
+                wall_us: start.map_or(i64::MIN, |s| s.wall_us - pre as i64),
+                seq: exp.start_mark.seq,
+            },
+            to: exp.stopped.map(|s| Bound {
+                boot_id: exp.stop_mark.boot_id.clone(),
+                mono_us: s.monotonic_us + exp.post_roll_us,
+                wall_us: s.wall_us + exp.post_roll_us as i64,
+                seq: exp.stop_mark.seq,
+            }),
+        }
+    }
+
     fn protect(&self, exp: &Experiment) {
-        let from =
-            exp.started.or(exp.armed).map_or(i64::MIN, |s| s.wall_us) - exp.pre_roll_us as i64;
-        let to = exp.stopped.map(|s| s.wall_us + exp.post_roll_us as i64);
         self.storage.protect(Protection {
             owner: format!("experiment:{}", exp.experiment_id),
-            cameras: exp.cameras.clone(),
-            from_us: from,
-            to_us: to,
+            window: Self::window(exp),
         });
+    }
+
+    /// The wall clock jumped by `step_us` (NTP's first answer, `date -s`): the running
+    /// experiment records it, so its wall times can be corrected.
+    pub fn clock_step(&self, step_us: i64) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active.as_mut().filter(|e| e.phase == Phase::Running) else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: "clock_step".into(),
+            source: "clock".into(),
+            at: now(&*self.clock),
+            step_us: Some(step_us),
+        });
+        log::warn!(
+            "experiment {}: the wall clock stepped by {:+.3} s",
+            exp.experiment_id,
+            step_us as f64 / 1e6
+        );
+        if let Err(e) = self.persist(exp) {
+            log::error!("experiment {}: {e}", exp.experiment_id);
+        }
     }
 
     /// Logs a marker into the running experiment.
@@ -339,6 +418,7 @@ impl ExperimentService {
             kind: "marker".into(),
             source: source.into(),
             at,
+            step_us: None,
         });
         self.persist(exp)
     }
@@ -357,6 +437,7 @@ impl ExperimentService {
             kind: kind.into(),
             source: format!("camera:{camera}"),
             at: now(&*self.clock),
+            step_us: None,
         });
         log::info!("experiment {}: {kind} ({camera})", exp.experiment_id);
         if let Err(e) = self.persist(exp) {
@@ -375,6 +456,7 @@ impl ExperimentService {
             kind: kind.into(),
             source: "storage".into(),
             at: now(&*self.clock),
+            step_us: None,
         });
         log::info!("experiment {}: {kind}", exp.experiment_id);
         if let Err(e) = self.persist(exp) {
@@ -413,10 +495,13 @@ impl ExperimentService {
             let at = at.unwrap_or_else(|| now(&*self.clock));
             exp.phase = Phase::Stopped;
             exp.stopped = Some(at);
+            exp.stop_mark = self.mark();
+            exp.clock_at_stop = Some(clock_state(at.wall_us));
             exp.events.push(Event {
                 kind: "stop".into(),
                 source: source.into(),
                 at,
+                step_us: None,
             });
             // Stopped only once that is on disk: with the data drive gone the
             // experiment keeps running (and says why) instead of vanishing.
@@ -516,6 +601,7 @@ impl ExperimentService {
                     kind: "archive".into(),
                     source: "api".into(),
                     at: stop,
+                    step_us: None,
                 });
                 self.persist(&exp)?;
                 exp
@@ -717,6 +803,7 @@ impl ExperimentService {
                         kind: what.into(),
                         source: source.clone(),
                         at,
+                        step_us: None,
                     });
                     let _ = self.persist(e);
                 }
@@ -740,6 +827,7 @@ impl ExperimentService {
             .ok_or_else(|| wrong_state("experiment not stopped".into()))?;
         let from_us = started.wall_us - exp.pre_roll_us as i64;
         let to_us = stopped.wall_us + exp.post_roll_us as i64;
+        let window = Self::window(exp);
         let folder = self.folder(&exp.experiment_id);
         std::fs::create_dir_all(&folder).ctx(format!("creating {}", folder.display()))?;
         let _ = std::fs::remove_file(folder.join(MANIFEST));
@@ -748,6 +836,7 @@ impl ExperimentService {
         let mut clips_json = Vec::new();
         let mut files_json = Vec::new();
         let mut frames: BTreeMap<String, Vec<(FrameLine, String)>> = BTreeMap::new();
+        let mut in_window: BTreeMap<String, Vec<bool>> = BTreeMap::new();
         let mut linked = 0;
         for camera in &exp.cameras {
             let mut covering: Vec<ClipRecord> = self
@@ -755,9 +844,9 @@ impl ExperimentService {
                 .index
                 .list(Some(camera))
                 .into_iter()
-                .filter(|c| c.complete && c.ended_us() >= from_us && c.started_us <= to_us)
+                .filter(|c| c.complete && window.covers(c))
                 .collect();
-            covering.sort_by_key(|c| c.started_us);
+            covering.sort_by_key(|c| c.seq);
             for clip in covering {
                 let src_dir = self.storage.index.camera_dir(camera);
                 let frames_name = frames_file_name(&clip.file);
@@ -777,6 +866,10 @@ impl ExperimentService {
                     .entry(camera.clone())
                     .or_default()
                     .extend(lines.iter().map(|l| (*l, clip.file.clone())));
+                in_window
+                    .entry(camera.clone())
+                    .or_default()
+                    .extend(lines.iter().map(|l| window.contains_frame(&clip, l)));
                 let sha = sha256_file(&folder.join(&clip.file))?;
                 clips_json.push(serde_json::json!({
                     "camera": camera,
@@ -804,8 +897,7 @@ impl ExperimentService {
             b"camera,frame_number,capture_monotonic_us,capture_wall,clip,sample_index,in_window,driver_dropped_before\n",
         );
         for (camera, lines) in &frames {
-            for (l, clip) in lines {
-                let in_window = (from_us..=to_us).contains(&l.wall_us);
+            for ((l, clip), &in_window) in lines.iter().zip(&in_window[camera]) {
                 let _ = writeln!(
                     csv,
                     "{camera},{},{},{},{clip},{},{},{}",
@@ -843,6 +935,7 @@ impl ExperimentService {
                 serde_json::json!({
                     "kind": e.kind,
                     "source": e.source,
+                    "step_us": e.step_us,
                     "wall": rfc3339_us(e.at.wall_us),
                     "wall_us": e.at.wall_us,
                     "monotonic_us": e.at.monotonic_us,
@@ -880,6 +973,24 @@ impl ExperimentService {
                 "to_wall_us": to_us,
                 "pre_roll_s": exp.pre_roll_us as f64 / 1e6,
                 "post_roll_s": exp.post_roll_us as f64 / 1e6,
+                // The clips and in_window are chosen by these (monotonic time within a
+                // boot, clip order across boots), not by the wall times above.
+                "from_monotonic_us": window.from.mono_us,
+                "to_monotonic_us": window.to.as_ref().map(|b| b.mono_us),
+                "start_boot_id": exp.start_mark.boot_id,
+                "stop_boot_id": exp.stop_mark.boot_id,
+            },
+            // Whether the wall clock could be trusted: synchronised at start and stop,
+            // and every step seen in between (the wall times of frames after a step are
+            // off from those before by step_us).
+            "clock": {
+                "at_start": exp.clock_at_start,
+                "at_stop": exp.clock_at_stop,
+                "steps": exp.events.iter().filter(|e| e.kind == "clock_step").map(|e| serde_json::json!({
+                    "wall": rfc3339_us(e.at.wall_us),
+                    "monotonic_us": e.at.monotonic_us,
+                    "step_us": e.step_us,
+                })).collect::<Vec<_>>(),
             },
             "clips": clips_json,
             "events": events_json,

@@ -782,6 +782,8 @@ fn large_clips_stream_from_disk_with_ranges_past_4_gib() {
             duration_us: 1_000_000,
             size,
             complete: true,
+            seq: 0,
+            boot_id: String::new(),
         })
         .unwrap();
     let path = format!("/api/v1/clips/cam0/{name}");

@@ -47,6 +47,49 @@ pub struct ClipRecord {
     pub size: u64,
     /// False while the clip is being written (or was torn and not yet repaired).
     pub complete: bool,
+    /// Recording order in this data directory (1, 2, ...; assigned by the index when the
+    /// clip is first recorded). Decides "oldest" for retention and experiment windows
+    /// across reboots, whatever the wall clock did.
+    pub seq: u64,
+    /// The kernel boot the clip was recorded in (`/proc/sys/kernel/random/boot_id`):
+    /// monotonic times compare only within one boot. Empty when rebuilt from the file.
+    pub boot_id: String,
+}
+
+/// ClipRecord as journal version 1 stored it (before `seq` and `boot_id`).
+#[derive(Debug, Serialize, Deserialize)]
+struct ClipRecordV1 {
+    camera: String,
+    file: String,
+    recording_type: RecordingType,
+    started_us: i64,
+    first_mono_us: u64,
+    first_frame: u64,
+    last_frame: u64,
+    frame_count: u64,
+    duration_us: u64,
+    size: u64,
+    complete: bool,
+}
+
+impl From<ClipRecordV1> for ClipRecord {
+    fn from(c: ClipRecordV1) -> ClipRecord {
+        ClipRecord {
+            camera: c.camera,
+            file: c.file,
+            recording_type: c.recording_type,
+            started_us: c.started_us,
+            first_mono_us: c.first_mono_us,
+            first_frame: c.first_frame,
+            last_frame: c.last_frame,
+            frame_count: c.frame_count,
+            duration_us: c.duration_us,
+            size: c.size,
+            complete: c.complete,
+            seq: 0,
+            boot_id: String::new(),
+        }
+    }
 }
 
 impl ClipRecord {
@@ -144,9 +187,11 @@ pub fn parse_clip_file_name(name: &str) -> Option<(i64, String, u64)> {
 #[derive(Debug, Serialize, Deserialize)]
 enum Record {
     /// Version 1: a clip was opened, updated or closed (upsert by camera + file).
-    ClipV1(ClipRecord),
+    ClipV1(ClipRecordV1),
     /// Version 1: a clip file was deleted.
     DeletedV1 { camera: String, file: String },
+    /// Version 2: as ClipV1, with the recording order and boot.
+    ClipV2(ClipRecord),
 }
 
 const JOURNAL: &str = "journal.bin";
@@ -214,7 +259,7 @@ impl ClipIndex {
 
         let mut compacted = Vec::new();
         for record in clips.values().flat_map(|m| m.values()) {
-            frame_record(&Record::ClipV1(record.clone()), &mut compacted)?;
+            frame_record(&Record::ClipV2(record.clone()), &mut compacted)?;
         }
         write_atomic(&self.journal_path, &compacted)?;
         let journal = OpenOptions::new()
@@ -243,9 +288,17 @@ impl ClipIndex {
     }
 
     /// Records a new or updated clip and appends it to the journal (fsynced).
-    pub fn upsert(&self, record: ClipRecord) -> Result<()> {
+    /// A record with `seq` 0 keeps the seq it has, or gets the next one if it is new.
+    pub fn upsert(&self, mut record: ClipRecord) -> Result<()> {
         let mut state = self.state.lock().expect("index poisoned");
-        append(&mut state.journal, &Record::ClipV1(record.clone()))
+        if record.seq == 0 {
+            record.seq = state
+                .clips
+                .get(&record.camera)
+                .and_then(|m| m.get(&record.file))
+                .map_or_else(|| next_seq(&state.clips), |known| known.seq);
+        }
+        append(&mut state.journal, &Record::ClipV2(record.clone()))
             .map_err(|e| e.context(format!("journal {}", self.journal_path.display())))?;
         state
             .clips
@@ -294,11 +347,7 @@ impl ClipIndex {
             .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
             .flat_map(|(_, m)| m.values().cloned())
             .collect();
-        out.sort_by(|a, b| {
-            b.started_us
-                .cmp(&a.started_us)
-                .then_with(|| b.camera.cmp(&a.camera))
-        });
+        out.sort_by(|a, b| b.seq.cmp(&a.seq).then_with(|| b.camera.cmp(&a.camera)));
         out
     }
 
@@ -308,14 +357,33 @@ impl ClipIndex {
         state.clips.get(camera)?.get(file).cloned()
     }
 
-    /// Complete clips of `camera`, oldest first, with their total size.
+    /// Complete clips of `camera`, oldest (first recorded) first.
     pub fn complete_oldest_first(&self, camera: &str) -> Vec<ClipRecord> {
+        let state = self.state.lock().expect("index poisoned");
+        let mut out: Vec<ClipRecord> = state
+            .clips
+            .get(camera)
+            .map(|m| m.values().filter(|c| c.complete).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by_key(|c| c.seq);
+        out
+    }
+
+    /// The seq the next new clip will get: clips with a seq below it were recorded
+    /// before now (experiments mark their window with it).
+    pub fn next_seq(&self) -> u64 {
+        next_seq(&self.state.lock().expect("index poisoned").clips)
+    }
+
+    /// Whether a clip of that name is indexed, or its file exists (names must never
+    /// collide, even when the wall clock steps back).
+    pub fn name_taken(&self, camera: &str, file: &str) -> bool {
         let state = self.state.lock().expect("index poisoned");
         state
             .clips
             .get(camera)
-            .map(|m| m.values().filter(|c| c.complete).cloned().collect())
-            .unwrap_or_default()
+            .is_some_and(|m| m.contains_key(file))
+            || self.rolling_dir.join(camera).join(file).exists()
     }
 
     pub fn cameras(&self) -> Vec<String> {
@@ -339,6 +407,16 @@ impl ClipIndex {
             .map(|c| c.size)
             .sum()
     }
+}
+
+fn next_seq(clips: &BTreeMap<String, BTreeMap<String, ClipRecord>>) -> u64 {
+    clips
+        .values()
+        .flat_map(|m| m.values())
+        .map(|c| c.seq)
+        .max()
+        .unwrap_or(0)
+        + 1
 }
 
 fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
@@ -415,6 +493,19 @@ pub fn replay(
         report.journal_records += 1;
         match record {
             Record::ClipV1(c) => {
+                // Version 1 had no seq: the order of first appearance in the journal is
+                // the recording order.
+                let mut c = ClipRecord::from(c);
+                c.seq = clips
+                    .get(&c.camera)
+                    .and_then(|m| m.get(&c.file))
+                    .map_or_else(|| next_seq(&clips), |known| known.seq);
+                clips
+                    .entry(c.camera.clone())
+                    .or_default()
+                    .insert(c.file.clone(), c);
+            }
+            Record::ClipV2(c) => {
                 clips
                     .entry(c.camera.clone())
                     .or_default()
@@ -452,7 +543,11 @@ fn reconcile(
         let Ok(files) = std::fs::read_dir(cam_entry.path()) else {
             continue;
         };
-        for entry in files.flatten() {
+        // By name (wall-clock start) so clips the journal does not know get their seq in
+        // the best order there is.
+        let mut files: Vec<_> = files.flatten().collect();
+        files.sort_by_key(|e| e.file_name());
+        for entry in files {
             let file = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
             let Some((started_us, file_camera, first_frame)) = parse_clip_file_name(&file) else {
@@ -507,6 +602,8 @@ fn reconcile(
                 duration_us: 0,
                 size: 0,
                 complete: false,
+                seq: next_seq(clips),
+                boot_id: String::new(),
             });
             if record.frame_count != scan.samples {
                 // The journal's frame range is lost with the torn tail: count samples,

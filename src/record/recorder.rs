@@ -513,7 +513,14 @@ impl RecorderState {
         };
         let mut init = Vec::with_capacity(1024);
         fmp4::init_segment(frame.width, frame.height, &codec, &mut init)?;
-        let file = clip_file_name(frame.wall_us, &self.settings.camera, frame.number);
+        // The name says when (wall clock) and which frame; after a backwards clock step
+        // it could repeat an existing one, so it moves on by a millisecond until free.
+        let mut name_us = frame.wall_us;
+        let mut file = clip_file_name(name_us, &self.settings.camera, frame.number);
+        while self.storage.index.name_taken(&self.settings.camera, &file) {
+            name_us += 1000;
+            file = clip_file_name(name_us, &self.settings.camera, frame.number);
+        }
         let record = ClipRecord {
             camera: self.settings.camera.clone(),
             file: file.clone(),
@@ -526,6 +533,8 @@ impl RecorderState {
             duration_us: 0,
             size: init.len() as u64,
             complete: false,
+            seq: 0,
+            boot_id: crate::clock::boot_id().to_string(),
         };
         let dir = self.storage.index.camera_dir(&self.settings.camera);
         // Only the camera's own folder is made here: rolling/ exists only on a data

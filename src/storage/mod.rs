@@ -3,6 +3,7 @@
 //! whether the data filesystem is there at all (`volume`).
 
 pub mod volume;
+pub mod window;
 
 use std::ffi::CString;
 use std::fs::File;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::record::index::{ClipIndex, ClipRecord};
 pub use volume::{DataDevice, Presence};
+pub use window::{Bound, Window};
 
 /// Writes `bytes` to `path` so that a reader sees the old or the new content, never a
 /// torn mix: tmp file, fsync, rename, fsync of the directory.
@@ -155,21 +157,17 @@ pub struct Limits {
     pub min_free: u64,
 }
 
-/// A time span (wall clock, Unix µs) whose clips must not be deleted, e.g. a running
-/// experiment's window including its pre-roll. `to_us = None` means still open.
+/// A span whose clips must not be deleted, e.g. a running experiment's window with its
+/// pre-roll (`window.to = None` while it is still open).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Protection {
     pub owner: String,
-    pub cameras: Vec<String>,
-    pub from_us: i64,
-    pub to_us: Option<i64>,
+    pub window: Window,
 }
 
 impl Protection {
     fn covers(&self, clip: &ClipRecord) -> bool {
-        self.cameras.iter().any(|c| c == &clip.camera)
-            && clip.ended_us() >= self.from_us
-            && self.to_us.is_none_or(|to| clip.started_us <= to)
+        self.window.covers(clip)
     }
 }
 
@@ -516,6 +514,8 @@ mod tests {
             last_frame: n as u64 * 300 + 299,
             frame_count: 300,
             duration_us: 10_000_000,
+            seq: n as u64 + 1,
+            boot_id: String::new(),
             size,
             complete: true,
         }
@@ -576,11 +576,19 @@ mod tests {
         };
         let (_d, storage, _s) = storage_with(&clips, limits, 1 << 40);
         // Protect the span of clips 0 and 1 (an experiment with pre-roll).
+        let wall = |us: i64| Bound {
+            boot_id: String::new(),
+            mono_us: 0,
+            wall_us: us,
+            seq: 0,
+        };
         storage.protect(Protection {
             owner: "exp".into(),
-            cameras: vec!["cam0".into()],
-            from_us: clips[0].started_us + 1,
-            to_us: Some(clips[1].started_us + 5),
+            window: Window {
+                cameras: vec!["cam0".into()],
+                from: wall(clips[0].started_us + 1),
+                to: Some(wall(clips[1].started_us + 5)),
+            },
         });
         let deleted = storage.enforce_retention("cam0");
         assert_eq!(
