@@ -26,8 +26,9 @@ pub fn us_to_ticks(us: u64) -> u64 {
     (us * TIMESCALE as u64 + 500_000) / 1_000_000
 }
 
+/// Converts timescale ticks to microseconds, saturating (ticks may come from a damaged file).
 pub fn ticks_to_us(ticks: u64) -> u64 {
-    ticks * 1_000_000 / TIMESCALE as u64
+    u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(TIMESCALE)).unwrap_or(u64::MAX)
 }
 
 /// What the clip's single video track carries.
@@ -282,7 +283,7 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
         ..Default::default()
     };
     let mut pos = 0u64;
-    let mut pending_moof: Option<(u32, u64, u64)> = None; // (samples, decode time, duration)
+    let mut pending_moof: Option<(u64, u64, u64)> = None; // (samples, decode time, duration)
     let mut seen_ftyp = false;
     let mut seen_moov = false;
     let mut body = Vec::new();
@@ -304,7 +305,9 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
             size = u64::from_be_bytes(head[8..16].try_into().expect("8 bytes"));
             header_len = 16;
         }
-        if size < header_len || pos + size > file_len {
+        // `pos + 8 <= file_len` here, so this cannot overflow (a 64-bit size near
+        // u64::MAX once wrapped `pos + size` round and looped or allocated forever).
+        if size < header_len || size > file_len - pos {
             break;
         }
         match &kind {
@@ -344,15 +347,26 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
                     .as_ref()
                     .map(|t| t.base_media_decode_time)
                     .unwrap_or(scan.end_ticks);
-                let mut samples = 0u32;
+                let default_duration = u64::from(traf.tfhd.default_sample_duration.unwrap_or(0));
+                let mut samples = 0u64;
                 let mut duration = 0u64;
                 for trun in &traf.trun {
-                    for entry in trun.samples.iter() {
-                        samples += 1;
-                        duration += entry
-                            .duration
-                            .or(traf.tfhd.default_sample_duration)
-                            .unwrap_or(0) as u64;
+                    match &trun.samples {
+                        // A count without entries: up to 4 G samples in 20 bytes, counted
+                        // rather than walked one by one.
+                        TrunSamples::Inherited { count, .. } => {
+                            samples = samples.saturating_add(u64::from(*count));
+                            duration = duration
+                                .saturating_add(u64::from(*count).saturating_mul(default_duration));
+                        }
+                        TrunSamples::Explicit(entries) => {
+                            for entry in entries {
+                                samples = samples.saturating_add(1);
+                                duration = duration.saturating_add(
+                                    entry.duration.map_or(default_duration, u64::from),
+                                );
+                            }
+                        }
                     }
                 }
                 pending_moof = Some((samples, decode, duration));
@@ -362,9 +376,10 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
                     if scan.fragments == 0 {
                         scan.first_decode_ticks = decode;
                     }
-                    scan.fragments += 1;
-                    scan.samples += samples as u64;
-                    scan.end_ticks = decode + duration;
+                    scan.fragments = scan.fragments.saturating_add(1);
+                    scan.samples = scan.samples.saturating_add(samples);
+                    // Times come from the file: garbage saturates, never overflows.
+                    scan.end_ticks = decode.saturating_add(duration);
                     scan.valid_len = pos + size;
                 }
             }
@@ -454,5 +469,70 @@ mod tests {
         let s = repair(&path).unwrap();
         assert!(!s.has_init);
         assert_eq!(s.valid_len, 0);
+    }
+
+    #[test]
+    fn a_64_bit_box_size_past_the_end_is_a_torn_tail() {
+        // Found by fuzz/fuzz_targets/fmp4_scan.rs: `pos + size` overflowed (a panic in
+        // debug builds; in release it wrapped round and the scan looped or allocated).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mp4");
+        let ends = write_clip(&path, 1);
+        for largesize in [u64::MAX, u64::MAX - 7, 1 << 63] {
+            let mut bytes = std::fs::read(&path).unwrap()[..ends[1] as usize].to_vec();
+            bytes.extend_from_slice(&1u32.to_be_bytes());
+            bytes.extend_from_slice(b"free");
+            bytes.extend_from_slice(&largesize.to_be_bytes());
+            bytes.extend_from_slice(&[0; 16]);
+            let len = bytes.len() as u64;
+            let s = scan_reader(&mut std::io::Cursor::new(bytes), len).unwrap();
+            assert_eq!(
+                (s.valid_len, s.fragments),
+                (ends[1], 1),
+                "largesize {largesize}"
+            );
+        }
+    }
+
+    #[test]
+    fn inherited_sample_counts_are_counted_not_walked_and_times_saturate() {
+        // A trun with a sample count and no entries can claim 4 G samples in a few bytes:
+        // two of them overflowed the u32 count, and walking them took seconds per moof.
+        let mut out = Vec::new();
+        init_segment(64, 48, &TrackCodec::Jpeg, &mut out).unwrap();
+        let trun = Trun {
+            data_offset: None,
+            samples: TrunSamples::Inherited {
+                count: u32::MAX,
+                first_flags: None,
+            },
+        };
+        let moof = Moof {
+            mfhd: Mfhd { sequence_number: 1 },
+            traf: vec![Traf {
+                tfhd: Tfhd {
+                    track_id: 1,
+                    default_sample_duration: Some(u32::MAX),
+                    ..Default::default()
+                },
+                tfdt: Some(Tfdt {
+                    base_media_decode_time: u64::MAX - 5,
+                }),
+                trun: vec![trun.clone(), trun],
+                ..Default::default()
+            }],
+        };
+        moof.encode(&mut out).unwrap();
+        out.extend_from_slice(&8u32.to_be_bytes());
+        out.extend_from_slice(b"mdat");
+        let len = out.len() as u64;
+        let started = std::time::Instant::now();
+        let s = scan_reader(&mut std::io::Cursor::new(out), len).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!((s.fragments, s.samples), (1, 2 * u64::from(u32::MAX)));
+        assert_eq!(s.end_ticks, u64::MAX);
+        assert_eq!(ticks_to_us(u64::MAX), u64::MAX, "saturates");
+        assert_eq!(ticks_to_us(90_000), 1_000_000);
+        let _ = s.duration_us();
     }
 }
