@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Watchers the VM bench's scenarios run in the background of the guest (stdlib only).
 
-    watch.py health OUT.jsonl [PERIOD_MS]   polls /api/v1/health and /api/v1/gpio
+    watch.py health OUT.jsonl [PERIOD_MS]   polls /api/v1/health and /api/v1/gpio (WATCH_GPIO=0: health only)
     watch.py mjpeg  OUT.jsonl URL            reads a multipart/x-mixed-replace stream
     watch.py ws     OUT.jsonl URL            a WebSocket live viewer: subscribes, logs messages
 
@@ -70,15 +70,17 @@ def health(out, period_ms=100):
             rec["problems"] = h.get("problems")
             rec["cameras"] = [
                 {k: c.get(k) for k in ("id", "state", "frames_captured", "frames_recorded", "current_clip",
-                                       "reconnects", "driver_frames_dropped", "corrupt_frames", "recording")}
+                                       "reconnects", "driver_frames_dropped", "corrupt_frames", "recording",
+                                       "frames_dropped", "recorder_frames_dropped", "recorder_frames_failed")}
                 for c in h.get("cameras", [])
             ]
         except Exception as e:  # the service may be restarting
             rec["health_error"] = str(e)[:200]
-        try:
-            rec["gpio"] = client.get_json("/api/v1/gpio")
-        except Exception as e:
-            rec["gpio_error"] = str(e)[:200]
+        if os.environ.get("WATCH_GPIO", "1") != "0":
+            try:
+                rec["gpio"] = client.get_json("/api/v1/gpio")
+            except Exception as e:
+                rec["gpio_error"] = str(e)[:200]
         emit(out, rec)
         time.sleep(max(0.0, period - (time.monotonic() - t0)))
 

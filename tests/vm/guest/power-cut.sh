@@ -1,0 +1,228 @@
+#!/bin/bash
+# One boot of the VM bench's power-cut cycles (tests/vm/power-cut.sh), run by guest/main.sh when
+# the share has power-cut.json ({"cycle": N, "cut": "sysrq" | "kill" | "none", "delay_s": S,
+# "phase": "recording" | "archive"}).
+#
+# The data disk (/dev/vdb, ext4 "BENCHDATA", the same disk every cycle) was left by the previous
+# cycle's power cut. This boot:
+#   1. mounts it (the kernel replays the journal, as the box's boot would), unmounts it and runs
+#      `e2fsck -fn` on it (results/cycle-N/fsck.txt, fsck.rc), then mounts it for good with the
+#      image's options (noatime,commit=60) and lists what the cut left (disk-before.txt);
+#   2. starts benchcam on it (test-pattern camera, 320x240 at 10 fps, 4 s clips in 500 ms
+#      fragments), which reconciles its index with the files and repairs the torn clip;
+#   3. captures what the checker judges: hard links to every clip, GET /api/v1/clips and the files
+#      beside it, a copy of every complete clip, the experiments;
+#   4. starts the health watcher (every 100 ms: frames captured and recorded, the open clip; no
+#      live viewer, whose JPEGs would cost the TCG guest more than the recording) and benchcam's CPU
+#      log; stops the experiment still running from the cut before (it must have resumed; its
+#      archive is copied once done) and starts a new one (pc-N); then prints "BENCHCAM-PC: window"
+#      on the console: the cut can come from then on. In phase "archive" the window opens before
+#      the stop instead, so the cut may hit the archive;
+#   5. cut "sysrq": `echo b > /proc/sysrq-trigger` (reboot without sync: unwritten page cache is
+#      lost) delay_s after the window opened, the time written to cut.json first; "kill": the host
+#      kills qemu delay_s after it saw the window marker; "none" (the last boot): records delay_s,
+#      stops benchcam cleanly, unmounts and runs e2fsck -fn again (fsck-final.txt).
+# Everything goes to /bench/results/cycle-N/ on the share (9p, cache=none: each write reaches the
+# host at once, so the watchers' logs survive the cut).
+set -u
+B=/bench
+export PATH=/tmp/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mark() { echo "BENCHCAM-PC: $*"; }
+# CLOCK_BOOTTIME in ms from /proc/uptime (10 ms steps; == CLOCK_MONOTONIC here: a VM that never
+# suspends), without a fork: under TCG every exec costs tens to hundreds of ms.
+mono_ms() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./} * 10)); }
+
+cfg="$B/power-cut.json"
+cycle="$(jq -r .cycle "$cfg")" cut="$(jq -r .cut "$cfg")" delay="$(jq -r .delay_s "$cfg")"
+phase="$(jq -r '.phase // "recording"' "$cfg")"
+R="$B/results/cycle-$cycle"
+mkdir -p "$R"
+exec 2>>"$R/guest.log"
+fail() {
+    mark "error: $*"
+    echo "$*" >>"$R/errors.txt"
+    sync
+    echo o >/proc/sysrq-trigger
+    sleep 30
+}
+mark "cycle $cycle: boot $(cut -d' ' -f1 /proc/uptime) s after the kernel started; cut $cut after $delay s"
+{
+    echo "kernel: $(uname -r)"
+    echo "boot_to_main_s: $(cut -d' ' -f1 /proc/uptime)"
+} >"$R/guest.txt"
+
+# ---- 1. journal recovery, fsck, mount ------------------------------------------------------------
+OPTS=noatime,commit=60
+mkdir -p /data
+t0=$(mono_ms)
+mount -t ext4 -o "$OPTS" /dev/vdb /data 2>"$R/mount-recovery.txt" || fail "cannot mount /dev/vdb"
+dmesg | grep -a 'EXT4-fs (vdb)' >"$R/dmesg-recovery.txt"
+umount /data || fail "cannot unmount /dev/vdb after the recovery mount"
+e2fsck -fn /dev/vdb >"$R/fsck.txt" 2>&1
+echo $? >"$R/fsck.rc"
+mount -t ext4 -o "$OPTS" /dev/vdb /data || fail "cannot mount /dev/vdb again"
+t1=$(mono_ms)
+echo "{\"recovery_mount_fsck_ms\": $((t1 - t0))}" >"$R/fsck-time.json"
+(cd /data && find . -mindepth 1 -printf '%y %s %P\n' | sort -k3) >"$R/disk-before.txt"
+
+# ---- 2. benchcam ----------------------------------------------------------------------------------
+mkdir -p /tmp/bin
+install -m0755 "$B/benchcam" /tmp/bin/benchcam
+export RESULTS="$R" DATA=/data/pc SCENARIO=power-cut BENCH="$B"
+. "$B/guest/lib.sh"
+cat >/tmp/pc.toml <<'EOF'
+[service]
+data_dir = "/data/pc"
+listen = "127.0.0.1:8080"
+log_level = "info"
+
+[camera]
+source = "pattern"
+width = 320
+height = 240
+fps = 10
+ring_slots = 16
+
+[recording]
+clip_length = "4s"
+fragment_duration = "500ms"
+min_free_space = "64MB"
+rolling_clips_count = 12
+bitrate_kbps = 300
+
+[streaming.quality.low]
+width = 320
+height = 240
+fps = 10
+jpeg_quality = 50
+
+[auto_recording]
+pre_roll = "2s"
+post_roll = "1s"
+
+[gpio]
+backend = "sim"
+EOF
+wall_start=$(wall_ms) mono_start=$(mono_ms)
+start_benchcam /tmp/pc.toml pc || fail "benchcam did not start"
+mono_up=$(mono_ms)
+# benchcam's CPU (utime + stime ticks) once a second, up to the cut: "WALL_S UTIME STIME".
+cpu_log() {
+    local stat
+    while read -r stat <"/proc/$1/stat"; do
+        set -- "$1" $stat
+        echo "${EPOCHREALTIME} ${15} ${16}" >>"$R/cpu.log"
+        sleep 1
+    done
+}
+bg cpu_log "$BC_PID"
+
+# ---- 3. what the restart found ----------------------------------------------------------------------
+# Hard links to every clip first (one ln, at once: retention deleting the oldest clip when this
+# boot's first one closes cannot take a file from under the copies): they are the files on disk
+# (files.txt); then the index (clips.json); the clips complete in it are copied to the share.
+rm -rf /data/snap
+mkdir -p /data/snap "$R/rolling"
+shopt -s nullglob
+clipfiles=(/data/pc/rolling/cam0/*)
+[ ${#clipfiles[@]} -eq 0 ] || ln -t /data/snap "${clipfiles[@]}" 2>>"$R/copy-errors.txt"
+(cd /data/snap && find . -maxdepth 1 -type f -printf '%s %P\n' | sort -k2) >"$R/files.txt"
+save clips.json /api/v1/clips
+mapfile -t complete < <(jq -r '.[] | select(.camera_id == "cam0" and .complete) | .filename' "$R/clips.json")
+for f in "${complete[@]}"; do
+    cp "/data/snap/$f" "/data/snap/${f%.mp4}.frames.csv" "$R/rolling/" 2>>"$R/copy-errors.txt"
+done
+rm -rf /data/snap
+save health-start.json /api/v1/health
+save experiments.json /api/v1/experiments
+: >"$R/experiments-seen.txt"
+for id in $(jq -r '.[].experiment_id' "$R/experiments.json"); do
+    save "experiment-$id.json" "/api/v1/experiments/$id"
+    echo "$id $(jq -r --arg i "$id" '.[] | select(.experiment_id == $i) | .state' "$R/experiments.json")" \
+        >>"$R/experiments-seen.txt"
+done
+wait_camera cam0 '.recording and .frames_recorded > 0' 20 >"$R/recording-again-ms.txt" ||
+    log "cam0 not recording 20 s after the start"
+save health-recording.json /api/v1/health
+
+# ---- 4. watchers, the cut window, experiments --------------------------------------------------------
+bg env WATCH_GPIO=0 python3 "$B/guest/watch.py" health "$R/health.jsonl" 100
+for _ in $(seq 1 200); do
+    [ -s "$R/health.jsonl" ] && break
+    sleep 0.1
+done
+[ -s "$R/health.jsonl" ] || log "the health watcher logged nothing in 20 s"
+# open_window: from now on the cut may come (sysrq: the cutter counts the delay from here; kill:
+# the host does, from the marker on the console).
+open_window() {
+    if [ "$cut" = sysrq ]; then
+        # The cutter (started first: Python takes a while to start under TCG) waits for the go
+        # file, then for the delay, writes the time to cut.json, and cuts.
+        cat >/tmp/cutter.py <<'PY'
+import json, os, sys, time
+out, delay, go, ready = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+t_go = time.monotonic()
+time.sleep(delay)
+t = time.monotonic()
+with open(out, "w") as f:
+    json.dump({"t_go_ms": round(t_go * 1000, 1), "t_ms": round(t * 1000, 1),
+               "wall_ms": round(time.time() * 1000)}, f)
+with open("/proc/sysrq-trigger", "w") as f:
+    f.write("b")
+PY
+        bg python3 /tmp/cutter.py "$R/cut.json" "$delay" /tmp/go /tmp/cutter.ready
+        wait_ready /tmp/cutter.ready || fail "the cutter did not start"
+    fi
+    local t_window; t_window=$(mono_ms)
+    touch /tmp/go
+    mark "window cycle $cycle"
+    cat >"$R/window.json" <<JSON
+{"cycle": $cycle, "cut": "$cut", "delay_s": $delay, "phase": "$phase", "t_window_ms": $t_window,
+ "wall_start_ms": $wall_start, "mono_start_ms": $mono_start, "mono_up_ms": $mono_up}
+JSON
+}
+
+# phase "archive": the window opens before the experiment the last cut interrupted is stopped, so
+# this cut may hit its archive; "recording" (most cycles): after the next experiment started.
+[ "$phase" = archive ] && open_window
+for id in $(jq -r '.[] | select(.state == "running") | .experiment_id' "$R/experiments.json"); do
+    log "stopping experiment $id (resumed after the cut)"
+    post "/api/v1/experiments/$id/stop" >"$R/stop-$id.json"
+    echo "$(mono_ms) $id" >>"$R/stopped.txt"
+done
+# Every archived experiment: its folder, for the checker (manifest checksums), copied under a dot
+# name and renamed when whole (a cut during the copy leaves no half copy to judge). A folder
+# already checked in an earlier cycle is named in verified-experiments.txt (the host writes it).
+for id in $(get /api/v1/experiments | jq -r '.[] | select(.state == "archived") | .experiment_id'); do
+    grep -qx "$id" "$B/verified-experiments.txt" 2>/dev/null && continue
+    mkdir -p "$R/experiments/.$id"
+    cp -a "/data/pc/experiments/$id/." "$R/experiments/.$id/" && mv "$R/experiments/.$id" "$R/experiments/$id"
+done
+touch "$R/archives-copied"
+if [ "$cut" != none ]; then
+    echo "{\"wall_ms\": $(wall_ms)}" >"$R/experiment-posting.json"
+    code="$(curl -s -o "$R/experiment-start.json" -w '%{http_code}' --max-time 10 -X POST \
+        -H 'Content-Type: application/json' \
+        -d "{\"experiment_id\": \"pc-$cycle\", \"method\": \"power cut $cycle\"}" "$API/api/v1/experiments")"
+    echo "{\"http\": $code, \"wall_ms\": $(wall_ms)}" >"$R/experiment-started.json"
+fi
+[ "$phase" = archive ] || open_window
+
+# ---- 5. the cut ------------------------------------------------------------------------------------
+case "$cut" in
+    sysrq) sleep 600; fail "the sysrq cut did not happen" ;;
+    kill) sleep 600; fail "the host did not kill the emulator" ;;
+esac
+sleep "$delay"
+snapshot final
+stop_benchcam
+for p in $(cat /run/bench.pids); do kill "$p" 2>/dev/null; done
+(cd /data && find . -mindepth 1 -printf '%y %s %P\n' | sort -k3) >"$R/disk-final.txt"
+sync
+umount /data || fail "cannot unmount /data at the end"
+e2fsck -fn /dev/vdb >"$R/fsck-final.txt" 2>&1
+echo $? >"$R/fsck-final.rc"
+mark "cycle $cycle: done"
