@@ -10,6 +10,9 @@
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
+#   soak     cargo bench --bench soak -- --seconds 120: 64 viewers (some stalled, some
+#            reconnecting) for 2 min at 720p30 while recording; fails on memory growth, recorder
+#            drops or sessions/connections left open
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
 #            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); 8-15 min with the guest
 #            cached in ~/.cache/benchcam-vm, ~4 min more to build it (x86_64 hosts, as root)
@@ -25,7 +28,7 @@
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the soak, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -115,6 +118,13 @@ fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --all-targets -- -D warnings
 step host cargo test --release --no-fail-fast
+# 32 WebSocket + 32 MJPEG viewers for 2 minutes while recording 720p30 (benches/soak.rs; the
+# 10-minute run is `cargo bench --bench soak`): memory, recorder drops, nothing left open.
+if [ "$quick" = 1 ]; then
+    skip soak "--quick"
+else
+    step soak cargo bench --bench soak -- --seconds 120
+fi
 
 # ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------
 vm_test() {
