@@ -346,8 +346,27 @@ impl JpegPool {
     }
 }
 
+/// Nice value of the live encoder threads: with more viewers than the board can serve,
+/// the picture on the phones suffers, not the clips (capture and recording stay at 0).
+const ENCODER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's priority to `ENCODER_NICE` (Linux nice values are per
+/// thread). Lowering needs no privilege; benchcam.service lets setpriority through its
+/// system call filter for this.
+fn yield_to_recording() {
+    // SAFETY: gettid and setpriority on this thread's own id; no memory is passed.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, ENCODER_NICE) } != 0 {
+        log::debug!(
+            "live: cannot lower the encoder's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 impl EncoderThread {
     fn run(self) {
+        yield_to_recording();
         let channel = &self.channel;
         let name = format!("live-{}", channel.quality.name());
         let interval_us = 1_000_000 / u64::from(channel.preset.fps.max(1));
