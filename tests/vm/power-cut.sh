@@ -69,6 +69,7 @@ share="$work/share"
 cp "$binary" "$share/benchcam"
 cp -r "$here/guest" "$share/guest"
 : >"$share/verified-experiments.txt"
+: >"$share/known.md5"
 truncate -s 1G "$work/data.img"
 mkfs.ext4 -q -F -L BENCHDATA -m 0 "$work/data.img"
 
@@ -183,6 +184,9 @@ while read -r c kind delay phase; do
     cp "$work/serial-$c-$attempt.log" "$share/results/cycle-$c/serial.log" 2>/dev/null
     rm -rf "${results:?}/cycle-$c"
     if [ -d "$share/results/cycle-$c" ]; then mv "$share/results/cycle-$c" "$results/cycle-$c"; fi
+    # The clips and archive files it sent, kept by MD5 (the guest sends each content once).
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$here/check" python3 "$here/check/power-cut.py" --store \
+        "$results/cycle-$c" "$results/store" "$share/known.md5"
     what="$kind ${delay} s into the window, phase $phase"; [ "$kind" = none ] && what="clean shutdown"
     echo "power-cut.sh: cycle $c ($what): boot ${boot_s:-?} s, cycle ${cycle_s:-?} s, attempts $attempt," \
         "host load $(cut -d' ' -f1 /proc/loadavg)"

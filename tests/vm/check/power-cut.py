@@ -3,13 +3,15 @@
 
     power-cut.py CUT_DIR AFTER_DIR FIGURES.jsonl    the cut of CUT_DIR's boot, seen from AFTER_DIR's
     power-cut.py --summary FIGURES.jsonl CYCLES SEED SECONDS RETRIES
+    power-cut.py --store CYCLE_DIR STORE KNOWN      keeps the files a boot sent, by MD5
 
 CUT_DIR (results/cycle-N) is the boot whose power was cut: its health watcher's log (health.jsonl,
 every 100 ms: frames captured and recorded, the open clip), window.json, cut.json (sysrq: the
 CLOCK_MONOTONIC time of the cut), experiment-started.json, cpu.log. AFTER_DIR (cycle-N+1) is the
 next boot on the same data disk: fsck.rc/fsck.txt (e2fsck -fn after the kernel's journal recovery),
-clips.json (GET /api/v1/clips after benchcam's restart), files.txt (the files beside it), rolling/ (a
-copy of every complete clip), experiments-seen.txt, stop-ID.json, experiments/ID/ (archives).
+clips.json (GET /api/v1/clips after benchcam's restart), files.txt and files.md5 (the files beside
+it), rolling/ (the complete clips whose content the host did not hold yet: store/<MD5> keeps every
+one sent), experiments-seen.txt, stop-ID.json, experiments/ID/ and exp-ID.md5 (archives).
 
 Checks, one line each: fsck clean; benchcam restarted and records again; the index lists exactly the
 files (size, completeness); every clip decodes fully (ffmpeg -v error ... -f null - prints nothing)
@@ -97,6 +99,44 @@ class Decoded:
             json.dump(self.cache, f)
 
 
+def md5_list(path):
+    """name -> MD5 of an md5sum listing (guest/power-cut.sh's files.md5, exp-ID.md5)."""
+    out = {}
+    for line in text(path).splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1]] = parts[0]
+    return out
+
+
+def store_files(cycle_dir, store, known):
+    """Keeps every file a boot sent (its clips and archive files) in STORE/<MD5> and lists the MD5
+    in KNOWN, which the guest reads to send only contents the host does not hold."""
+    os.makedirs(store, exist_ok=True)
+    dirs = [os.path.join(cycle_dir, "rolling")]
+    exp = os.path.join(cycle_dir, "experiments")
+    if os.path.isdir(exp):
+        dirs += [os.path.join(exp, d) for d in os.listdir(exp) if not d.startswith(".")]
+    sums = []
+    for d in dirs:
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            p = os.path.join(d, name)
+            h = hashlib.md5()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            dst = os.path.join(store, h.hexdigest())
+            if not os.path.exists(dst):
+                try:
+                    os.link(p, dst)
+                except OSError:
+                    import shutil
+                    shutil.copyfile(p, dst)
+            sums.append(h.hexdigest())
+    with open(known, "a") as f:
+        f.writelines(f"{m}\n" for m in sums)
+
+
 def frames_rows(path, samples):
     """The .frames.csv rows of samples the clip holds (what benchcam's reader keeps), and whether
     the file had lines that did not parse (a tear)."""
@@ -141,11 +181,14 @@ def judge(cut_dir, after_dir, figures_path):
                 f"exit {rc2 or '?'}: " + " | ".join(text(os.path.join(after_dir, "fsck-final.txt")).strip().splitlines()[-4:]))
 
     # ---- restart ------------------------------------------------------------------------------
-    health = load(os.path.join(after_dir, "health-recording.json"), {}) or {}
-    cam = vmcheck.camera(health, "cam0")
-    again = text(os.path.join(after_dir, "recording-again-ms.txt")).strip()
-    c.check(bool(again) and cam.get("recording"), f"{label}: benchcam restarted on the disk and records again "
-            f"({again or '?'} ms after it answered)", f"cam0 {cam.get('state')}, recording {cam.get('recording')}")
+    # The next boot's health watcher (from benchcam's start): recording again, frames written.
+    polls = [(h["t_ms"], vmcheck.camera(h, "cam0")) for h in load(os.path.join(after_dir, "health.jsonl"), []) or []
+             if vmcheck.camera(h, "cam0")]
+    again = next((t for t, cam in polls if cam.get("recording") and (cam.get("frames_recorded") or 0) > 0), None)
+    up = after_win.get("mono_up_ms")
+    c.check(again is not None, f"{label}: benchcam restarted on the disk and records again"
+            + (f" ({again - up:.0f} ms after it answered)" if again is not None and up else ""),
+            f"{len(polls)} health polls, none with cam0 recording a frame")
 
     # ---- the index against the files ------------------------------------------------------------
     start_after = after_win.get("wall_start_ms") or 0
@@ -177,13 +220,18 @@ def judge(cut_dir, after_dir, figures_path):
     c.check(not no_csv, f"{label}: every clip has its .frames.csv", ", ".join(no_csv))
 
     # ---- every clip decodes, frames == index == .frames.csv rows ---------------------------------
-    rolling = os.path.join(after_dir, "rolling")
-    missing = [name for name in index if not os.path.exists(os.path.join(rolling, name))]
-    c.check(not missing, f"{label}: every clip of the index was copied for the checks", ", ".join(missing))
+    # Each file is found by the MD5 the guest listed: the copy it sent now or an earlier one.
+    store = os.path.join(os.path.dirname(figures_path), "store")
+    sums = md5_list(os.path.join(after_dir, "files.md5"))
+    where = lambda name: os.path.join(store, sums.get(name, "-"))  # noqa: E731
+    missing = [name for name in index if not os.path.exists(where(name))
+               or not os.path.exists(where(name[:-4] + ".frames.csv"))]
+    c.check(not missing, f"{label}: every clip of the index (and its .frames.csv) reached the host for the checks",
+            ", ".join(missing))
     unplayable, counts, short_csv, torn_csv = [], [], [], []
     rows_of = {}
     for name, e in sorted(index.items()):
-        path = os.path.join(rolling, name)
+        path = where(name)
         if not os.path.exists(path):
             continue
         d = decoded.get(path)
@@ -191,7 +239,7 @@ def judge(cut_dir, after_dir, figures_path):
             unplayable.append(f"{name}: {d['errors'].splitlines()[0][:160]}")
         if d["frames"] != e.get("frame_count"):
             counts.append(f"{name}: decoded {d['frames']}, index {e.get('frame_count')}")
-        rows, torn = frames_rows(os.path.join(rolling, name[:-4] + ".frames.csv"), max(d["frames"], 0))
+        rows, torn = frames_rows(where(name[:-4] + ".frames.csv"), max(d["frames"], 0))
         rows_of[name] = (rows or [], d)
         if rows is None or len(rows) != d["frames"]:
             short_csv.append(f"{name}: {len(rows) if rows is not None else 'no'} rows for {d['frames']} samples")
@@ -336,11 +384,18 @@ def judge(cut_dir, after_dir, figures_path):
     for eid in copied:
         folder = os.path.join(archives, eid)
         m = load(os.path.join(folder, "manifest.json"))
+        esums = md5_list(os.path.join(after_dir, f"exp-{eid}.md5"))
+
+        def archived(name, folder=folder, esums=esums):
+            """An archive file: copied now, or the content the host already holds."""
+            p = os.path.join(folder, name)
+            return p if os.path.exists(p) else os.path.join(store, esums.get(name, "-"))
+
         if not c.check(isinstance(m, dict), f"{label}: {eid}: manifest.json complete"):
             continue
         bad = []
         for f in m.get("files", []):
-            p = os.path.join(folder, f["name"])
+            p = archived(f["name"])
             if not os.path.exists(p):
                 bad.append(f"{f['name']}: missing")
             elif os.path.getsize(p) != f.get("size") or sha256(p) != f.get("sha256"):
@@ -352,7 +407,7 @@ def judge(cut_dir, after_dir, figures_path):
         clips_m = m.get("clips", [])
         undec = []
         for clip in clips_m:
-            p = os.path.join(folder, clip["file"])
+            p = archived(clip["file"])
             if os.path.exists(p):
                 dd = decoded.get(p)
                 if dd["errors"] or dd["frames"] != clip.get("frame_count"):
@@ -407,7 +462,9 @@ def summary(figures_path, cycles, seed, seconds, retries):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--summary":
+    if sys.argv[1] == "--store":
+        store_files(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "--summary":
         summary(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6])
     else:
         judge(sys.argv[1], sys.argv[2], sys.argv[3])

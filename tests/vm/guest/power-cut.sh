@@ -103,9 +103,12 @@ post_roll = "1s"
 [gpio]
 backend = "sim"
 EOF
+# benchcam, with the health watcher and a CPU log started at once (Python takes seconds to start
+# under TCG). Few processes from here on: every fork costs the TCG guest 0.1-0.5 s.
 wall_start=$(wall_ms) mono_start=$(mono_ms)
-start_benchcam /tmp/pc.toml pc || fail "benchcam did not start"
-mono_up=$(mono_ms)
+bg benchcam run --config /tmp/pc.toml >"$R/benchcam-pc.log" 2>&1
+BC_PID=$BG_PID
+bg env WATCH_GPIO=0 python3 "$B/guest/watch.py" health "$R/health.jsonl" 100
 # benchcam's CPU (utime + stime ticks) once a second, up to the cut: "WALL_S UTIME STIME".
 cpu_log() {
     local stat
@@ -116,11 +119,24 @@ cpu_log() {
     done
 }
 bg cpu_log "$BC_PID"
+up=0
+for _ in $(seq 1 300); do
+    curl -sf --max-time 2 -o "$R/health-start.json" "$API/api/v1/health" && { up=1; break; }
+    kill -0 "$BC_PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ "$up" = 1 ] || fail "benchcam did not answer in 30 s: $(tail -3 "$R/benchcam-pc.log" | tr '\n' ' ')"
+mono_up=$(mono_ms)
+log "benchcam up after $((mono_up - mono_start)) ms"
 
 # ---- 3. what the restart found ----------------------------------------------------------------------
 # Hard links to every clip first (one ln, at once: retention deleting the oldest clip when this
 # boot's first one closes cannot take a file from under the copies): they are the files on disk
-# (files.txt); then the index (clips.json); the clips complete in it are copied to the share.
+# (files.txt, and their MD5 sums in files.md5); then the index (clips.json). Of the clips
+# complete in it, only contents the host does not hold yet (known.md5: the host keeps every file
+# it was sent by MD5, and decodes what it gets) cross the 9p share, which is slow under TCG.
+declare -A known=()
+while read -r m _; do known[$m]=1; done <"$B/known.md5"
 rm -rf /data/snap
 mkdir -p /data/snap "$R/rolling"
 shopt -s nullglob
@@ -128,25 +144,25 @@ clipfiles=(/data/pc/rolling/cam0/*)
 [ ${#clipfiles[@]} -eq 0 ] || ln -t /data/snap "${clipfiles[@]}" 2>>"$R/copy-errors.txt"
 (cd /data/snap && find . -maxdepth 1 -type f -printf '%s %P\n' | sort -k2) >"$R/files.txt"
 save clips.json /api/v1/clips
-mapfile -t complete < <(jq -r '.[] | select(.camera_id == "cam0" and .complete) | .filename' "$R/clips.json")
-for f in "${complete[@]}"; do
-    cp "/data/snap/$f" "/data/snap/${f%.mp4}.frames.csv" "$R/rolling/" 2>>"$R/copy-errors.txt"
-done
+(cd /data/snap && md5sum -- *) >"$R/files.md5" 2>>"$R/copy-errors.txt"
+declare -A complete=()
+while read -r f; do complete[$f]=1; complete[${f%.mp4}.frames.csv]=1; done \
+    < <(jq -r '.[] | select(.camera_id == "cam0" and .complete) | .filename' "$R/clips.json")
+copies=()
+while read -r m f; do
+    [ -n "${complete[$f]:-}" ] && [ -z "${known[$m]:-}" ] && copies+=("/data/snap/$f")
+done <"$R/files.md5"
+[ ${#copies[@]} -eq 0 ] || cp -t "$R/rolling/" "${copies[@]}" 2>>"$R/copy-errors.txt"
 rm -rf /data/snap
-save health-start.json /api/v1/health
 save experiments.json /api/v1/experiments
-: >"$R/experiments-seen.txt"
-for id in $(jq -r '.[].experiment_id' "$R/experiments.json"); do
-    save "experiment-$id.json" "/api/v1/experiments/$id"
-    echo "$id $(jq -r --arg i "$id" '.[] | select(.experiment_id == $i) | .state' "$R/experiments.json")" \
-        >>"$R/experiments-seen.txt"
-done
-wait_camera cam0 '.recording and .frames_recorded > 0' 20 >"$R/recording-again-ms.txt" ||
-    log "cam0 not recording 20 s after the start"
-save health-recording.json /api/v1/health
+jq -r '.[] | "\(.experiment_id) \(.state)"' "$R/experiments.json" >"$R/experiments-seen.txt"
+while read -r id state; do
+    [ "$state" = archived ] || save "experiment-$id.json" "/api/v1/experiments/$id"
+done <"$R/experiments-seen.txt"
+log "restart state captured"
 
 # ---- 4. watchers, the cut window, experiments --------------------------------------------------------
-bg env WATCH_GPIO=0 python3 "$B/guest/watch.py" health "$R/health.jsonl" 100
+# ---- 4. watchers, the cut window, experiments --------------------------------------------------------
 for _ in $(seq 1 200); do
     [ -s "$R/health.jsonl" ] && break
     sleep 0.1
@@ -193,13 +209,21 @@ for id in $(jq -r '.[] | select(.state == "running") | .experiment_id' "$R/exper
     post "/api/v1/experiments/$id/stop" >"$R/stop-$id.json"
     echo "$(mono_ms) $id" >>"$R/stopped.txt"
 done
-# Every archived experiment: its folder, for the checker (manifest checksums), copied under a dot
-# name and renamed when whole (a cut during the copy leaves no half copy to judge). A folder
-# already checked in an earlier cycle is named in verified-experiments.txt (the host writes it).
+# Every archived experiment: the MD5 sums of its folder's files (exp-ID.md5) and the files whose
+# content the host does not hold (experiment.json, manifest.json and frames.csv always), copied
+# under a dot name and renamed when whole (a cut during the copy leaves no half copy to judge). A
+# folder already checked in an earlier cycle is named in verified-experiments.txt (the host writes
+# it).
 for id in $(get /api/v1/experiments | jq -r '.[] | select(.state == "archived") | .experiment_id'); do
     grep -qx "$id" "$B/verified-experiments.txt" 2>/dev/null && continue
+    (cd "/data/pc/experiments/$id" && md5sum -- *) >"$R/exp-$id.md5"
+    copies=()
+    while read -r m f; do
+        case "$f" in experiment.json | manifest.json | frames.csv) ;; *) [ -z "${known[$m]:-}" ] || continue ;; esac
+        copies+=("/data/pc/experiments/$id/$f")
+    done <"$R/exp-$id.md5"
     mkdir -p "$R/experiments/.$id"
-    cp -a "/data/pc/experiments/$id/." "$R/experiments/.$id/" && mv "$R/experiments/.$id" "$R/experiments/$id"
+    cp -t "$R/experiments/.$id/" "${copies[@]}" && mv "$R/experiments/.$id" "$R/experiments/$id"
 done
 touch "$R/archives-copied"
 if [ "$cut" != none ]; then
@@ -217,7 +241,7 @@ case "$cut" in
     kill) sleep 600; fail "the host did not kill the emulator" ;;
 esac
 sleep "$delay"
-snapshot final
+save clips-final.json /api/v1/clips
 stop_benchcam
 for p in $(cat /run/bench.pids); do kill "$p" 2>/dev/null; done
 (cd /data && find . -mindepth 1 -printf '%y %s %P\n' | sort -k3) >"$R/disk-final.txt"
