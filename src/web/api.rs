@@ -171,8 +171,8 @@ pub static ROUTES: &[Route] = {
 pub enum Routed<'a> {
     /// The endpoint, and the path segments the template's `{…}` parts stand for.
     Found(Endpoint, Vec<&'a str>),
-    /// A route has this path, but not for this method (405).
-    WrongMethod,
+    /// Routes have this path, but not for this method (405): the methods they have.
+    WrongMethod(Vec<Method>),
     /// No route has this path (404).
     NotFound,
 }
@@ -180,19 +180,19 @@ pub enum Routed<'a> {
 /// Looks up a request's method and path segments (the path split on '/', without the
 /// leading empty one) in [`ROUTES`].
 pub fn route<'a>(method: &Method, segments: &[&'a str]) -> Routed<'a> {
-    let mut path_known = false;
+    let mut allowed = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_template(route.path, segments) {
             if route.method == *method {
                 return Routed::Found(route.endpoint, params);
             }
-            path_known = true;
+            allowed.push(route.method.clone());
         }
     }
-    if path_known {
-        Routed::WrongMethod
-    } else {
+    if allowed.is_empty() {
         Routed::NotFound
+    } else {
+        Routed::WrongMethod(allowed)
     }
 }
 
@@ -248,12 +248,19 @@ pub async fn handle(
     let head = method == Method::HEAD;
     let (endpoint, params) = match route(&method, &segments) {
         Routed::Found(endpoint, params) => (endpoint, params),
-        Routed::WrongMethod => {
-            return error_response(
+        Routed::WrongMethod(allowed) => {
+            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            let mut r = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 &format!("{method} is not allowed on {path}"),
-            )
+            );
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                HeaderValue::from_str(&allowed.join(", ")).expect("method names are tokens"),
+            );
+            return r;
         }
         Routed::NotFound => return not_found(&format!("no endpoint {path}")),
     };

@@ -126,6 +126,10 @@ pub async fn archive(req: Request<Incoming>, state: &Arc<AppState>, id: &str) ->
         Ok(v) => v,
         Err(r) => return *r,
     };
+    // schemathesis sent `""` and it was taken as no method: a body is an object or nothing.
+    if !value.is_object() {
+        return bad("send a JSON object: {\"method\": \"...\"}, or no body");
+    }
     let method = match string_field(&value, "method") {
         Ok(m) => m.unwrap_or_default(),
         Err(r) => return *r,
