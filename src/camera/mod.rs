@@ -3,7 +3,7 @@
 
 pub mod discovery;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -30,6 +30,18 @@ pub struct Camera {
     pub capture: Arc<CaptureShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recorder: Mutex<Option<Recorder>>,
+    /// What the recorders that already stopped counted, so health and metrics count since
+    /// the service started, not since the last start of recording.
+    past: RecorderTotals,
+}
+
+/// Counters of stopped recorders, added up.
+#[derive(Default)]
+struct RecorderTotals {
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    corrupt: AtomicU64,
+    recorded: AtomicU64,
 }
 
 impl Camera {
@@ -41,23 +53,72 @@ impl Camera {
         *self.capture.mode.lock().expect("mode poisoned")
     }
 
-    /// Frames the recorder lost (fell behind), if recording.
+    /// Frames the recorders lost (fell behind) since the service started.
     pub fn recorder_drops(&self) -> u64 {
-        self.recorder
-            .lock()
-            .expect("recorder poisoned")
-            .as_ref()
-            .map_or(0, |r| r.frames_dropped())
+        self.past.dropped.load(Ordering::Relaxed)
+            + self
+                .recorder
+                .lock()
+                .expect("recorder poisoned")
+                .as_ref()
+                .map_or(0, |r| r.frames_dropped())
+    }
+
+    /// Frames written to clips since the service started.
+    pub fn frames_recorded(&self) -> u64 {
+        self.past.recorded.load(Ordering::Relaxed)
+            + self
+                .recorder
+                .lock()
+                .expect("recorder poisoned")
+                .as_ref()
+                .map_or(0, |r| r.stats.frames_recorded.load(Ordering::Relaxed))
+    }
+
+    /// Frames the recorders could not encode or write since the service started.
+    pub fn recorder_failed(&self) -> u64 {
+        self.past.failed.load(Ordering::Relaxed)
+            + self
+                .recorder
+                .lock()
+                .expect("recorder poisoned")
+                .as_ref()
+                .map_or(0, |r| r.stats.frames_failed.load(Ordering::Relaxed))
     }
 
     /// Damaged camera frames skipped: by the capture source (cut short) and by the
-    /// recorder's MJPEG decoder (damaged inside).
+    /// recorders' MJPEG decoder (damaged inside).
     pub fn corrupt_frames(&self) -> u64 {
         let recorder = self.recorder.lock().expect("recorder poisoned");
         self.capture.stats.corrupt_frames.load(Ordering::Relaxed)
+            + self.past.corrupt.load(Ordering::Relaxed)
             + recorder
                 .as_ref()
                 .map_or(0, |r| r.stats.frames_corrupt.load(Ordering::Relaxed))
+    }
+
+    /// Stops the recorder (finalising its clip) and keeps its counts.
+    fn stop_recorder(&self) -> bool {
+        let Some(r) = self.recorder.lock().expect("recorder poisoned").take() else {
+            return false;
+        };
+        let (stats, dropped) = (Arc::clone(&r.stats), r.frames_dropped());
+        r.stop();
+        let add = |total: &AtomicU64, n: u64| total.fetch_add(n, Ordering::Relaxed);
+        add(&self.past.dropped, dropped);
+        add(
+            &self.past.failed,
+            stats.frames_failed.load(Ordering::Relaxed),
+        );
+        add(
+            &self.past.corrupt,
+            stats.frames_corrupt.load(Ordering::Relaxed),
+        );
+        add(
+            &self.past.recorded,
+            stats.frames_recorded.load(Ordering::Relaxed),
+        );
+        true
     }
 
     fn stop_capture(&self) {
@@ -103,8 +164,10 @@ pub struct CameraHealth {
     pub corrupt_frames: u64,
     /// Times the camera came back after it was lost or stopped sending.
     pub reconnects: u64,
+    /// Frames the recorder lost because it fell behind, since the service started (every
+    /// recording, not only the current one).
     pub recorder_frames_dropped: u64,
-    /// Frames written to clips by the current recorder.
+    /// Frames written to clips since the service started.
     pub frames_recorded: u64,
     /// Frames the recorder took but could not encode or write (not storage full, not
     /// damaged camera frames); each also sets a recorder problem.
@@ -250,6 +313,7 @@ impl CameraService {
                 capture: shared,
                 thread: Mutex::new(Some(thread)),
                 recorder: Mutex::new(None),
+                past: RecorderTotals::default(),
             }));
         }
         if cameras.is_empty() {
@@ -309,17 +373,14 @@ impl CameraService {
     /// stop_recording: finalises the open clip and waits for it to be on disk.
     pub fn stop_recording(&self, id: &str) -> Result<()> {
         let camera = self.camera(id)?;
-        let recorder = camera.recorder.lock().expect("recorder poisoned").take();
-        match recorder {
-            Some(r) => {
-                r.stop();
-                log::info!("recording {id}: stopped");
-                Ok(())
-            }
-            None => Err(Error::new(
+        if camera.stop_recorder() {
+            log::info!("recording {id}: stopped");
+            Ok(())
+        } else {
+            Err(Error::new(
                 ErrorKind::WrongState,
                 format!("{id} is not recording"),
-            )),
+            ))
         }
     }
 
@@ -409,14 +470,10 @@ impl CameraService {
                     _ => {}
                 }
                 let corrupt = c.corrupt_frames();
+                let (frames_recorded, failed, rec_drops) =
+                    (c.frames_recorded(), c.recorder_failed(), c.recorder_drops());
                 let recorder = c.recorder.lock().expect("recorder poisoned");
-                let frames_recorded = recorder
-                    .as_ref()
-                    .map_or(0, |r| r.stats.frames_recorded.load(Ordering::Relaxed));
-                let failed = recorder
-                    .as_ref()
-                    .map_or(0, |r| r.stats.frames_failed.load(Ordering::Relaxed));
-                let (paused, clip, rec_drops) = match recorder.as_ref() {
+                let (paused, clip) = match recorder.as_ref() {
                     Some(r) => {
                         threads += 2;
                         let paused = r.stats.paused_storage_full.load(Ordering::Relaxed);
@@ -430,10 +487,9 @@ impl CameraService {
                         (
                             paused,
                             r.stats.current_clip.lock().expect("stats poisoned").clone(),
-                            r.frames_dropped(),
                         )
                     }
-                    None => (false, None, 0),
+                    None => (false, None),
                 };
                 threads += 1;
                 CameraHealth {
@@ -494,9 +550,7 @@ impl CameraService {
     /// Stops every recorder (finalising clips) and every capture thread.
     pub fn shutdown(&self) {
         for camera in self.cameras() {
-            if let Some(r) = camera.recorder.lock().expect("recorder poisoned").take() {
-                r.stop();
-            }
+            camera.stop_recorder();
             camera.stop_capture();
         }
     }
