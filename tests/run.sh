@@ -13,6 +13,11 @@
 #   soak     cargo bench --bench soak -- --seconds 120: 64 viewers (some stalled, some
 #            reconnecting) for 2 min at 720p30 while recording; fails on memory growth, recorder
 #            drops or sessions/connections left open
+#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30) each, two
+#            at a time (cargo-fuzz installed with `cargo install --locked` when missing; stable
+#            rustc with RUSTC_BOOTSTRAP=1)
+#   schemathesis tests/schemathesis/run.sh: schemathesis (pinned, in a venv under ~/.cache)
+#            against the release binary, from its own /api/v1/openapi.json, ~100 s
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
 #            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); 8-15 min with the guest
 #            cached in ~/.cache/benchcam-vm, ~4 min more to build it (x86_64 hosts, as root)
@@ -28,7 +33,7 @@
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the soak, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the soak, fuzz, schemathesis, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -124,6 +129,26 @@ if [ "$quick" = 1 ]; then
     skip soak "--quick"
 else
     step soak cargo bench --bench soak -- --seconds 120
+fi
+
+# ---- fuzz targets (fuzz/, own target dir) and schemathesis against the release binary -------
+fuzz_test() {
+    local args=(--seconds "${BENCHCAM_FUZZ_SECONDS:-30}")
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash fuzz/run.sh "${args[@]}"
+}
+schemathesis_test() {
+    cargo build --release --bin benchcam || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash tests/schemathesis/run.sh "${args[@]}"
+}
+if [ "$quick" = 1 ]; then
+    skip fuzz "--quick"
+    skip schemathesis "--quick"
+else
+    step fuzz fuzz_test
+    step schemathesis schemathesis_test
 fi
 
 # ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------
