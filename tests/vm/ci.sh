@@ -2,14 +2,16 @@
 # The VM bench as CI runs it (tests/run.sh's `vm` step): builds the guest (cached: seconds;
 # uncached ~4 min), then boots it once and runs every CI scenario in that boot, judging each on
 # the host (tests/vm/run.sh). 14 min with the guest cached while the host was busy (TCG, 2
-# shared cores; README, "The VM bench").
+# shared cores; README, "The VM bench"). Then 5 power cuts (tests/vm/power-cut.sh --cycles 5:
+# six more boots on one data disk, ~5 min).
 #
 #   bash tests/vm/ci.sh [--no-install] [run.sh options, e.g. --kvm or --keep]
 #
 #   --no-install   the guest build installs no missing host tool (it names them and fails)
 #
 # Needs root (the guest build) and the release binary target/release/benchcam (cargo build
-# --release; BENCHCAM_BIN or --binary PATH for another). Ends with run.sh's `N passed, M failed`.
+# --release; BENCHCAM_BIN or --binary PATH for another). Ends with `N passed, M failed`: the checks
+# of both parts added up.
 set -uo pipefail
 # The body is one { } block, so bash reads all of it before running it: editing this file
 # while it runs (a boot takes minutes) cannot break the run.
@@ -37,8 +39,26 @@ echo "ci.sh: guest ready in ${build_s} s ($cached)"
 t1=$SECONDS
 bash "$here/run.sh" "${scenarios[@]}" "${run_args[@]}"
 rc=$?
-echo "ci.sh: guest build ${build_s} s ($cached), boot + scenarios + checks $((SECONDS - t1)) s, total $((SECONDS - t0)) s"
-# run.sh's last line (`N passed, M failed`) stays the last line.
-tail -n 1 "$here/../../target/vm/results/summary.txt" 2>/dev/null
-exit $rc
+run_s=$((SECONDS - t1))
+
+# Power cuts: 5 cycles on one data disk (tests/vm/power-cut.sh; a documented command runs 50).
+pc_args=() prev=""
+for a in "${run_args[@]}"; do
+    case "$a" in --kvm | --keep) pc_args+=("$a") ;; esac
+    case "$prev" in --binary | --boot-timeout) pc_args+=("$prev" "$a") ;; esac
+    prev="$a"
+done
+t2=$SECONDS
+bash "$here/power-cut.sh" --cycles 5 --max-delay 5 "${pc_args[@]}"
+pc_rc=$?
+pc_s=$((SECONDS - t2))
+echo "ci.sh: guest build ${build_s} s ($cached), boot + scenarios + checks ${run_s} s, power cuts ${pc_s} s," \
+    "total $((SECONDS - t0)) s"
+# The last line: both parts' `N passed, M failed` added up.
+results="$here/../../target/vm"
+read -r p1 _ f1 _ < <(tail -n 1 "$results/results/summary.txt" 2>/dev/null || echo "0 passed, 1 failed")
+read -r p2 _ f2 _ < <(tail -n 1 "$results/power-cut/results/summary.txt" 2>/dev/null || echo "0 passed, 1 failed")
+echo "$((p1 + p2)) passed, $((f1 + f2)) failed"
+[ "$rc" = 0 ] && [ "$pc_rc" = 0 ]
+exit
 }

@@ -33,8 +33,7 @@ mark() { echo "BENCHCAM-PC: $*"; }
 mono_ms() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./} * 10)); }
 
 cfg="$B/power-cut.json"
-cycle="$(jq -r .cycle "$cfg")" cut="$(jq -r .cut "$cfg")" delay="$(jq -r .delay_s "$cfg")"
-phase="$(jq -r '.phase // "recording"' "$cfg")"
+read -r cycle cut delay phase < <(jq -r '"\(.cycle) \(.cut) \(.delay_s) \(.phase // "recording")"' "$cfg")
 R="$B/results/cycle-$cycle"
 mkdir -p "$R"
 exec 2>>"$R/guest.log"
