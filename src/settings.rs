@@ -71,6 +71,16 @@ fn entries(patch: &Value) -> Result<Vec<(&'static str, &'static str, &Value)>> {
                 "must be an object of keys, like {\"clip_length\": \"5m\"}",
             )
         })?;
+        // An unknown section is refused even with no keys in it (schemathesis sent
+        // `{"x": {}}` and it was taken as an empty change).
+        if keys.is_empty() && !KEYS.iter().any(|(s, _)| s == section) {
+            let mut known: Vec<&str> = KEYS.iter().map(|(s, _)| *s).collect();
+            known.dedup();
+            return Err(bad(
+                section,
+                format!("no such section; sections: {}", known.join(", ")),
+            ));
+        }
         for (key, value) in keys {
             let known = KEYS
                 .iter()
@@ -240,6 +250,9 @@ mod tests {
                 .contains("rolling_clips_count")
         );
         assert!(refused(serde_json::json!([1])).contains("JSON object"));
+        // Found by schemathesis: an unknown section with no keys passed as "no change".
+        assert!(refused(serde_json::json!({"streaming": {}, "bogus": {}})).contains("bogus"));
+        assert!(apply_patch(&config, &serde_json::json!({"streaming": {}})).is_ok());
     }
 
     #[test]
