@@ -7,8 +7,10 @@
 //! - p99 capture → viewer latency over the first and the last fifth of the run (within 20 %);
 //! - sessions and connections back to zero when the viewers leave (nothing held).
 //!
-//!     cargo bench --bench soak                    # 10 minutes
-//!     cargo bench --bench soak -- --seconds 120   # the CI version
+//! ```text
+//! cargo bench --bench soak                    # 10 minutes
+//! cargo bench --bench soak -- --seconds 120   # the CI version
+//! ```
 //!
 //! Exit status 1 when a check fails: memory grows by more than `RSS_GROWTH_LIMIT_MIB` from
 //! the end of warm-up to the end, the recorder dropped frames, or sessions/connections stay

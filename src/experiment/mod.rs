@@ -1,0 +1,765 @@
+//! Experiments: the state machine (armed → running → stopped → archived), the
+//! AutomaticRecordingService that makes an experiment's cameras record, and archiving:
+//! the clips covering [start − pre_roll, stop + post_roll] are hard-linked (or copied
+//! and fsynced) into `experiments/<id>/` with a per-frame timestamps file and a
+//! `manifest.json` that is written last, atomically — its presence means complete.
+//!
+//! `experiment.json` in the folder holds the live state, so a restart resumes a running
+//! experiment and redoes an archive that a crash interrupted.
+
+mod manifest;
+mod model;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::camera::CameraService;
+use crate::clock::{clock_state, compact_utc_ms, rfc3339_ms, Clock};
+use crate::config::{is_experiment_id, AutoRecordingConfig, ExperimentsConfig};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::record::index::RecordingType;
+use crate::storage::{write_atomic, Bound, Protection, Storage, Window};
+pub use manifest::sha256_file;
+pub use model::{Event, Experiment, Mark, Phase, Stamp, TriggerKind};
+
+pub(crate) const STATE_FILE: &str = "experiment.json";
+pub(crate) const MANIFEST: &str = "manifest.json";
+pub(crate) const FRAMES_CSV: &str = "frames.csv";
+
+pub struct ExperimentService {
+    cameras: Arc<CameraService>,
+    storage: Arc<Storage>,
+    clock: Arc<dyn Clock>,
+    auto: AutoRecordingConfig,
+    settings: ExperimentsConfig,
+    dir: PathBuf,
+    /// The armed or running experiment; at most one at a time.
+    active: Mutex<Option<Experiment>>,
+    /// Archives in progress (the recording LED blinks while > 0).
+    archiving: AtomicUsize,
+    /// Serialises archive runs so two never write one folder.
+    archive_lock: Mutex<()>,
+}
+
+fn now(clock: &dyn Clock) -> Stamp {
+    let monotonic_us = clock.monotonic_us();
+    Stamp {
+        monotonic_us,
+        wall_us: clock.wall_at_us(monotonic_us),
+    }
+}
+
+pub(crate) fn wrong_state(message: String) -> Error {
+    Error::new(ErrorKind::WrongState, message)
+}
+
+impl ExperimentService {
+    pub fn new(
+        cameras: Arc<CameraService>,
+        storage: Arc<Storage>,
+        auto: AutoRecordingConfig,
+        settings: ExperimentsConfig,
+    ) -> Arc<Self> {
+        let dir = storage.data_dir().join("experiments");
+        let clock = Arc::clone(cameras.clock());
+        Arc::new(ExperimentService {
+            cameras,
+            storage,
+            clock,
+            auto,
+            settings,
+            dir,
+            active: Mutex::new(None),
+            archiving: AtomicUsize::new(0),
+            archive_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn is_archiving(&self) -> bool {
+        self.archiving.load(Ordering::Relaxed) > 0
+    }
+
+    /// The armed or running experiment.
+    pub fn active(&self) -> Option<Experiment> {
+        self.active.lock().expect("experiments poisoned").clone()
+    }
+
+    fn folder(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn validate_id(id: &str) -> Result<()> {
+        if is_experiment_id(id) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "experiment id {id:?}: use 1-64 of A-Z a-z 0-9 . _ - not starting with a dot"
+                ),
+            ))
+        }
+    }
+
+    fn validate_method(method: &str) -> Result<()> {
+        if method.chars().count() > 128 || method.chars().any(char::is_control) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "method: up to 128 printable characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The primary camera (and any listed); every camera when the primary is absent.
+    fn resolve_cameras(&self, listed: Option<Vec<String>>) -> Result<Vec<String>> {
+        let all: Vec<String> = self
+            .cameras
+            .cameras()
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        let mut chosen = match listed {
+            Some(list) if !list.is_empty() => {
+                for c in &list {
+                    if !all.contains(c) {
+                        return Err(Error::new(ErrorKind::NotFound, format!("no camera {c}")));
+                    }
+                }
+                list
+            }
+            _ if all.contains(&self.auto.primary_camera) => vec![self.auto.primary_camera.clone()],
+            _ => all,
+        };
+        chosen.sort();
+        chosen.dedup();
+        if chosen.is_empty() {
+            return Err(wrong_state("no camera to record the experiment".into()));
+        }
+        Ok(chosen)
+    }
+
+    fn persist(&self, exp: &Experiment) -> Result<()> {
+        // Never onto the root filesystem under an empty mount point.
+        self.storage.require_present()?;
+        let folder = self.folder(&exp.experiment_id);
+        std::fs::create_dir_all(&folder).ctx(format!("creating {}", folder.display()))?;
+        let text = serde_json::to_vec_pretty(exp).expect("experiment serializes");
+        write_atomic(&folder.join(STATE_FILE), &text)
+    }
+
+    /// Arms an experiment: it starts at the next trigger start edge. Retention keeps
+    /// the clips of its pre-roll from now on.
+    pub fn arm(&self, id: &str, method: &str, cameras: Option<Vec<String>>) -> Result<Experiment> {
+        Self::validate_method(method)?;
+        let mut active = self.active.lock().expect("experiments poisoned");
+        self.check_new_locked(&active, id)?;
+        let cameras = self.resolve_cameras(cameras)?;
+        let at = now(&*self.clock);
+        let mut exp = self.new_experiment(id, method, cameras);
+        exp.armed = Some(at);
+        exp.start_mark = self.mark();
+        exp.events.push(Event {
+            kind: "arm".into(),
+            source: "api".into(),
+            at,
+            step_us: None,
+        });
+        self.protect(&exp);
+        self.ensure_recording(&exp.cameras);
+        self.persist(&exp)?;
+        log::info!("experiment {id}: armed ({})", exp.cameras.join(", "));
+        *active = Some(exp.clone());
+        Ok(exp)
+    }
+
+    fn check_new_locked(&self, active: &Option<Experiment>, id: &str) -> Result<()> {
+        Self::validate_id(id)?;
+        if let Some(a) = active {
+            return Err(wrong_state(format!(
+                "experiment {} is {:?}; stop it first",
+                a.experiment_id, a.phase
+            )));
+        }
+        if self.folder(id).exists() {
+            return Err(wrong_state(format!("experiment {id} exists already")));
+        }
+        Ok(())
+    }
+
+    /// Starts an experiment now (or at `at`, a trigger's edge time).
+    pub fn start(
+        &self,
+        id: &str,
+        method: &str,
+        cameras: Option<Vec<String>>,
+        source: &str,
+        at: Option<Stamp>,
+    ) -> Result<Experiment> {
+        Self::validate_method(method)?;
+        let mut active = self.active.lock().expect("experiments poisoned");
+        self.check_new_locked(&active, id)?;
+        let cameras = self.resolve_cameras(cameras)?;
+        let exp = self.new_experiment(id, method, cameras);
+        let exp = self.begin(exp, source, at.unwrap_or_else(|| now(&*self.clock)))?;
+        *active = Some(exp.clone());
+        Ok(exp)
+    }
+
+    /// A not-yet-started experiment with the configured pre/post roll.
+    fn new_experiment(&self, id: &str, method: &str, cameras: Vec<String>) -> Experiment {
+        Experiment {
+            experiment_id: id.to_string(),
+            method: method.to_string(),
+            phase: Phase::Armed,
+            cameras,
+            armed: None,
+            started: None,
+            stopped: None,
+            pre_roll_us: self.auto.pre_roll.0.as_micros() as u64,
+            post_roll_us: self.auto.post_roll.0.as_micros() as u64,
+            events: Vec::new(),
+            started_recording: Vec::new(),
+            start_mark: Mark::default(),
+            stop_mark: Mark::default(),
+            clock_at_start: None,
+            clock_at_stop: None,
+        }
+    }
+
+    /// Armed → running.
+    fn begin(&self, mut exp: Experiment, source: &str, at: Stamp) -> Result<Experiment> {
+        exp.phase = Phase::Running;
+        exp.started = Some(at);
+        exp.start_mark = self.mark();
+        exp.clock_at_start = Some(clock_state(at.wall_us));
+        exp.events.push(Event {
+            kind: "start".into(),
+            source: source.into(),
+            at,
+            step_us: None,
+        });
+        exp.started_recording = self.ensure_recording(&exp.cameras);
+        self.protect(&exp);
+        self.persist(&exp)?;
+        log::info!(
+            "experiment {}: started by {source} at {} ({})",
+            exp.experiment_id,
+            rfc3339_ms(at.wall_us),
+            exp.cameras.join(", ")
+        );
+        Ok(exp)
+    }
+
+    /// AutomaticRecordingService: makes the cameras record; returns those it started.
+    fn ensure_recording(&self, cameras: &[String]) -> Vec<String> {
+        let mut started = Vec::new();
+        for id in cameras {
+            match self.cameras.start_recording(id, RecordingType::Experiment) {
+                Ok(()) => started.push(id.clone()),
+                Err(e) if e.kind == ErrorKind::WrongState => {} // already recording
+                Err(e) => log::error!("experiment: cannot record {id}: {e}"),
+            }
+        }
+        started
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            boot_id: crate::clock::boot_id().to_string(),
+            seq: self.storage.index.next_seq(),
+        }
+    }
+
+    /// [start − pre_roll, stop + post_roll] (from the arming while not started; open
+    /// while running), judged by monotonic time and clip order, not the wall clock.
+    fn window(exp: &Experiment) -> Window {
+        let start = exp.started.or(exp.armed);
+        let pre = exp.pre_roll_us;
+        Window {
+            cameras: exp.cameras.clone(),
+            from: Bound {
+                boot_id: exp.start_mark.boot_id.clone(),
+                mono_us: start.map_or(0, |s| s.monotonic_us.saturating_sub(pre)),
+                wall_us: start.map_or(i64::MIN, |s| s.wall_us - pre as i64),
+                seq: exp.start_mark.seq,
+            },
+            to: exp.stopped.map(|s| Bound {
+                boot_id: exp.stop_mark.boot_id.clone(),
+                mono_us: s.monotonic_us + exp.post_roll_us,
+                wall_us: s.wall_us + exp.post_roll_us as i64,
+                seq: exp.stop_mark.seq,
+            }),
+        }
+    }
+
+    fn protect(&self, exp: &Experiment) {
+        self.storage.protect(Protection {
+            owner: format!("experiment:{}", exp.experiment_id),
+            window: Self::window(exp),
+        });
+    }
+
+    /// The wall clock jumped by `step_us` (NTP's first answer, `date -s`): the running
+    /// experiment records it, so its wall times can be corrected.
+    pub fn clock_step(&self, step_us: i64) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active.as_mut().filter(|e| e.phase == Phase::Running) else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: "clock_step".into(),
+            source: "clock".into(),
+            at: now(&*self.clock),
+            step_us: Some(step_us),
+        });
+        log::warn!(
+            "experiment {}: the wall clock stepped by {:+.3} s",
+            exp.experiment_id,
+            step_us as f64 / 1e6
+        );
+        if let Err(e) = self.persist(exp) {
+            log::error!("experiment {}: {e}", exp.experiment_id);
+        }
+    }
+
+    /// Logs a marker into the running experiment.
+    pub fn marker(&self, source: &str, at: Option<Stamp>) -> Result<()> {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let exp = active
+            .as_mut()
+            .filter(|e| e.phase == Phase::Running)
+            .ok_or_else(|| wrong_state("no experiment is running".into()))?;
+        let at = at.unwrap_or_else(|| now(&*self.clock));
+        exp.events.push(Event {
+            kind: "marker".into(),
+            source: source.into(),
+            at,
+            step_us: None,
+        });
+        self.persist(exp)
+    }
+
+    /// Logs that a camera of the running experiment was lost (`camera_lost`) or came back
+    /// (`camera_restored`); the manifest shows the gap. Nothing when none runs.
+    pub fn camera_event(&self, kind: &str, camera: &str) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active
+            .as_mut()
+            .filter(|e| e.phase == Phase::Running && e.cameras.iter().any(|c| c == camera))
+        else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: kind.into(),
+            source: format!("camera:{camera}"),
+            at: now(&*self.clock),
+            step_us: None,
+        });
+        log::info!("experiment {}: {kind} ({camera})", exp.experiment_id);
+        if let Err(e) = self.persist(exp) {
+            log::error!("experiment {}: {e}", exp.experiment_id);
+        }
+    }
+
+    /// The data drive went away (`storage_removed`) or came back (`storage_restored`):
+    /// the running experiment records it (on disk once the drive is back).
+    pub fn storage_event(&self, kind: &str) {
+        let mut active = self.active.lock().expect("experiments poisoned");
+        let Some(exp) = active.as_mut().filter(|e| e.phase == Phase::Running) else {
+            return;
+        };
+        exp.events.push(Event {
+            kind: kind.into(),
+            source: "storage".into(),
+            at: now(&*self.clock),
+            step_us: None,
+        });
+        log::info!("experiment {}: {kind}", exp.experiment_id);
+        if let Err(e) = self.persist(exp) {
+            log::warn!("experiment {}: {e}", exp.experiment_id);
+        }
+    }
+
+    /// Stops `id`, waits `post_roll`, archives, and returns the manifest. Blocks for
+    /// post_roll plus the archive: call it off the async executor.
+    pub fn stop(&self, id: &str, source: &str, at: Option<Stamp>) -> Result<serde_json::Value> {
+        let exp = {
+            let mut active = self.active.lock().expect("experiments poisoned");
+            match active.as_ref() {
+                Some(e) if e.experiment_id == id && e.phase == Phase::Running => {}
+                Some(e) if e.experiment_id == id => {
+                    // An armed experiment that never started is simply disarmed.
+                    let e = active.take().expect("checked");
+                    self.storage.unprotect(&format!("experiment:{id}"));
+                    let _ = std::fs::remove_dir_all(self.folder(&e.experiment_id));
+                    return Err(wrong_state(format!(
+                        "experiment {id} was armed, not running; disarmed"
+                    )));
+                }
+                _ if self.folder(id).join(STATE_FILE).exists() => {
+                    return Err(wrong_state(format!("experiment {id} is not running")));
+                }
+                _ => {
+                    Self::validate_id(id)?;
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no experiment {id}"),
+                    ));
+                }
+            }
+            let mut exp = active.clone().expect("checked");
+            let at = at.unwrap_or_else(|| now(&*self.clock));
+            exp.phase = Phase::Stopped;
+            exp.stopped = Some(at);
+            exp.stop_mark = self.mark();
+            exp.clock_at_stop = Some(clock_state(at.wall_us));
+            exp.events.push(Event {
+                kind: "stop".into(),
+                source: source.into(),
+                at,
+                step_us: None,
+            });
+            // Stopped only once that is on disk: with the data drive gone the
+            // experiment keeps running (and says why) instead of vanishing.
+            self.persist(&exp)?;
+            *active = None;
+            self.protect(&exp);
+            log::info!("experiment {id}: stopped by {source}; archiving after the post-roll");
+            exp
+        };
+        self.archiving.fetch_add(1, Ordering::Relaxed);
+        let result = self.finish(exp);
+        self.archiving.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Waits out the post-roll, closes the clips that cover it, archives.
+    fn finish(&self, mut exp: Experiment) -> Result<serde_json::Value> {
+        let stopped = exp.stopped.expect("stopped experiments have a stop time");
+        self.clock
+            .sleep_until_us(stopped.monotonic_us + exp.post_roll_us);
+        self.cut_and_wait(&exp.cameras);
+        for id in &exp.started_recording {
+            // Keep recording if another experiment needs the camera or rolling
+            // recording is meant to run all the time.
+            let keep = self.active().is_some_and(|a| a.cameras.contains(id))
+                || (self.auto.enabled && self.auto.start_on_boot);
+            if !keep {
+                let _ = self.cameras.stop_recording(id);
+            }
+        }
+        let manifest = self.archive_window(&exp)?;
+        exp.phase = Phase::Archived;
+        self.persist(&exp)?;
+        self.storage
+            .unprotect(&format!("experiment:{}", exp.experiment_id));
+        Ok(manifest)
+    }
+
+    /// Closes each camera's open clip and waits (≤ 10 s) until it is complete on disk.
+    fn cut_and_wait(&self, cameras: &[String]) {
+        let mut waiting = Vec::new();
+        for id in cameras {
+            if let Ok(Some(file)) = self.cameras.cut_clip(id) {
+                waiting.push((id.clone(), file));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let pending = waiting.iter().any(|(cam, file)| {
+                self.storage
+                    .index
+                    .get(cam, file)
+                    .is_some_and(|c| !c.complete)
+            });
+            if !pending {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log::warn!("experiment: clips still open after 10 s; archiving what is complete");
+    }
+
+    /// archive_experiment_videos by hand: for a stopped experiment, redo its archive;
+    /// for a new id, archive the recent clips (the last pre_roll, at least one clip).
+    pub fn archive(&self, id: &str, method: &str) -> Result<serde_json::Value> {
+        Self::validate_id(id)?;
+        Self::validate_method(method)?;
+        if self.active().is_some_and(|a| a.experiment_id == id) {
+            return Err(wrong_state(format!(
+                "experiment {id} is still {:?}",
+                self.active().map(|a| a.phase)
+            )));
+        }
+        let exp = match self.load(id) {
+            Some(exp) => exp,
+            None => {
+                let cameras = self.resolve_cameras(None)?;
+                let stop = now(&*self.clock);
+                let span = self
+                    .auto
+                    .pre_roll
+                    .0
+                    .max(self.cameras.config().recording.clip_length.0)
+                    .as_micros() as u64;
+                let start = Stamp {
+                    monotonic_us: stop.monotonic_us.saturating_sub(span),
+                    wall_us: stop.wall_us - span as i64,
+                };
+                let mut exp = self.new_experiment(id, method, cameras);
+                exp.phase = Phase::Stopped;
+                exp.started = Some(start);
+                exp.stopped = Some(stop);
+                // The window is exactly the recent span: no extra pre/post roll.
+                exp.pre_roll_us = 0;
+                exp.post_roll_us = 0;
+                exp.events.push(Event {
+                    kind: "archive".into(),
+                    source: "api".into(),
+                    at: stop,
+                    step_us: None,
+                });
+                self.persist(&exp)?;
+                exp
+            }
+        };
+        self.archiving.fetch_add(1, Ordering::Relaxed);
+        self.cut_and_wait(&exp.cameras);
+        let result = self.archive_window(&exp).and_then(|m| {
+            let mut done = exp.clone();
+            done.phase = Phase::Archived;
+            self.persist(&done)?;
+            Ok(m)
+        });
+        self.archiving.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    fn load(&self, id: &str) -> Option<Experiment> {
+        let text = std::fs::read(self.folder(id).join(STATE_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// At start: resume a running or armed experiment, redo interrupted archives, and
+    /// apply experiment retention.
+    pub fn recover(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().to_string();
+            if !is_experiment_id(&id) {
+                continue;
+            }
+            let Some(exp) = self.load(&id) else { continue };
+            match exp.phase {
+                Phase::Running | Phase::Armed => {
+                    log::warn!(
+                        "experiment {id}: was {:?} when the service stopped; resuming",
+                        exp.phase
+                    );
+                    self.protect(&exp);
+                    self.ensure_recording(&exp.cameras);
+                    let mut active = self.active.lock().expect("experiments poisoned");
+                    if active.is_none() {
+                        *active = Some(exp);
+                    }
+                }
+                Phase::Stopped => {
+                    log::warn!("experiment {id}: archive was interrupted; redoing it");
+                    self.archiving.fetch_add(1, Ordering::Relaxed);
+                    let result = self.archive_window(&exp);
+                    self.archiving.fetch_sub(1, Ordering::Relaxed);
+                    match result {
+                        Ok(_) => {
+                            let mut done = exp;
+                            done.phase = Phase::Archived;
+                            let _ = self.persist(&done);
+                        }
+                        Err(e) => log::error!("experiment {id}: archive failed again: {e}"),
+                    }
+                }
+                Phase::Archived => {}
+            }
+        }
+        self.apply_retention();
+    }
+
+    /// Deletes archived experiments older than `[experiments] retention` (never by default).
+    pub fn apply_retention(&self) {
+        let Some(keep) = self.settings.retention() else {
+            return;
+        };
+        let cutoff = self.clock.wall_us() - keep.as_micros() as i64;
+        for exp in self.list_experiments() {
+            let ended = exp.stopped.map_or(i64::MAX, |s| s.wall_us);
+            if exp.phase == Phase::Archived && ended < cutoff {
+                log::info!("experiment {}: deleted by retention", exp.experiment_id);
+                let _ = std::fs::remove_dir_all(self.folder(&exp.experiment_id));
+            }
+        }
+    }
+
+    fn list_experiments(&self) -> Vec<Experiment> {
+        let mut out: Vec<Experiment> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| self.load(&e.file_name().to_string_lossy()))
+            .collect();
+        out.sort_by_key(|e| std::cmp::Reverse(e.started.or(e.armed).map_or(0, |s| s.wall_us)));
+        out
+    }
+
+    /// Experiments, newest first, with their phase and times.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        self.list_experiments()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "experiment_id": e.experiment_id,
+                    "method": e.method,
+                    "state": e.phase,
+                    "cameras": e.cameras,
+                    "started_at": e.started.map(|s| rfc3339_ms(s.wall_us)),
+                    "stopped_at": e.stopped.map(|s| rfc3339_ms(s.wall_us)),
+                    "events": e.events.len(),
+                    "complete": self.folder(&e.experiment_id).join(MANIFEST).exists(),
+                })
+            })
+            .collect()
+    }
+
+    /// The manifest of an archived experiment; the live state of an active one.
+    pub fn manifest(&self, id: &str) -> Result<serde_json::Value> {
+        Self::validate_id(id)?;
+        let folder = self.folder(id);
+        if let Ok(bytes) = std::fs::read(folder.join(MANIFEST)) {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("manifest of {id} unreadable: {e}"))
+            });
+        }
+        match self.load(id) {
+            Some(exp) => {
+                Ok(serde_json::json!({"experiment_id": id, "state": exp.phase, "experiment": exp}))
+            }
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no experiment {id}"),
+            )),
+        }
+    }
+
+    /// Path of an archived file, validated against the manifest's file list.
+    pub fn file_path(&self, id: &str, file: &str) -> Result<PathBuf> {
+        let manifest = self.manifest(id)?;
+        let listed = manifest["files"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|f| f["name"] == file));
+        if !listed && file != MANIFEST {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("experiment {id} has no file {file:?}"),
+            ));
+        }
+        Ok(self.folder(id).join(file))
+    }
+
+    /// Starts, stops or marks from a trigger input. Start when idle starts the armed
+    /// experiment (or a new one named by the trigger prefix); Stop only stops an
+    /// experiment a trigger started; other edges are logged as events.
+    pub fn on_trigger(&self, input: &str, kind: TriggerKind, at: Stamp) {
+        let source = format!("gpio:{input}");
+        let active = self.active();
+        let result = match (kind, active) {
+            (TriggerKind::Marker, _) => self.marker(&source, Some(at)).map(|_| ()),
+            (TriggerKind::Start, Some(exp)) if exp.phase == Phase::Armed => {
+                let mut guard = self.active.lock().expect("experiments poisoned");
+                match guard.take() {
+                    Some(armed) => match self.begin(armed.clone(), &source, at) {
+                        Ok(started) => {
+                            *guard = Some(started);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            *guard = Some(armed);
+                            Err(e)
+                        }
+                    },
+                    None => Ok(()),
+                }
+            }
+            (TriggerKind::Start, None) => {
+                let id = format!(
+                    "{}-{}",
+                    self.settings.trigger_id_prefix,
+                    compact_utc_ms(at.wall_us)
+                );
+                self.start(&id, "", None, &source, Some(at)).map(|_| ())
+            }
+            (TriggerKind::Stop, Some(exp))
+                if exp.phase == Phase::Running
+                    && exp
+                        .events
+                        .iter()
+                        .any(|e| e.kind == "start" && e.source.starts_with("gpio:")) =>
+            {
+                self.stop(&exp.experiment_id, &source, Some(at)).map(|_| ())
+            }
+            (kind, Some(exp)) if exp.phase == Phase::Running => {
+                // A start while running, or a stop of an API-started experiment: logged only.
+                let mut guard = self.active.lock().expect("experiments poisoned");
+                if let Some(e) = guard.as_mut() {
+                    let what = if kind == TriggerKind::Start {
+                        "trigger_start"
+                    } else {
+                        "trigger_stop"
+                    };
+                    e.events.push(Event {
+                        kind: what.into(),
+                        source: source.clone(),
+                        at,
+                        step_us: None,
+                    });
+                    let _ = self.persist(e);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            log::warn!("experiment: trigger {input}: {e}");
+        }
+    }
+
+    /// Links the covering clips, writes frames.csv, checksums and the manifest.
+    fn archive_window(&self, exp: &Experiment) -> Result<serde_json::Value> {
+        let _only_one = self.archive_lock.lock().expect("archive lock poisoned");
+        let folder = self.folder(&exp.experiment_id);
+        manifest::archive(
+            &self.storage,
+            &folder,
+            exp,
+            &Self::window(exp),
+            self.clock.wall_us(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        for good in ["a", "trial-1", "2026.11.24_x", &"x".repeat(64)] {
+            assert!(is_experiment_id(good), "{good}");
+        }
+        for bad in ["", ".hidden", "../x", "a/b", "sp ace", &"x".repeat(65), "é"] {
+            assert!(!is_experiment_id(bad), "{bad}");
+        }
+    }
+}
