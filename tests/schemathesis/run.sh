@@ -23,8 +23,8 @@
 # covered by tests/web_api.rs. One worker: with two threads, CPython 3.11's ast.parse (which
 # hypothesis calls) fails with "AST constructor recursion depth mismatch". The service's log is
 # kept in $BENCHCAM_SCHEMATHESIS_LOG (default target/schemathesis/benchcam.log) and the
-# schemathesis report in target/schemathesis/. Last line: `schemathesis: N passed, M failed`
-# (operations).
+# schemathesis reports (JUnit, ndjson) in target/schemathesis/. It ends with the checks run
+# (passed/failed, over all test cases) and `schemathesis operations: N passed, M failed`.
 set -uo pipefail
 
 max_time=100 install=1
@@ -113,6 +113,8 @@ curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application
 
 # ---- schemathesis -----------------------------------------------------------------------------
 t0=$SECONDS
+# From target/schemathesis: schemathesis keeps its cache (.schemathesis/) in the working directory.
+cd "$out" || exit 1
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --url "$base" \
     -H "Authorization: Bearer $token" \
@@ -122,7 +124,7 @@ t0=$SECONDS
     --max-time "$max_time" \
     --workers 1 \
     --request-timeout 20 \
-    --report junit --report-dir "$out" \
+    --report junit,ndjson --report-dir "$out" \
     --no-color
 rc=$?
 echo "schemathesis: ran $((SECONDS - t0)) s, exit $rc"
@@ -132,21 +134,34 @@ kill -0 "$pid" 2>/dev/null || { alive=0; echo "schemathesis: benchcam died durin
 panics="$(grep -c 'panicked at' "$log" || true)"
 [ "$panics" = 0 ] || { echo "schemathesis: benchcam logged $panics panic(s):" >&2; grep -A3 'panicked at' "$log" | head -20 >&2; }
 
-# Operations passed/failed, from the JUnit report (one testcase per operation).
-junit="$(ls -t "$out"/*.xml 2>/dev/null | head -1)"
-if [ -n "$junit" ]; then
-    python3 - "$junit" <<'PY'
-import sys, xml.etree.ElementTree as ET
-cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
-passed = failed = skipped = 0
-for c in cases:
-    if c.find("failure") is not None or c.find("error") is not None:
-        failed += 1
-    elif c.find("skipped") is not None:
-        skipped += 1
-    else:
-        passed += 1
-print(f"schemathesis operations: {passed} passed, {failed} failed, {skipped} skipped")
+# Operations, test cases and checks passed/failed, from the reports: the JUnit one has a testcase
+# per operation (and one for the stateful phase), the ndjson one every check of every case.
+junit="$(ls -t "$out"/junit-*.xml 2>/dev/null | head -1)"
+ndjson="$(ls -t "$out"/ndjson-*.ndjson 2>/dev/null | head -1)"
+if [ -n "$junit" ] && [ -n "$ndjson" ]; then
+    python3 - "$junit" "$ndjson" <<'PY'
+import collections, json, sys, xml.etree.ElementTree as ET
+ops = {"passed": 0, "failed": 0, "skipped": 0}
+for c in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    if c.get("name") == "Stateful tests":
+        continue
+    bad = c.find("failure") is not None or c.find("error") is not None
+    ops["failed" if bad else "skipped" if c.find("skipped") is not None else "passed"] += 1
+checks = collections.defaultdict(collections.Counter)
+cases = set()
+for line in open(sys.argv[2]):
+    event = json.loads(line).get("ScenarioFinished")
+    if not event:
+        continue
+    for case_id, results in (event.get("recorder", {}).get("checks") or {}).items():
+        cases.add(case_id)
+        for r in results:
+            checks[r["name"]][r["status"]] += 1
+print(f"schemathesis: checks over the {len(cases)} test cases in the report (passed/failed):")
+for name in sorted(checks):
+    c = checks[name]
+    print(f"  {name:30} {c['success']:6} passed {c['failure']:4} failed")
+print(f"schemathesis operations: {ops['passed']} passed, {ops['failed']} failed, {ops['skipped']} skipped")
 PY
 fi
 [ "$rc" -eq 0 ] && [ "$alive" = 1 ] && [ "$panics" = 0 ]
