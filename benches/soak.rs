@@ -21,8 +21,7 @@
 //! per-client connection cap (32) does not apply to the soak as a whole.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +33,10 @@ use benchcam::live::{process_cpu_seconds, resident_bytes};
 use benchcam::web::serve_in_background;
 use serde_json::{json, Value};
 use tungstenite::Message;
+
+#[path = "../tests/common/net.rs"]
+mod net;
+use net::connect_from;
 
 const WS_VIEWERS: usize = 32;
 const MJPEG_VIEWERS: usize = 32;
@@ -227,51 +230,6 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// A TCP connection to `to` from 127.0.0.`host`, with a small receive buffer for the
-/// stalled viewers (their window closes soon).
-fn connect_from(host: u8, to: SocketAddr, small_window: bool) -> std::io::Result<TcpStream> {
-    // SAFETY: plain socket calls on a descriptor this function owns until TcpStream takes
-    // it; the structs outlive the calls that read them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        if small_window {
-            let size: libc::c_int = 4096;
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(ip).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let from = sockaddr(Ipv4Addr::new(127, 0, 0, host), 0);
-        if libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let SocketAddr::V4(v4) = to else {
-            panic!("IPv4 service")
-        };
-        let dest = sockaddr(*v4.ip(), v4.port());
-        if libc::connect(fd, (&dest as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -6,47 +6,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A TCP connection to `to` from the loopback address 127.0.0.`host` (all of 127/8 is
-/// local on Linux), so that a flood comes from many clients, as on a LAN.
+/// A TCP connection to `to` from 127.0.0.`host`.
 fn connect_from(host: u8, to: SocketAddr) -> TcpStream {
-    // SAFETY: plain socket calls on a descriptor this function owns until it is handed to
-    // TcpStream; the sockaddr structs live across the calls that read them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket");
-        let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(ip).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let from = sockaddr(Ipv4Addr::new(127, 0, 0, host), 0);
-        assert_eq!(
-            libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len),
-            0,
-            "bind"
-        );
-        let SocketAddr::V4(v4) = to else {
-            panic!("IPv4 test server")
-        };
-        let dest = sockaddr(*v4.ip(), v4.port());
-        assert_eq!(
-            libc::connect(fd, (&dest as *const libc::sockaddr_in).cast(), len),
-            0,
-            "connect: {}",
-            std::io::Error::last_os_error()
-        );
-        TcpStream::from_raw_fd(fd)
-    }
+    common::net::connect_from(host, to, false).expect("connect")
 }
 
 /// Time for one whole GET /api/v1/health on a new connection.
@@ -151,14 +118,12 @@ fn viewers_that_never_read_are_closed_within_30_s() {
     });
     t.wait_for_frames();
     // MJPEG at the high preset, never read (a small receive buffer fills at once).
-    let mjpeg = connect_from(30, t.addr);
-    set_small_receive_buffer(&mjpeg);
+    let mjpeg = common::net::connect_from(30, t.addr, true).unwrap();
     (&mjpeg)
         .write_all(b"GET /api/v1/cameras/cam0/stream.mjpg?quality=high HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     // WebSocket, subscribed, never read.
-    let stream = connect_from(31, t.addr);
-    set_small_receive_buffer(&stream);
+    let stream = common::net::connect_from(31, t.addr, true).unwrap();
     let (mut ws, _) = tungstenite::client(
         format!("ws://{}/api/v1/cameras/cam0/ws", t.addr),
         stream.try_clone().unwrap(),
@@ -197,20 +162,5 @@ fn viewers_that_never_read_are_closed_within_30_s() {
                 Err(e) => panic!("a stalled viewer's socket stayed open: {e}"),
             }
         }
-    }
-}
-
-fn set_small_receive_buffer(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt on a socket we own with an int we own.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }

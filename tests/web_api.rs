@@ -1187,42 +1187,7 @@ fn protect_reads_closes_the_api_but_not_the_page() {
 
 /// A client connection with a small receive buffer that never reads.
 fn stalled_mjpeg_viewer(t: &TestApp) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain socket calls on a descriptor this function owns until from_raw_fd.
-    let stream = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0);
-        let size: libc::c_int = 4096;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        TcpStream::from_raw_fd(fd)
-    };
-    let std::net::SocketAddr::V4(v4) = t.addr else {
-        panic!("IPv4 loopback")
-    };
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: connects the socket we own to a sockaddr_in we built.
-    let rc = unsafe {
-        use std::os::fd::AsRawFd;
-        libc::connect(
-            stream.as_raw_fd(),
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+    let stream = common::net::connect_from(1, t.addr, true).expect("connect");
     let mut s = &stream;
     s.write_all(b"GET /api/v1/cameras/cam0/stream.mjpg?quality=high HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
