@@ -20,7 +20,10 @@
 #   --list         print the scenarios and their time limits
 #
 # The guest (tests/vm/build.sh, cached) boots with qemu's -kernel/-initrd on a qcow2 overlay of
-# the cached root disk, a fresh ext4 data disk (/dev/vdb, /data in the guest) and a 9p share of
+# the cached root disk, a fresh ext4 data disk (/dev/vdb, /data in the guest), a QMP socket
+# (target/vm/work/qmp.sock), for scenarios with a `# vm-usb-disk: MIB` line a USB drive they can
+# have pulled out and plugged back (qemu-xhci + usb-storage, ext4 "BENCHUSB", device_del and
+# device_add on the guest's request: the hotplug/ files of the share), and a 9p share of
 # target/vm/work/share (/bench in the guest: the binary, tests/vm/guest, tests/vm/scenarios, and
 # results/). No network (-nic none). Its PID 1 (tests/vm/rootfs/benchcam-vm-init) runs
 # guest/main.sh, which runs each scenario with its time limit (a `# vm-limit: SECONDS` line in the
@@ -69,6 +72,11 @@ limit_of() {  # the `# vm-limit: S` of a scenario (default 120)
     l="$(sed -n 's/^# vm-limit: *\([0-9][0-9]*\).*/\1/p' "$here/scenarios/$1.sh" | head -1)"
     echo "${l:-120}"
 }
+usb_of() {  # the `# vm-usb-disk: MIB` of a scenario (0: it needs none)
+    local m
+    m="$(sed -n 's/^# vm-usb-disk: *\([0-9][0-9]*\).*/\1/p' "$here/scenarios/$1.sh" | head -1)"
+    echo "${m:-0}"
+}
 if [ "$list" = 1 ]; then
     for f in "$here"/scenarios/*.sh; do
         n="$(basename "$f" .sh)"
@@ -112,6 +120,42 @@ done
 qemu-img create -q -f qcow2 -F raw -b "$guest/root.ext4" "$work/root.qcow2"
 truncate -s 4G "$work/data.img"
 mkfs.ext4 -q -F -L BENCHDATA -m 0 "$work/data.img"
+# A USB drive (qemu-xhci + usb-storage, ext4 "BENCHUSB") for the scenarios that pull one out
+# (`# vm-usb-disk: MIB`): the guest asks for device_del / device_add through the share
+# (hotplug/req-N: "del" or "add"); the host does it over QMP (tests/vm/qmp.py) and answers in
+# hotplug/done-N.
+usb_mib=0
+for s in "${scenarios[@]}"; do
+    m="$(usb_of "$s")"
+    [ "$m" -le "$usb_mib" ] || usb_mib=$m
+done
+usb_opts=()
+if [ "$usb_mib" -gt 0 ]; then
+    truncate -s "${usb_mib}M" "$work/usb.img"
+    mkfs.ext4 -q -F -L BENCHUSB -m 0 "$work/usb.img"
+    mkdir -p "$share/hotplug"
+    usb_opts=(-device qemu-xhci,id=xhci
+        -blockdev "driver=file,filename=$work/usb.img,node-name=usbfile"
+        -blockdev driver=raw,file=usbfile,node-name=usbdisk
+        -device usb-storage,bus=xhci.0,drive=usbdisk,id=usbstick)
+fi
+# hotplug: answers the guest's device_del / device_add requests (one file each).
+hotplug() {
+    local req n
+    for req in "$share/hotplug"/req-*; do
+        [ -f "$req" ] || continue
+        n="${req##*/req-}"
+        [ "${n%.tmp}" = "$n" ] || continue
+        [ -e "$share/hotplug/done-$n" ] && continue
+        case "$(cat "$req")" in
+            del) python3 "$here/qmp.py" "$work/qmp.sock" del usbstick ;;
+            add) python3 "$here/qmp.py" "$work/qmp.sock" add usbstick usb-storage xhci.0 usbdisk ;;
+            *) echo '{"ok": false, "error": "unknown request"}' ;;
+        esac >"$share/hotplug/done-$n.tmp" 2>&1
+        mv "$share/hotplug/done-$n.tmp" "$share/hotplug/done-$n"
+        echo "run.sh:   hotplug $(cat "$req"): $(head -c 200 "$share/hotplug/done-$n")"
+    done
+}
 
 qemu_pid=""
 cleanup() {
@@ -130,9 +174,10 @@ append+=" panic=-1 oops=panic loglevel=4 quiet"
 boot() {
     local n="$1" serial="$work/serial-$1.log" t0=$SECONDS
     : >"$serial"
-    rm -rf "${share:?}/results"/*
+    rm -rf "${share:?}/results"/* "$share/hotplug"/*
     qemu-system-x86_64 -machine q35 "${accel_opts[@]}" -smp "$smp" -m "$mem" \
         -nographic -monitor none -serial "file:$serial" -no-reboot -nic none \
+        -qmp "unix:$work/qmp.sock,server=on,wait=off" "${usb_opts[@]}" \
         -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$append" \
         -drive "file=$work/root.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
         -drive "file=$work/data.img,if=virtio,format=raw,cache=unsafe" \
@@ -160,13 +205,14 @@ boot() {
                 printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed 's/^BENCHCAM-VM: /run.sh:   /'
                 shown=$count
             fi
+            [ "$usb_mib" = 0 ] || hotplug
             if [ "$SECONDS" -ge "$deadline" ]; then
                 echo "run.sh: boot $n: the guest ran past its time limit; killing the emulator"
                 kill "$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; qemu_pid=""
                 return 1
             fi
         fi
-        sleep 1
+        if [ "$usb_mib" = 0 ]; then sleep 1; else sleep 0.2; fi
     done
     wait "$qemu_pid" 2>/dev/null
     qemu_pid=""

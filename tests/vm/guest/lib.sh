@@ -348,3 +348,39 @@ while time.monotonic() < end:
 sys.exit(1)
 PY
 }
+
+# ---- the USB drive (run.sh gives one to scenarios with a `# vm-usb-disk: MIB` line) ----------
+# ext4 "BENCHUSB" on qemu's usb-storage (qemu-xhci). The guest has no udev: guest/udevlite.py
+# makes the /dev/disk/by-label and by-uuid links when a disk appears and removes them when it goes,
+# mounts BENCHUSB at $USB_MNT when it appears (as the image's fstab line does) and unmounts it when
+# it goes (as systemd does); its events are in $RESULTS/udev.jsonl. / is bind-mounted (alone) at
+# /rootview, where the empty mount point $USB_MNT shows what was written onto the root filesystem.
+USB_LABEL=BENCHUSB USB_MNT=/mnt/usb
+usb_setup() {
+    modprobe xhci_pci && modprobe usb_storage && modprobe sd_mod || { log "cannot load the USB modules"; return 1; }
+    mkdir -p "$USB_MNT" /rootview
+    mountpoint -q /rootview || mount --bind / /rootview
+    bg python3 "$BENCH/guest/udevlite.py" "$RESULTS/udev.jsonl" "$USB_LABEL" "$USB_MNT"
+    UDEV_PID=$BG_PID
+    local i
+    for i in $(seq 1 300); do
+        mountpoint -q "$USB_MNT" && { log "USB drive mounted at $USB_MNT after $((i / 10)).$((i % 10)) s"; return 0; }
+        sleep 0.1
+    done
+    log "no USB drive mounted at $USB_MNT after 30 s"
+    return 1
+}
+# hotplug del|add: asks the host to pull the USB drive out (device_del) or plug it back
+# (device_add); prints the host's answer (JSON, tests/vm/qmp.py). 30 s at most.
+hotplug() {
+    local id="${SCENARIO}-${EPOCHREALTIME/./}" i
+    echo "$1" >"$BENCH/hotplug/req-$id.tmp" && mv "$BENCH/hotplug/req-$id.tmp" "$BENCH/hotplug/req-$id"
+    for i in $(seq 1 300); do
+        if [ -f "$BENCH/hotplug/done-$id" ]; then cat "$BENCH/hotplug/done-$id"; return 0; fi
+        sleep 0.1
+    done
+    log "hotplug $1: no answer from the host in 30 s"
+    return 1
+}
+# usb_dev: the block device (sdX) the drive is now, from its by-label link.
+usb_dev() { local l; l="$(readlink "/dev/disk/by-label/$USB_LABEL")" && echo "${l##*/}"; }

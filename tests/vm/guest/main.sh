@@ -57,6 +57,10 @@ reset_state() {
     done
     for p in $pids; do kill -KILL "$p" 2>/dev/null; done
     : >/run/bench.pids
+    # The USB drive's mounts (lib.sh's usb_setup), lazily: a dead one may be busy.
+    for m in /mnt/usb /rootview; do
+        mountpoint -q "$m" && umount -l "$m" 2>/dev/null
+    done
     # A vivid instance unbound by a scenario must be bound again before the module can go.
     if [ -d /sys/bus/platform/drivers/vivid ]; then
         for d in /sys/bus/platform/devices/vivid.*; do

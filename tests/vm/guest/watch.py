@@ -4,6 +4,8 @@
     watch.py health OUT.jsonl [PERIOD_MS]   polls /api/v1/health and /api/v1/gpio (WATCH_GPIO=0: health only)
     watch.py mjpeg  OUT.jsonl URL            reads a multipart/x-mixed-replace stream
     watch.py ws     OUT.jsonl URL            a WebSocket live viewer: subscribes, logs messages
+    watch.py dir    OUT.jsonl PATH           every 100 ms, what is in a directory (every file below
+                                             it, with its size): a line at start and at each change
 
 Each writes one JSON object per line, stamped with "t_ms": CLOCK_MONOTONIC in milliseconds (the
 clock of V4L2 buffer timestamps and of benchcam's capture_monotonic_us), and runs until it is
@@ -68,10 +70,13 @@ def health(out, period_ms=100):
             h = client.get_json("/api/v1/health")
             rec["status"] = h.get("status")
             rec["problems"] = h.get("problems")
+            st = h.get("storage") or {}
+            rec["storage"] = {k: st.get(k) for k in ("state", "device", "writable", "full")}
             rec["cameras"] = [
                 {k: c.get(k) for k in ("id", "state", "frames_captured", "frames_recorded", "current_clip",
                                        "reconnects", "driver_frames_dropped", "corrupt_frames", "recording",
-                                       "frames_dropped", "recorder_frames_dropped", "recorder_frames_failed")}
+                                       "frames_dropped", "recorder_frames_dropped", "recorder_frames_failed",
+                                       "recording_paused")}
                 for c in h.get("cameras", [])
             ]
         except Exception as e:  # the service may be restarting
@@ -253,6 +258,26 @@ def _ws_recv(f):
             return opcode, data
 
 
+def listdir(out, path):
+    """Logs PATH's contents (relative paths and sizes of everything below it) at start and
+    whenever they change, every 100 ms."""
+    last = None
+    while True:
+        found = []
+        for root, dirs, files in os.walk(path):
+            for n in dirs + files:
+                p = os.path.join(root, n)
+                try:
+                    found.append([os.path.relpath(p, path), os.lstat(p).st_size])
+                except OSError:
+                    pass
+        found.sort()
+        if found != last:
+            emit(out, {"path": path, "entries": found})
+            last = found
+        time.sleep(0.1)
+
+
 def main():
     kind, path = sys.argv[1], sys.argv[2]
     with open(path, "a") as out:
@@ -263,6 +288,8 @@ def main():
                 mjpeg(out, sys.argv[3])
             elif kind == "ws":
                 ws(out, sys.argv[3])
+            elif kind == "dir":
+                listdir(out, sys.argv[3])
             else:
                 sys.exit(f"watch.py: unknown watcher {kind}")
         except (OSError, ValueError) as e:
