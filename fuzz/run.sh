@@ -57,13 +57,16 @@ echo "fuzz/run.sh: $(cargo fuzz --version), $(rustc --version)"
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
-flags=(--release --debug-assertions --sanitizer "$sanitizer" --codegen-units 16)
+# BENCHCAM_FUZZ_TARGET_DIR: where the build goes (default fuzz/target). tests/run.sh keeps it in
+# ~/.cache/benchcam-fuzz, which outlives CI's fresh clones: an unchanged tree rebuilds nothing.
+target_dir="${BENCHCAM_FUZZ_TARGET_DIR:-$PWD/target}"
+flags=(--release --debug-assertions --sanitizer "$sanitizer" --codegen-units 16 --target-dir "$target_dir")
 t0=$SECONDS
 cargo fuzz build "${flags[@]}" || exit 1
 echo "fuzz/run.sh: build took $((SECONDS - t0)) s"
 
 triple="$(rustc -vV | awk '/^host:/ { print $2 }')"
-bin_dir="target/$triple/release"
+bin_dir="$target_dir/$triple/release"
 mkdir -p artifacts/logs
 
 run_one() {  # run_one TARGET: libFuzzer for $seconds, stats in its log
