@@ -67,7 +67,7 @@ if ro and ro.get("rc") == 0:
           (ev("remount_ro_start") or {}).get("clip"))
 else:
     c.note(f"remount: ext4 refused `mount -o remount,ro` while benchcam recorded ({(ro or {}).get('attempts')} attempts "
-           f"in 10 s: {(ro or {}).get('output')!r}): a filesystem with a file open for writing cannot be remounted "
+           f"in 5 s: {(ro or {}).get('output')!r}): a filesystem with a file open for writing cannot be remounted "
            "read-only, so this phase is not judged")
 off, mounted = ev("offline"), ev("mounted")
 if c.check(off and mounted and mounted.get("rc") == 0, "eio: the disk went offline and its filesystem was mounted "

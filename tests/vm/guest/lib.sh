@@ -355,6 +355,7 @@ PY
 # mounts BENCHUSB at $USB_MNT when it appears (as the image's fstab line does) and unmounts it when
 # it goes (as systemd does); its events are in $RESULTS/udev.jsonl. / is bind-mounted (alone) at
 # /rootview, where the empty mount point $USB_MNT shows what was written onto the root filesystem.
+# usb_setup empties the drive (all but lost+found) for the scenario.
 USB_LABEL=BENCHUSB USB_MNT=/mnt/usb
 usb_setup() {
     modprobe xhci_pci && modprobe usb_storage && modprobe sd_mod || { log "cannot load the USB modules"; return 1; }
@@ -364,7 +365,12 @@ usb_setup() {
     UDEV_PID=$BG_PID
     local i
     for i in $(seq 1 300); do
-        mountpoint -q "$USB_MNT" && { log "USB drive mounted at $USB_MNT after $((i / 10)).$((i % 10)) s"; return 0; }
+        if mountpoint -q "$USB_MNT"; then
+            log "USB drive mounted at $USB_MNT after $((i / 10)).$((i % 10)) s"
+            # A clean drive for each scenario (the data dir is the mount point, as on the image).
+            find "$USB_MNT" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
+            return 0
+        fi
         sleep 0.1
     done
     log "no USB drive mounted at $USB_MNT after 30 s"

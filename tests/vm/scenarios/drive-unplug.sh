@@ -84,10 +84,15 @@ bg $W dir "$RESULTS/rootview.jsonl" "/rootview$USB_MNT"
 
 # ---- usb: device_del / device_add -----------------------------------------------------------
 config /tmp/label.toml "LABEL=$USB_LABEL"
+# viewers: a WebSocket and an MJPEG viewer of this benchcam (they end with it; the health watcher
+# reconnects by itself).
+viewers() {
+    bg $W ws "$RESULTS/ws.jsonl" "ws://127.0.0.1:8080/api/v1/cameras/cam0/ws"
+    bg $W mjpeg "$RESULTS/mjpeg.jsonl" "$API/api/v1/cameras/cam0/stream.mjpg?quality=low"
+}
 start_benchcam /tmp/label.toml label || exit 1
 bg $W health "$RESULTS/health.jsonl" 100
-bg $W ws "$RESULTS/ws.jsonl" "ws://127.0.0.1:8080/api/v1/cameras/cam0/ws"
-bg $W mjpeg "$RESULTS/mjpeg.jsonl" "$API/api/v1/cameras/cam0/stream.mjpg?quality=low"
+viewers
 wait_camera cam0 '.recording and .frames_recorded > 20' 60 >/dev/null || log "cam0 not recording after 60 s"
 sleep 4
 snapshot usb-before
@@ -119,6 +124,7 @@ host="$(readlink -f "/sys/block/$dev/device" | grep -o 'host[0-9]*' | head -1)"
 log "scsi: the drive is $dev (UUID $uuid, SCSI $host)"
 config /tmp/uuid.toml "UUID=$uuid"
 start_benchcam /tmp/uuid.toml uuid || exit 1
+viewers
 wait_camera cam0 '.recording and .frames_recorded > 20' 60 >/dev/null || log "cam0 not recording after 60 s"
 sleep 3
 snapshot scsi-before
@@ -145,6 +151,7 @@ hotplug del >"$RESULTS/hotplug-del-absent.json"
 for _ in $(seq 1 100); do mountpoint -q "$USB_MNT" || break; sleep 0.1; done
 mountpoint -q "$USB_MNT" && log "absent: $USB_MNT still mounted"
 start_benchcam /tmp/label.toml absent || exit 1
+viewers
 t_started=$(mono)
 sleep 4
 snapshot absent-start
