@@ -13,7 +13,9 @@ set -euo pipefail
 arch=${1:?usage: $0 arm64|amd64}
 cache=${BENCHCAM_PACKAGING_CACHE:-$HOME/.cache/benchcam-packaging}
 mirror=${BENCHCAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages="systemd,ca-certificates"
+# No ca-certificates: the mirror is plain http (apt checks the signatures), and its postinst
+# (update-ca-certificates under qemu-user) was most of the uncached arm64 build time.
+packages="systemd"
 key=$(printf '%s\n%s\n' "$packages" "minbase trixie trixie-backports $arch lists-kept" | sha256sum | cut -c1-12)
 tar=$cache/trixie-$arch-$key.tar
 if [ ! -s "$tar" ]; then
