@@ -115,6 +115,15 @@ check "duplicate reported" grep -q 'line 4: `hostname` given twice' <(problems)
 check "hostname unchanged" grep -qx benchcam "$root/etc/hostname"
 rm -rf "$root"
 
+echo "== a Latin-1 byte at a line end (Windows Notepad) does not swallow the next line"
+fresh_root
+printf 'wifi_ssid=Caf\xe9\nwifi_psk=latin-one-secret\naccess_token=abc\n' | setup_txt
+LANG=C.UTF-8 run_setup
+check "the passphrase line is redacted" grep -qx 'wifi_psk=<redacted>' "$root/boot/firmware/benchcam-setup.txt"
+check "no secret left" bash -c "! grep -q -e latin-one-secret -e abc '$root/boot/firmware/benchcam-setup.txt'"
+check "the short token is reported on its own line" grep -q 'line 3: access_token: must be 8-128' <(problems)
+rm -rf "$root"
+
 echo "== no file"
 fresh_root
 run_setup

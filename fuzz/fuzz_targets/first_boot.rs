@@ -59,6 +59,9 @@ fn run(root: &Path) -> (i32, String, String) {
         .arg(repo().join("image-build/overlay/usr/lib/benchcam/benchcam-setup"))
         .env("BENCHCAM_SETUP_ROOT", root)
         .env("PATH", path)
+        // What systemd (>= 251) gives a service when no locale is configured, as on the image.
+        .env_remove("LC_ALL")
+        .env("LANG", "C.UTF-8")
         .output()
         .expect("bash runs");
     (
