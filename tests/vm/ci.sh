@@ -20,7 +20,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Every scenario but `drivers` (a survey of the drivers, not a test) and throwaway scratch ones.
-scenarios=(vivid-raw vivid-drops loopback-mjpeg loopback-corrupt vivid-unplug two-cameras clock-step)
+scenarios=(vivid-raw vivid-drops loopback-mjpeg loopback-corrupt vivid-unplug two-cameras clock-step drive-unplug drive-readonly)
 
 build_args=() run_args=()
 for a in "$@"; do
