@@ -35,7 +35,7 @@ def phase(label, t_cause, t_fixed, clip_before):
     if not c.check(away and away["t_ms"] - t_cause <= AWAY_LIMIT_MS,
                    f"{label}: health storage.state no longer 'ok' within {AWAY_LIMIT_MS / 1000:.0f} s"
                    + (f" ({(away['t_ms'] - t_cause) / 1000:.2f} s: {away['storage'].get('state')!r})" if away else ""),
-                   "it stayed 'ok'"):
+                   "it stayed 'ok' until the filesystem was unmounted by hand" if away else "it stayed 'ok'"):
         return
     figures.setdefault("away_s", []).append(round((away["t_ms"] - t_cause) / 1000, 2))
     problems = away.get("problems") or []
