@@ -211,6 +211,8 @@ for lib in $(readelf -d "$R/usr/bin/benchcam" | sed -n 's/.*(NEEDED).*\[\(.*\)\]
         die "benchcam needs $lib, which the image lacks (add its package to packages.txt)"
 done
 install -D -m0644 "$repo/systemd/benchcam.service" "$R/usr/lib/systemd/system/benchcam.service"
+install -D -m0644 "$repo/systemd/benchcam-data-return.service" \
+    "$R/usr/lib/systemd/system/benchcam-data-return.service"
 install -D -m0644 "$repo/systemd/benchcam.service.d/listen-port-80.conf" \
     "$R/usr/lib/systemd/system/benchcam.service.d/listen-port-80.conf"
 install -D -m0644 "$repo/systemd/sysusers.d/benchcam.conf" "$R/usr/lib/sysusers.d/benchcam.conf"
@@ -279,7 +281,7 @@ mkdir -p "$R/var/lib/systemd/timesync" && touch "$R/var/lib/systemd/timesync/clo
 
 # Which units run. The preset file states the same policy for systemd's first-boot preset pass.
 systemctl --root="$R" --quiet enable benchcam.service benchcam-setup.service \
-    benchcam-grow-data.service benchcam-test-report.service systemd-networkd.service \
+    benchcam-data-return.service benchcam-grow-data.service benchcam-test-report.service systemd-networkd.service \
     systemd-resolved.service systemd-timesyncd.service avahi-daemon.service
 systemctl --root="$R" --quiet disable ssh.service ssh.socket 2>/dev/null || true
 systemctl --root="$R" --quiet disable wpa_supplicant.service apt-daily.timer apt-daily-upgrade.timer
@@ -296,6 +298,7 @@ mkdir -p "$R/etc/systemd/system-preset"
 cat >"$R/etc/systemd/system-preset/10-benchcam.preset" <<'PRESET'
 enable benchcam.service
 enable benchcam-setup.service
+enable benchcam-data-return.service
 enable benchcam-grow-data.service
 enable benchcam-test-report.service
 enable systemd-networkd.service
