@@ -78,6 +78,13 @@ run_one() {  # run_one TARGET: libFuzzer for $seconds, stats in its log
     echo $? >"artifacts/logs/$t.rc"
 }
 
+# The targets' temp files (one per input for some) go to a scratch dir in /dev/shm, removed at
+# the end: statics (a target's one service, its one file) are never dropped, nor is anything a
+# crashing input leaves.
+scratch="$(mktemp -d /dev/shm/benchcam-fuzz.XXXXXX 2>/dev/null || mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
+
 t0=$SECONDS
 running=0
 for t in "${targets[@]}"; do

@@ -24,9 +24,7 @@ struct Service {
 fn service() -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
     SERVICE.get_or_init(|| {
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.service.data_dir = dir.path().to_path_buf();
         config.camera.source = CameraSource::Pattern;

@@ -27,9 +27,7 @@ fuzz_target!(|input: &[u8]| {
         .position(|&b| b == b'\n')
         .unwrap_or(input.len());
     let (name, data) = (&input[..split], input.get(split + 1..).unwrap_or(&[]));
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let index_dir = dir.path().join("index");
     std::fs::create_dir_all(&index_dir).unwrap();
     let journal = index_dir.join("journal.bin");

@@ -9,9 +9,7 @@ use benchcam::settings::{apply_patch, file_path, overlay_saved, save};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.service.data_dir = dir.path().to_path_buf();
 
