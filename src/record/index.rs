@@ -94,7 +94,8 @@ impl From<ClipRecordV1> for ClipRecord {
 
 impl ClipRecord {
     pub fn ended_us(&self) -> i64 {
-        self.started_us + self.duration_us as i64
+        // Saturating: both come from file names and headers on disk, which may be damaged.
+        self.started_us.saturating_add_unsigned(self.duration_us)
     }
 
     /// The CameraRecordingModel of the API.
@@ -608,7 +609,9 @@ fn reconcile(
             if record.frame_count != scan.samples {
                 // The journal's frame range is lost with the torn tail: count samples,
                 // assuming no frame was dropped inside the surviving part.
-                record.last_frame = record.first_frame + scan.samples - 1;
+                record.last_frame = record
+                    .first_frame
+                    .saturating_add(scan.samples.saturating_sub(1));
             }
             record.frame_count = scan.samples;
             record.duration_us = scan.duration_us();

@@ -789,7 +789,7 @@ fn give_up(
             r.size = scan.valid_len;
             r.frame_count = scan.samples;
             r.duration_us = scan.duration_us();
-            r.last_frame = r.first_frame + scan.samples - 1;
+            r.last_frame = r.first_frame.saturating_add(scan.samples.saturating_sub(1));
             r.complete = true;
             let _ = storage.index.upsert(r);
         }
