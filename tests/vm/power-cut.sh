@@ -12,6 +12,7 @@
 #   --max-delay S   a cut comes 0.3 .. S seconds after the cut window opens (default 8)
 #   --kvm, --boot-timeout S, --binary PATH   as for tests/vm/run.sh
 #   --keep          keep target/vm/power-cut/work (the data disk, serial logs)
+#   --judge-only    boot nothing: judge the results of the last run again (after a checker change)
 #
 # Each boot (guest/power-cut.sh in the guest): the kernel's journal recovery (mount, umount), then
 # `e2fsck -fn` of the data filesystem; benchcam (test-pattern camera, 320x240 at 10 fps, 4 s clips
@@ -34,7 +35,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
-cycles=50 seed="" max_delay=8 accel=tcg keep=0 boot_timeout=240
+cycles=50 seed="" max_delay=8 accel=tcg keep=0 boot_timeout=240 judge_only=0
 binary="${BENCHCAM_BIN:-$repo/target/release/benchcam}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,12 +46,34 @@ while [ $# -gt 0 ]; do
         --keep) keep=1 ;;
         --binary) binary="$2"; shift ;;
         --boot-timeout) boot_timeout="$2"; shift ;;
+        --judge-only) judge_only=1 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "power-cut.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
 die() { echo "power-cut.sh: $*" >&2; exit 2; }
+if [ "$judge_only" = 1 ]; then
+    results="$repo/target/vm/power-cut/results"
+    [ -s "$results/plan.txt" ] || die "no results of a run in $results"
+    rm -f "$results/figures.jsonl" "$results/reported.json"
+    passed=0 failed=0
+    last="$(tail -1 "$results/plan.txt" | cut -d' ' -f1)"
+    for c in $(seq 2 "$last"); do
+        out="$(PYTHONPATH="$here/check" PYTHONDONTWRITEBYTECODE=1 python3 "$here/check/power-cut.py" \
+            "$results/cycle-$((c - 1))" "$results/cycle-$c" "$results/figures.jsonl" 2>&1)"
+        echo "$out"
+        passed=$((passed + $(grep -c '^  ok: ' <<<"$out"))) failed=$((failed + $(grep -c '^  FAILED: ' <<<"$out")))
+    done
+    echo
+    PYTHONPATH="$here/check" PYTHONDONTWRITEBYTECODE=1 python3 "$here/check/power-cut.py" --summary \
+        "$results/figures.jsonl" "$((last - 1))" "$(cat "$results/seed.txt" 2>/dev/null || echo '?')" \
+        "$(cat "$results/seconds.txt" 2>/dev/null || echo '?')" "$(cat "$results/retries.txt" 2>/dev/null || echo '?')" \
+        | tee "$results/figures.txt"
+    echo "$passed passed, $failed failed" | tee "$results/summary.txt"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 [[ "$cycles" =~ ^[1-9][0-9]*$ ]] || die "--cycles wants a positive number"
 [ -x "$binary" ] || die "no benchcam binary at $binary (cargo build --release, or --binary PATH)"
 for t in qemu-system-x86_64 qemu-img mkfs.ext4 python3 ffmpeg ffprobe; do
@@ -209,6 +232,7 @@ while read -r c kind delay phase; do
     fi
 done <"$results/plan.txt"
 total_s=$((SECONDS - t_all))
+echo "$seed" >"$results/seed.txt"; echo "$total_s" >"$results/seconds.txt"; echo "$retries" >"$results/retries.txt"
 
 echo
 PYTHONPATH="$here/check" PYTHONDONTWRITEBYTECODE=1 python3 "$here/check/power-cut.py" --summary \
