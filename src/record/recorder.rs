@@ -267,6 +267,14 @@ impl RecorderState {
             self.clip = None;
             self.pending = None;
             self.samples.clear();
+            // The fragment being gathered belonged to that clip: its encoded bytes must not
+            // start the next clip's first mdat (the VM bench's pulled drive: the first clip
+            // after the return began with stale video its moof did not count).
+            if let Some(buf) = self.current.as_mut() {
+                buf.data.clear();
+                buf.frames_csv.clear();
+                buf.frames = 0;
+            }
             self.pause_for_storage(frame);
         }
         if !self.storage.is_present() && !self.stats.paused_storage_full.load(Ordering::Relaxed) {
