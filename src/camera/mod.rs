@@ -53,48 +53,39 @@ impl Camera {
         *self.capture.mode.lock().expect("mode poisoned")
     }
 
+    /// A count since the service started: what stopped recorders counted (`past`) plus
+    /// what the current one has counted so far.
+    fn since_start(&self, past: &AtomicU64, current: impl Fn(&Recorder) -> u64) -> u64 {
+        let recorder = self.recorder.lock().expect("recorder poisoned");
+        past.load(Ordering::Relaxed) + recorder.as_ref().map_or(0, current)
+    }
+
     /// Frames the recorders lost (fell behind) since the service started.
     pub fn recorder_drops(&self) -> u64 {
-        self.past.dropped.load(Ordering::Relaxed)
-            + self
-                .recorder
-                .lock()
-                .expect("recorder poisoned")
-                .as_ref()
-                .map_or(0, |r| r.frames_dropped())
+        self.since_start(&self.past.dropped, |r| r.frames_dropped())
     }
 
     /// Frames written to clips since the service started.
     pub fn frames_recorded(&self) -> u64 {
-        self.past.recorded.load(Ordering::Relaxed)
-            + self
-                .recorder
-                .lock()
-                .expect("recorder poisoned")
-                .as_ref()
-                .map_or(0, |r| r.stats.frames_recorded.load(Ordering::Relaxed))
+        self.since_start(&self.past.recorded, |r| {
+            r.stats.frames_recorded.load(Ordering::Relaxed)
+        })
     }
 
     /// Frames the recorders could not encode or write since the service started.
     pub fn recorder_failed(&self) -> u64 {
-        self.past.failed.load(Ordering::Relaxed)
-            + self
-                .recorder
-                .lock()
-                .expect("recorder poisoned")
-                .as_ref()
-                .map_or(0, |r| r.stats.frames_failed.load(Ordering::Relaxed))
+        self.since_start(&self.past.failed, |r| {
+            r.stats.frames_failed.load(Ordering::Relaxed)
+        })
     }
 
     /// Damaged camera frames skipped: by the capture source (cut short) and by the
     /// recorders' MJPEG decoder (damaged inside).
     pub fn corrupt_frames(&self) -> u64 {
-        let recorder = self.recorder.lock().expect("recorder poisoned");
         self.capture.stats.corrupt_frames.load(Ordering::Relaxed)
-            + self.past.corrupt.load(Ordering::Relaxed)
-            + recorder
-                .as_ref()
-                .map_or(0, |r| r.stats.frames_corrupt.load(Ordering::Relaxed))
+            + self.since_start(&self.past.corrupt, |r| {
+                r.stats.frames_corrupt.load(Ordering::Relaxed)
+            })
     }
 
     /// Stops the recorder (finalising its clip) and keeps its counts.
