@@ -87,9 +87,9 @@ banner() {
 step() {
     local name="$1"; shift
     banner "$name: $*"
-    local t0=$SECONDS rc
-    ( "$@" )
-    rc=$?
+    local t0=$SECONDS rc log="$step_logs/$name.log"
+    ( "$@" ) 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
     local dt=$((SECONDS - t0))
     names+=("$name") times+=("$dt")
     if [ "$rc" -eq 0 ]; then
@@ -98,8 +98,17 @@ step() {
     else
         results+=("FAILED (exit $rc)"); failed=$((failed + 1))
         echo "== $name: FAILED with exit $rc (${dt}s)"
+        # Repeated after the summary: a long run's log is often read from its end only.
+        failures+="
+-- $name (exit $rc): its lines that name a failure, then its last lines --
+$(grep -E 'FAIL|panicked|error(\[|:)|ERROR' "$log" | grep -v '^test .* ok$' | tail -n 20)
+...
+$(tail -n 15 "$log")
+"
     fi
 }
+step_logs="$(mktemp -d)"
+failures=""
 
 skip() {  # skip NAME REASON
     names+=("$1") results+=("skipped: $2") times+=(0)
@@ -273,5 +282,6 @@ for i in "${!names[@]}"; do
     printf '  %-9s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
 done
 echo
+[ -z "$failures" ] || printf 'what failed:%s\n' "$failures"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

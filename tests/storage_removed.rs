@@ -142,6 +142,63 @@ fn pulled_drive_pauses_recording_and_its_return_resumes_it() {
     }
 }
 
+/// A card that returns EIO while its udev link and mount stay (ext4's emergency
+/// read-only on recent kernels does not show in statvfs): the writer's failed write is
+/// reported, the write probe keeps failing, so recording pauses with `io_error`; when
+/// writes work again it resumes by itself.
+#[test]
+fn a_drive_returning_eio_pauses_recording_until_writes_work_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = Arc::new(SimSpace::default());
+    space.total.store(32_000_000_000, Ordering::Relaxed);
+    space.free.store(20_000_000_000, Ordering::Relaxed);
+    let app = start(&dir.path().join("data"), Box::new(space.clone()));
+    let service = &app.service;
+    let health = || service.health_check();
+    assert!(
+        wait_until(Duration::from_secs(10), || health().storage.rolling_bytes
+            > 0),
+        "recording starts"
+    );
+    space.writes_fail.store(true, Ordering::Relaxed);
+    // What the clip writer does when a write gets EIO.
+    let eio = benchcam::error::Error::io(
+        std::io::Error::from_raw_os_error(libc::EIO),
+        "writing a clip",
+    );
+    service.storage.report_write_error(&eio);
+    assert!(
+        wait_until(Duration::from_secs(5), || health().storage.state
+            == "io_error"
+            && health().cameras[0].recording_paused),
+        "recording pauses: {:?}",
+        health()
+    );
+    let h = health();
+    assert_eq!(h.status, "error");
+    assert!(
+        h.problems.iter().any(|p| p.starts_with("storage failing")),
+        "{:?}",
+        h.problems
+    );
+    // Still failing a second later (the probe runs each refresh): still paused.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(health().storage.state, "io_error");
+    space.writes_fail.store(false, Ordering::Relaxed);
+    let bytes = health().storage.rolling_bytes;
+    assert!(
+        wait_until(Duration::from_secs(10), || health().storage.state == "ok"
+            && !health().cameras[0].recording_paused
+            && health().storage.rolling_bytes > bytes),
+        "recording resumes: {:?}",
+        health()
+    );
+    app.shutdown();
+    for clip in app.service.storage.index.list(Some("cam0")) {
+        assert!(clip.complete && clip.frame_count > 0, "{clip:?}");
+    }
+}
+
 fn run(cmd: &str, args: &[&str]) {
     let st = Command::new(cmd).args(args).status().unwrap();
     assert!(st.success(), "{cmd} {args:?}: {st}");

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Delivery, Frame};
 use crate::record::index::RecordingType;
-use crate::record::recorder::{Recorder, RecorderSettings};
+use crate::record::recorder::{Recorder, RecorderSettings, RecorderStats};
 use crate::storage::Storage;
 use discovery::Discoverer;
 
@@ -176,7 +176,8 @@ pub struct StorageHealth {
     pub writable: bool,
     pub rolling_bytes: u64,
     pub full: bool,
-    /// `ok`, `full`, `removed` (unplugged or unmounted) or `read_only`.
+    /// `ok`, `full`, `removed` (unplugged or unmounted), `read_only` or `io_error`
+    /// (writes fail with the drive still mounted).
     pub state: &'static str,
     /// `service.data_device` when set.
     pub device: Option<String>,
@@ -375,19 +376,20 @@ impl CameraService {
         }
     }
 
-    /// Closes `id`'s open clip at its next frame, so everything recorded up to now is
-    /// in complete clips. Returns the clip being closed, if one was open.
-    pub fn cut_clip(&self, id: &str) -> Result<Option<String>> {
+    /// Closes `id`'s open clip before its first frame captured after `after_us`
+    /// (monotonic), so every frame up to then is in complete clips and none after it.
+    /// Returns the request's flag, which the recorder clears once the cut is made (None:
+    /// not recording).
+    pub fn cut_clip(&self, id: &str, after_us: u64) -> Result<Option<Arc<RecorderStats>>> {
         let camera = self.camera(id)?;
         let recorder = camera.recorder.lock().expect("recorder poisoned");
         let Some(r) = recorder.as_ref() else {
             return Ok(None);
         };
-        let current = r.stats.current_clip.lock().expect("stats poisoned").clone();
-        if current.is_some() {
-            r.stats.cut_requested.store(true, Ordering::Release);
-        }
-        Ok(current)
+        r.stats
+            .cut_after_us
+            .store(after_us.max(1), Ordering::Release);
+        Ok(Some(r.stats.clone()))
     }
 
     /// The newest raw frame of a camera, or why there is none.

@@ -441,7 +441,7 @@ impl ExperimentService {
         let stopped = exp.stopped.expect("stopped experiments have a stop time");
         self.clock
             .sleep_until_us(stopped.monotonic_us + exp.post_roll_us);
-        self.cut_and_wait(&exp.cameras);
+        self.cut_and_wait(&exp.cameras, stopped.monotonic_us + exp.post_roll_us);
         for id in &exp.started_recording {
             // Keep recording if another experiment needs the camera or rolling
             // recording is meant to run all the time.
@@ -459,21 +459,30 @@ impl ExperimentService {
         Ok(manifest)
     }
 
-    /// Closes each camera's open clip and waits (≤ 10 s) until it is complete on disk.
-    fn cut_and_wait(&self, cameras: &[String]) {
-        let mut waiting = Vec::new();
-        for id in cameras {
-            if let Ok(Some(file)) = self.cameras.cut_clip(id) {
-                waiting.push((id.clone(), file));
-            }
-        }
+    /// Closes each camera's open clip after the last frame captured by `after_us`
+    /// (monotonic) and waits (≤ 10 s) until the clips holding those frames are complete
+    /// on disk. Cutting by the frames' capture time, not by when the recorder gets the
+    /// request, keeps a frame recorded after the window out of the window's clips even
+    /// when the recorder runs behind.
+    fn cut_and_wait(&self, cameras: &[String], after_us: u64) {
+        let boot = crate::clock::boot_id();
+        // Only a clip of this boot still open across the boundary needs a cut.
+        let open_across = |cam: &str| {
+            self.storage
+                .index
+                .open_clips(cam)
+                .into_iter()
+                .any(|c| c.boot_id == boot && c.first_mono_us <= after_us)
+        };
+        let requests: Vec<_> = cameras
+            .iter()
+            .filter(|id| open_across(id))
+            .filter_map(|id| Some((id.clone(), self.cameras.cut_clip(id, after_us).ok()??)))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let pending = waiting.iter().any(|(cam, file)| {
-                self.storage
-                    .index
-                    .get(cam, file)
-                    .is_some_and(|c| !c.complete)
+            let pending = requests.iter().any(|(cam, stats)| {
+                stats.cut_after_us.load(Ordering::Acquire) != 0 || open_across(cam)
             });
             if !pending {
                 return;
@@ -527,7 +536,9 @@ impl ExperimentService {
             }
         };
         self.archiving.fetch_add(1, Ordering::Relaxed);
-        self.cut_and_wait(&exp.cameras);
+        if let Some(stop) = exp.stopped {
+            self.cut_and_wait(&exp.cameras, stop.monotonic_us + exp.post_roll_us);
+        }
         let result = self.archive_window(&exp).and_then(|m| {
             let mut done = exp.clone();
             done.phase = Phase::Archived;

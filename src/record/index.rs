@@ -168,6 +168,41 @@ pub fn read_frames_file(path: &Path, samples: u64) -> Result<Vec<FrameLine>> {
         .collect())
 }
 
+/// Cuts a clip's frames file back to the rows of the samples the clip holds: the rows of
+/// a fragment reach the disk before its video, so a crash between the two leaves rows
+/// (or a torn row) past the clip's end. Rows are in sample order, so the file is cut at
+/// the first row that does not describe a sample `samples` covers.
+pub fn trim_frames_file(path: &Path, samples: u64) -> Result<()> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(e, format!("reading {}", path.display()))),
+    };
+    let header_end = text
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(text.len(), |i| i + 1);
+    let mut keep = header_end;
+    for line in text[header_end..].split_inclusive(|&b| b == b'\n') {
+        let whole = line.last() == Some(&b'\n');
+        let sample = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.trim_end().split(',').nth(3)?.parse::<u64>().ok());
+        match sample {
+            Some(i) if whole && i < samples => keep += line.len(),
+            _ => break,
+        }
+    }
+    if keep == text.len() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(keep as u64).and_then(|_| f.sync_data()))
+        .map_err(|e| Error::io(e, format!("trimming {}", path.display())))
+}
+
 /// Parses a clip file name back into (started_us, camera, first_frame).
 pub fn parse_clip_file_name(name: &str) -> Option<(i64, String, u64)> {
     let stem = name.strip_suffix(".mp4")?;
@@ -350,6 +385,14 @@ impl ClipIndex {
             .collect();
         out.sort_by(|a, b| b.seq.cmp(&a.seq).then_with(|| b.camera.cmp(&a.camera)));
         out
+    }
+
+    /// `camera`'s clips still being written (normally none or one).
+    pub fn open_clips(&self, camera: &str) -> Vec<ClipRecord> {
+        let state = self.state.lock().expect("index poisoned");
+        state.clips.get(camera).map_or_else(Vec::new, |m| {
+            m.values().filter(|c| !c.complete).cloned().collect()
+        })
     }
 
     /// One clip by camera and exact file name (how request paths are validated).
@@ -617,6 +660,10 @@ fn reconcile(
             record.duration_us = scan.duration_us();
             record.size = scan.valid_len;
             record.complete = true;
+            let frames = path.with_file_name(frames_file_name(&file));
+            if let Err(e) = trim_frames_file(&frames, scan.samples) {
+                log::warn!("index: {e}");
+            }
             clips
                 .entry(camera.clone())
                 .or_default()
@@ -629,6 +676,26 @@ fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_rows_past_the_clips_samples_are_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.frames.csv");
+        let rows: String = (0..5)
+            .map(|i| format!("{i},{},{},{i},0\n", 1000 + i, 2000 + i))
+            .collect();
+        // Two fragments (samples 0-2, 3-4) were written; the video holds only the first.
+        std::fs::write(&path, format!("{FRAMES_HEADER}{rows}3,10")).unwrap();
+        trim_frames_file(&path, 3).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "header and 3 rows: {text}");
+        assert!(text.ends_with("2,1002,2002,2,0\n"));
+        assert_eq!(read_frames_file(&path, 3).unwrap().len(), 3);
+        // Nothing past the end: untouched; a missing file is no error.
+        trim_frames_file(&path, 3).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        trim_frames_file(&dir.path().join("none.csv"), 3).unwrap();
+    }
 
     #[test]
     fn clip_names_round_trip() {

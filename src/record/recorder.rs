@@ -51,8 +51,10 @@ pub struct RecorderStats {
     /// Camera JPEGs that could not be decoded for H.264 (torn, truncated): skipped.
     pub frames_corrupt: AtomicU64,
     pub paused_storage_full: AtomicBool,
-    /// Set to close the open clip at the next frame (experiments archive up to a cut).
-    pub cut_requested: AtomicBool,
+    /// Non-zero: close the open clip before the first frame captured after this
+    /// monotonic time (µs), so an experiment's window ends inside complete clips and the
+    /// next clip starts after it. The recorder sets it back to 0 once done.
+    pub cut_after_us: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub current_clip: Mutex<Option<String>>,
 }
@@ -305,8 +307,16 @@ impl RecorderState {
                 self.settings.camera
             );
         }
-        if self.stats.cut_requested.swap(false, Ordering::AcqRel) && self.clip.is_some() {
+        let cut = self.stats.cut_after_us.load(Ordering::Acquire);
+        if cut != 0 && frame.timestamp_us > cut {
             self.close_clip(Some(frame.timestamp_us));
+            // A newer request (a later boundary) stays for its own frame.
+            let _ = self.stats.cut_after_us.compare_exchange(
+                cut,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
         if let Err(e) = self.record(frame) {
             if e.kind == ErrorKind::Corrupt {
@@ -322,6 +332,7 @@ impl RecorderState {
                 return;
             }
             if e.kind == ErrorKind::StorageFull || volume::is_storage_error(&e) {
+                self.storage.report_write_error(&e);
                 self.stats
                     .frames_skipped_storage_full
                     .fetch_add(1, Ordering::Relaxed);
@@ -723,14 +734,15 @@ fn write_clips(
             }
             WriterMsg::Fragment(buf) => {
                 if let (false, Some((file, frames, path, record))) = (broken, open.as_mut()) {
-                    // The video first: a frames line never describes a sample that is
-                    // not on disk (readers also drop lines past the clip's samples).
-                    let written = file
-                        .write_all(&buf.header)
+                    // The frames rows first: every sample on disk has its row even when
+                    // power fails between the two. Rows past the video's end (a cut
+                    // between them) are ignored by readers and trimmed at recovery.
+                    let written = frames
+                        .write_all(&buf.frames_csv)
+                        .and_then(|_| frames.sync_data())
+                        .and_then(|_| file.write_all(&buf.header))
                         .and_then(|_| file.write_all(&buf.data))
-                        .and_then(|_| file.sync_data())
-                        .and_then(|_| frames.write_all(&buf.frames_csv))
-                        .and_then(|_| frames.sync_data());
+                        .and_then(|_| file.sync_data());
                     match written {
                         Ok(()) => {
                             record.size += (buf.header.len() + buf.data.len()) as u64;
@@ -787,6 +799,7 @@ fn give_up(
     log::error!("recorder {}: {e}", record.camera);
     stats.set_error(Some(e.to_string()));
     failed.store(true, Ordering::Release);
+    storage.report_write_error(&e);
     if !storage.refresh().is_present() {
         // The drive is gone: the clip is repaired when it is back (index reload).
         return;
@@ -799,6 +812,10 @@ fn give_up(
             r.duration_us = scan.duration_us();
             r.last_frame = r.first_frame.saturating_add(scan.samples.saturating_sub(1));
             r.complete = true;
+            let frames = path.with_file_name(frames_file_name(&record.file));
+            if let Err(e) = super::index::trim_frames_file(&frames, scan.samples) {
+                log::warn!("recorder {}: {e}", record.camera);
+            }
             let _ = storage.index.upsert(r);
         }
         _ => {

@@ -82,6 +82,11 @@ pub trait SpaceProbe: Send + Sync {
     ) -> Presence {
         volume::check(data_dir, device, expected_dev, Path::new("/dev/disk"))
     }
+
+    /// `volume::probe_write` unless a test overrides it.
+    fn probe_write(&self, data_dir: &Path) -> std::io::Result<()> {
+        volume::probe_write(data_dir)
+    }
 }
 
 impl<T: SpaceProbe + ?Sized> SpaceProbe for Arc<T> {
@@ -96,6 +101,10 @@ impl<T: SpaceProbe + ?Sized> SpaceProbe for Arc<T> {
         expected_dev: Option<u64>,
     ) -> Presence {
         (**self).presence(data_dir, device, expected_dev)
+    }
+
+    fn probe_write(&self, data_dir: &Path) -> std::io::Result<()> {
+        (**self).probe_write(data_dir)
     }
 }
 
@@ -119,13 +128,14 @@ impl SpaceProbe for Statvfs {
     }
 }
 
-/// A simulated disk for tests: free space is whatever the test sets, and `removed`
-/// pulls it out.
+/// A simulated disk for tests: free space is whatever the test sets, `removed` pulls it
+/// out, and `writes_fail` makes the write probe get EIO (a dying card).
 #[derive(Default)]
 pub struct SimSpace {
     pub free: AtomicU64,
     pub total: AtomicU64,
     pub removed: AtomicBool,
+    pub writes_fail: AtomicBool,
 }
 
 impl SpaceProbe for SimSpace {
@@ -146,6 +156,13 @@ impl SpaceProbe for SimSpace {
             return Presence::Removed("the simulated drive was pulled out".into());
         }
         volume::check(data_dir, device, expected_dev, Path::new("/dev/disk"))
+    }
+
+    fn probe_write(&self, data_dir: &Path) -> std::io::Result<()> {
+        if self.writes_fail.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        volume::probe_write(data_dir)
     }
 }
 
@@ -189,6 +206,8 @@ pub struct Storage {
     present: AtomicBool,
     /// Times the data filesystem came back after it was removed.
     pub reattached: AtomicU64,
+    /// The last write that failed with EIO/EROFS, until a write probe succeeds.
+    write_error: Mutex<Option<String>>,
 }
 
 struct VolumeState {
@@ -238,6 +257,7 @@ impl Storage {
             }),
             present: AtomicBool::new(false),
             reattached: AtomicU64::new(0),
+            write_error: Mutex::new(None),
         });
         match presence {
             Presence::Present { dev } => {
@@ -285,6 +305,9 @@ impl Storage {
         let mut now = self
             .probe
             .presence(&self.data_dir, self.device.as_ref(), v.dev);
+        if now.is_present() {
+            now = self.recheck_writes(now);
+        }
         match (&v.presence, &now) {
             (Presence::Present { .. }, Presence::Present { .. }) => {}
             (Presence::Present { .. }, absent) => {
@@ -314,6 +337,35 @@ impl Storage {
         self.present.store(now.is_present(), Ordering::Relaxed);
         v.presence = now.clone();
         now
+    }
+
+    /// A write under the data directory failed with an error that means the disk, not the
+    /// data (`volume::is_storage_error`): storage counts as failing until a write probe
+    /// succeeds again (checked by `refresh`, once a second).
+    pub fn report_write_error(&self, e: &Error) {
+        if volume::is_storage_error(e) && e.kind != ErrorKind::StorageRemoved {
+            *self.write_error.lock().expect("storage poisoned") = Some(e.to_string());
+            self.present.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// After a reported write error: probe; still failing → `Failing`, else clear it.
+    fn recheck_writes(&self, present: Presence) -> Presence {
+        let mut reported = self.write_error.lock().expect("storage poisoned");
+        let Some(what) = reported.as_ref() else {
+            return present;
+        };
+        match self.probe.probe_write(&self.data_dir) {
+            Ok(()) => {
+                log::info!("storage: writes to {} work again", self.data_dir.display());
+                *reported = None;
+                present
+            }
+            Err(e) => Presence::Failing(format!(
+                "{} does not take writes ({e}); first failure: {what}",
+                self.data_dir.display()
+            )),
+        }
     }
 
     /// `service.data_device`, if set.

@@ -82,6 +82,9 @@ pub enum Presence {
     Removed(String),
     /// There but read-only (remounted after errors, or mounted so).
     ReadOnly(String),
+    /// There, but writes fail (EIO from a dying card or cable, or an emergency read-only
+    /// remount that statvfs does not show): a write probe failed after a write error.
+    Failing(String),
 }
 
 impl Presence {
@@ -89,12 +92,13 @@ impl Presence {
         matches!(self, Presence::Present { .. })
     }
 
-    /// `ok`, `removed` or `read_only`, for health.
+    /// `ok`, `removed`, `read_only` or `io_error`, for health.
     pub fn name(&self) -> &'static str {
         match self {
             Presence::Present { .. } => "ok",
             Presence::Removed(_) => "removed",
             Presence::ReadOnly(_) => "read_only",
+            Presence::Failing(_) => "io_error",
         }
     }
 
@@ -109,6 +113,10 @@ impl Presence {
             Presence::ReadOnly(why) => Some(Error::new(
                 ErrorKind::StorageRemoved,
                 format!("storage read-only: {why}"),
+            )),
+            Presence::Failing(why) => Some(Error::new(
+                ErrorKind::StorageRemoved,
+                format!("storage failing: {why}"),
             )),
         }
     }
@@ -168,6 +176,18 @@ pub fn check(
         return Presence::ReadOnly(format!("{} is mounted read-only", data_dir.display()));
     }
     Presence::Present { dev: dir_dev }
+}
+
+/// Whether a small file can be created, written and synced in `dir` (and is removed
+/// again): the check that tells a filesystem returning EIO from one that recovered.
+pub fn probe_write(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(".benchcam-write-probe");
+    let result = std::fs::File::create(&path).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, b"benchcam\n")?;
+        f.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    result.and(removed)
 }
 
 fn is_read_only(dir: &Path) -> bool {
