@@ -60,6 +60,21 @@ done
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 root="$PWD"
 
+# Cargo's target dirs of a fresh clone (CI's) live in ~/.cache/benchcam-target, linked from
+# target/, so each run rebuilds benchcam and not its ~300 dependencies in four builds (host,
+# aarch64 cross, libcamera x86_64 and arm64 in chroots, which mount the links' targets too).
+# A tree that already has its own target dirs keeps them; BENCHCAM_TARGET_CACHE=off: no links.
+# Only cargo's output is shared: results (target/vm, target/schemathesis, ...) stay per clone.
+target_cache="${BENCHCAM_TARGET_CACHE:-$HOME/.cache/benchcam-target}"
+if [ "$target_cache" != off ]; then
+    mkdir -p target
+    for d in release aarch64-cross libcamera-trixie libcamera-aarch64; do
+        if [ ! -e "target/$d" ] && [ ! -L "target/$d" ]; then
+            mkdir -p "$target_cache/$d" && ln -s "$target_cache/$d" "target/$d"
+        fi
+    done
+fi
+
 # rustup's toolchain first: Debian's rustc-web also installs /usr/bin/rustc (1.96), which only the
 # aarch64 step uses, through RUSTC=.
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs a command inside the cached trixie chroot that has libcamera 0.7.1 (trixie-backports),
 # with the host's rustup toolchain, cargo registry and CA bundle bind-mounted, and the
-# repository mounted at its host path.
+# repository mounted at its host path (with the cache dirs its target/ links point to).
 #   tests/libcamera/chroot.sh ROOTFS COMMAND...
 # Mounts are made in a private mount namespace (unshare -m), so they vanish with the command.
 set -euo pipefail
@@ -15,6 +15,14 @@ mount --rbind /dev "$root/dev"
 mount -t tmpfs tmpfs "$root/tmp"
 mkdir -p "$root$repo" "$root/root/.cargo" "$root/root/.rustup"
 mount --bind "$repo" "$root$repo"
+# target/ dirs that tests/run.sh links to a cache outside the repository: their targets too.
+for link in "$repo"/target/*; do
+    [ -L "$link" ] || continue
+    real=$(readlink -f "$link")
+    [ -d "$real" ] || continue
+    mkdir -p "$root$real"
+    mount --bind "$real" "$root$real"
+done
 mount --bind "$HOME/.cargo" "$root/root/.cargo"
 mount --bind "$HOME/.rustup" "$root/root/.rustup"
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
