@@ -235,6 +235,85 @@ pub fn parse_compact_utc_ms(text: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1000 + ms) * 1000)
 }
 
+/// Parses a time a person or a page sends: RFC 3339 (`2026-12-01T15:04:05Z`,
+/// `2026-12-01T15:04:05.250+01:00`; fractions to the microsecond) or Unix seconds
+/// (`1796135869`, `1796135869.5`). Returns Unix microseconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Some(unix) = parse_unix_seconds(text) {
+        return Some(unix);
+    }
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut micros = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let six: String = frac[..digits]
+            .chars()
+            .chain("000000".chars())
+            .take(6)
+            .collect();
+        micros = six.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = &rest[1..];
+            if hm.len() != 5 || hm.as_bytes()[2] != b':' {
+                return None;
+            }
+            let oh: i64 = hm[..2].parse().ok()?;
+            let om: i64 = hm[3..].parse().ok()?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_s;
+    secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+/// `1796135869` or `1796135869.5` (no sign, no exponent) as Unix microseconds.
+fn parse_unix_seconds(text: &str) -> Option<i64> {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || whole.len() > 12 || !whole.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let six: String = frac.chars().chain("000000".chars()).take(6).collect();
+    Some(whole.parse::<i64>().ok()? * 1_000_000 + six.parse::<i64>().ok()?)
+}
+
 fn split_unix_us(unix_us: i64) -> ((i64, u32, u32), (i64, i64, i64), i64) {
     let ms_total = unix_us.div_euclid(1000);
     let secs = ms_total.div_euclid(1000);
@@ -275,6 +354,29 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_or_unix_seconds() {
+        let t = 1_796_135_869_238_000;
+        assert_eq!(parse_time("2026-12-01T14:37:49.238Z"), Some(t));
+        assert_eq!(parse_time(&rfc3339_ms(t)), Some(t));
+        assert_eq!(parse_time("2026-12-01T15:37:49.238+01:00"), Some(t));
+        assert_eq!(parse_time("2026-12-01T14:37:49Z"), Some(t - 238_000));
+        assert_eq!(parse_time("1796135869.238"), Some(t));
+        assert_eq!(parse_time("1796135869"), Some(t - 238_000));
+        for bad in [
+            "",
+            "now",
+            "-5",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T14:37:49",
+            "1e9",
+            "2026-12-01T14:37:49.Z",
+            "9999999999999",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_and_parses_utc() {

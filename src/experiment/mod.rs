@@ -664,6 +664,34 @@ impl ExperimentService {
         }
     }
 
+    /// The files of an archived experiment for one download, in manifest order, the
+    /// manifest last: (name, path). `WrongState` while it has no manifest yet.
+    pub fn bundle_files(&self, id: &str) -> Result<Vec<(String, PathBuf)>> {
+        Self::validate_id(id)?;
+        let folder = self.folder(id);
+        if !folder.join(MANIFEST).is_file() {
+            return Err(match self.load(id) {
+                Some(exp) => wrong_state(format!(
+                    "experiment {id} is {:?}: it can be downloaded once it is archived",
+                    exp.phase
+                )),
+                None => Error::new(ErrorKind::NotFound, format!("no experiment {id}")),
+            });
+        }
+        let manifest = self.manifest(id)?;
+        let mut files: Vec<(String, PathBuf)> = manifest["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["name"].as_str())
+            // Names come from our own manifest; still, nothing that leaves the folder.
+            .filter(|n| !n.is_empty() && !n.starts_with('.') && !n.contains(['/', '\\']))
+            .map(|n| (n.to_string(), folder.join(n)))
+            .collect();
+        files.push((MANIFEST.to_string(), folder.join(MANIFEST)));
+        Ok(files)
+    }
+
     /// Path of an archived file, validated against the manifest's file list.
     pub fn file_path(&self, id: &str, file: &str) -> Result<PathBuf> {
         let manifest = self.manifest(id)?;

@@ -249,6 +249,8 @@ pub struct ClipScan {
     pub end_ticks: u64,
     /// Whether the init segment (`ftyp` + `moov`) is complete.
     pub has_init: bool,
+    /// Where the init segment ends (the first `moof` starts), when complete.
+    pub init_len: u64,
     /// Track size from the init segment.
     pub width: u32,
     pub height: u32,
@@ -276,14 +278,50 @@ pub fn scan(path: &Path) -> Result<ClipScan> {
     scan_reader(&mut file, file_len)
 }
 
+/// One complete `moof` + `mdat` pair of a clip file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    pub moof_at: u64,
+    pub moof_len: u64,
+    /// The samples' bytes: the `mdat` box's payload.
+    pub data_at: u64,
+    pub data_len: u64,
+    pub samples: u64,
+    pub decode_ticks: u64,
+    pub duration_ticks: u64,
+}
+
 /// [`scan`] over any seekable reader holding `file_len` bytes (the fuzz target's way in).
 pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipScan> {
+    scan_fragments(file, file_len, |_| {})
+}
+
+/// The complete fragments of a clip file, in order, and its scan.
+pub fn fragments(path: &Path) -> Result<(ClipScan, Vec<Fragment>)> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
+        .len();
+    let mut list = Vec::new();
+    let scan = scan_fragments(&mut file, file_len, |f| list.push(f))?;
+    Ok((scan, list))
+}
+
+/// [`scan_reader`], calling `on_fragment` for each complete `moof` + `mdat` pair.
+pub fn scan_fragments<R: Read + Seek>(
+    file: &mut R,
+    file_len: u64,
+    mut on_fragment: impl FnMut(Fragment),
+) -> Result<ClipScan> {
     let mut scan = ClipScan {
         file_len,
         ..Default::default()
     };
     let mut pos = 0u64;
-    let mut pending_moof: Option<(u64, u64, u64)> = None; // (samples, decode time, duration)
+    // (samples, decode time, duration, moof offset, moof size)
+    let mut pending_moof: Option<(u64, u64, u64, u64, u64)> = None;
     let mut seen_ftyp = false;
     let mut seen_moov = false;
     let mut body = Vec::new();
@@ -327,6 +365,7 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
                     seen_moov = true;
                     scan.has_init = true;
                     scan.valid_len = pos + size;
+                    scan.init_len = pos + size;
                 } else {
                     break;
                 }
@@ -369,13 +408,22 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
                         }
                     }
                 }
-                pending_moof = Some((samples, decode, duration));
+                pending_moof = Some((samples, decode, duration, pos, size));
             }
             b"mdat" => {
-                if let Some((samples, decode, duration)) = pending_moof.take() {
+                if let Some((samples, decode, duration, moof_at, moof_len)) = pending_moof.take() {
                     if scan.fragments == 0 {
                         scan.first_decode_ticks = decode;
                     }
+                    on_fragment(Fragment {
+                        moof_at,
+                        moof_len,
+                        data_at: pos + header_len,
+                        data_len: size - header_len,
+                        samples,
+                        decode_ticks: decode,
+                        duration_ticks: duration,
+                    });
                     scan.fragments = scan.fragments.saturating_add(1);
                     scan.samples = scan.samples.saturating_add(samples);
                     // Times come from the file: garbage saturates, never overflows.

@@ -3,3 +3,4 @@
 pub mod fmp4;
 pub mod index;
 pub mod recorder;
+pub mod span;

@@ -2,27 +2,21 @@
 //! the routing that also hands out the page, the MJPEG stream and the WebSocket.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_lite::AsyncReadExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, RANGE};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::guard::Rejected;
 use super::http::{
-    empty, error_response, full, parse_json, parse_range, query_param, read_body, ApiError, Auth,
-    Body, BoxError, RangeRequest, DOWNLOAD_STALL_LIMIT, STALL_LIMIT,
+    error_response, full, parse_json, query_param, read_body, ApiError, Auth, Body, STALL_LIMIT,
 };
-use super::{assets, experiments, mjpeg, ws, AppState, ConnInfo};
+use super::{assets, downloads, experiments, mjpeg, ws, AppState, ConnInfo};
 use crate::camera::Camera;
 use crate::capture::PixelFormat;
 use crate::config::is_camera_id;
@@ -47,11 +41,11 @@ pub fn service_error(e: &Error) -> Response<Body> {
     error_response(status, code, &e.to_string())
 }
 
-fn not_found(what: &str) -> Response<Body> {
+pub(super) fn not_found(what: &str) -> Response<Body> {
     error_response(StatusCode::NOT_FOUND, "not_found", what)
 }
 
-fn bad_path() -> Response<Body> {
+pub(super) fn bad_path() -> Response<Body> {
     error_response(
         StatusCode::BAD_REQUEST,
         "bad_path",
@@ -87,6 +81,8 @@ pub enum Endpoint {
     ExperimentArchive,
     ExperimentMarker,
     ExperimentFile,
+    ExperimentZip,
+    RecordingSpan,
     Gpio,
     GpioSim,
 }
@@ -141,6 +137,8 @@ pub static ROUTES: &[Route] = {
         ),
         r(POST, "/api/v1/cameras/{cam}/recording/stop", RecordingStop),
         r(GET, "/api/v1/cameras/{cam}/snapshot.jpg", Snapshot),
+        r(GET, "/api/v1/cameras/{cam}/recording.mp4", RecordingSpan),
+        r(HEAD, "/api/v1/cameras/{cam}/recording.mp4", RecordingSpan),
         r(GET, "/api/v1/cameras/{cam}/stream.mjpg", Mjpeg),
         r(GET, "/api/v1/cameras/{cam}/ws", LiveWs),
         r(GET, "/api/v1/clips", Clips),
@@ -161,6 +159,7 @@ pub static ROUTES: &[Route] = {
             "/api/v1/experiments/{id}/files/{file}",
             ExperimentFile,
         ),
+        r(GET, "/api/v1/experiments/{id}/download.zip", ExperimentZip),
         r(GET, "/api/v1/gpio", Gpio),
         r(POST, "/api/v1/gpio/sim/{input}", GpioSim),
     ]
@@ -301,7 +300,9 @@ pub async fn handle(
             Err(e) => e.response(),
         },
         Endpoint::Clips => clips(&state, req.uri().query()),
-        Endpoint::ClipFile => clip_download(&req, &conn, &state, params[0], params[1], head).await,
+        Endpoint::ClipFile => {
+            downloads::clip(&req, &conn, &state, params[0], params[1], head).await
+        }
         Endpoint::Sessions => json(StatusCode::OK, &state.live.sessions()),
         Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
         Endpoint::SettingsPatch => patch_settings(req, &state).await,
@@ -312,7 +313,11 @@ pub async fn handle(
         Endpoint::ExperimentArchive => experiments::archive(req, &state, params[0]).await,
         Endpoint::ExperimentMarker => experiments::marker(&state, params[0]),
         Endpoint::ExperimentFile => {
-            experiment_file(&req, &conn, &state, params[0], params[1], head).await
+            downloads::experiment_file(&req, &conn, &state, params[0], params[1], head).await
+        }
+        Endpoint::ExperimentZip => downloads::experiment_zip(&conn, &state, params[0]).await,
+        Endpoint::RecordingSpan => {
+            downloads::recording_span(&req, &conn, &state, params[0], head).await
         }
         Endpoint::Gpio => experiments::gpio_status(&state),
         Endpoint::GpioSim => experiments::gpio_sim(req, &state, params[0]).await,
@@ -632,185 +637,6 @@ pub fn suspicious(segment: &str) -> bool {
         || segment
             .bytes()
             .any(|b| matches!(b, b'%' | b'\\' | b'/' | 0) || b.is_ascii_control())
-}
-
-/// Size of one read from a clip file; also the most a download buffers per chunk.
-const CLIP_CHUNK: usize = 64 * 1024;
-
-async fn clip_download(
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
-    state: &Arc<AppState>,
-    cam: &str,
-    file: &str,
-    head: bool,
-) -> Response<Body> {
-    if suspicious(cam) || suspicious(file) {
-        return bad_path();
-    }
-    if !is_camera_id(cam) {
-        return not_found(&format!("no clips of {cam:?}"));
-    }
-    // The index is the whitelist: only names it holds reach the filesystem.
-    let index = &state.service.storage.index;
-    let Some(record) = index.get(cam, file) else {
-        return not_found(&format!("no clip {cam}/{file}"));
-    };
-    let path = index.camera_dir(cam).join(&record.file);
-    serve_file(req, conn, state, path, &record.file, "video/mp4", head).await
-}
-
-/// GET /api/v1/experiments/{id}/files/{file}: only names the manifest lists.
-async fn experiment_file(
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
-    state: &Arc<AppState>,
-    id: &str,
-    file: &str,
-    head: bool,
-) -> Response<Body> {
-    if suspicious(id) || suspicious(file) {
-        return bad_path();
-    }
-    let path = match state.experiments.file_path(id, file) {
-        Ok(p) => p,
-        Err(e) => return service_error(&e),
-    };
-    let content_type = match file.rsplit('.').next() {
-        Some("mp4") => "video/mp4",
-        Some("csv") => "text/csv; charset=utf-8",
-        Some("json") => "application/json",
-        _ => "application/octet-stream",
-    };
-    serve_file(req, conn, state, path, file, content_type, head).await
-}
-
-/// Streams a file that a whitelist (clip index, experiment manifest) named, with HTTP
-/// Range support. `name` is the download name.
-async fn serve_file(
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
-    state: &Arc<AppState>,
-    path: std::path::PathBuf,
-    name: &str,
-    content_type: &'static str,
-    head: bool,
-) -> Response<Body> {
-    let shown = name.to_string();
-    let opened = smol::unblock(move || -> std::io::Result<(File, u64)> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            // A symlink planted in the clip folder is refused, never followed.
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "not a regular file",
-            ));
-        }
-        Ok((file, meta.len()))
-    })
-    .await;
-    let (mut file, len) = match opened {
-        Ok(f) => f,
-        Err(e) => {
-            log::warn!("web: {shown} is listed but cannot be opened: {e}");
-            return not_found(&format!("{shown} is not readable"));
-        }
-    };
-    let range_header = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, count) = match parse_range(range_header, len) {
-        RangeRequest::Full => (StatusCode::OK, 0, len),
-        RangeRequest::Partial { start, end } => {
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
-        RangeRequest::Unsatisfiable => {
-            let mut r = error_response(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
-                &format!("the file has {len} bytes"),
-            );
-            let headers = r.headers_mut();
-            headers.insert(
-                "content-range",
-                HeaderValue::from_str(&format!("bytes */{len}"))
-                    .expect("digits are a valid header"),
-            );
-            headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
-            return r;
-        }
-    };
-    let download = query_param(req.uri().query(), "download").is_some();
-    let mut builder = Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .header("content-length", count)
-        .header("accept-ranges", "bytes")
-        .header("cache-control", "no-cache")
-        .header(
-            "content-disposition",
-            format!(
-                "{}; filename=\"{}\"",
-                if download { "attachment" } else { "inline" },
-                name
-            ),
-        );
-    if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(
-            "content-range",
-            format!("bytes {start}-{}/{len}", start + count - 1),
-        );
-    }
-    if head || count == 0 {
-        return builder.body(empty()).expect("static headers are valid");
-    }
-    if start > 0 {
-        file = match smol::unblock(move || file.seek(SeekFrom::Start(start)).map(|_| file)).await {
-            Ok(f) => f,
-            Err(e) => return service_error(&Error::io(e, "seeking in the clip")),
-        };
-    }
-    conn.stall.set(DOWNLOAD_STALL_LIMIT);
-    builder
-        .body(file_body(file, count, Arc::clone(state)))
-        .expect("static headers are valid")
-}
-
-/// Streams `count` bytes of `file` from its current position, read in chunks on a
-/// blocking thread: a clip of gigabytes never sits in memory.
-fn file_body(file: File, count: u64, state: Arc<AppState>) -> Body {
-    let reader = smol::Unblock::with_capacity(CLIP_CHUNK, file);
-    let chunks = futures_lite::stream::unfold((reader, count), move |(mut reader, remaining)| {
-        let state = Arc::clone(&state);
-        async move {
-            if remaining == 0 {
-                return None;
-            }
-            let want = remaining.min(CLIP_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            match reader.read(&mut buf).await {
-                Ok(0) => {
-                    let e: BoxError = "clip ended early (truncated while being sent)".into();
-                    Some((Err(e), (reader, 0)))
-                }
-                Ok(n) => {
-                    buf.truncate(n);
-                    state
-                        .web
-                        .clip_bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    Some((
-                        Ok(Frame::data(Bytes::from(buf))),
-                        (reader, remaining - n as u64),
-                    ))
-                }
-                Err(e) => Some((Err(BoxError::from(e)), (reader, 0))),
-            }
-        }
-    });
-    StreamBody::new(chunks).boxed_unsync()
 }
 
 async fn patch_settings(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod api;
 pub mod assets;
+pub mod downloads;
 pub mod experiments;
 pub mod guard;
 pub mod http;
