@@ -224,6 +224,8 @@ impl Supervisor {
                     // health shows a pulled drive and its return reloads the index.
                     let storage = &state.service.storage;
                     let present = storage.refresh().is_present();
+                    let clock = state.service.clock();
+                    storage.sample_history(clock.wall_us(), clock.monotonic_us());
                     if present != storage_present {
                         storage_present = present;
                         if present {

@@ -141,6 +141,7 @@ pub fn archive(
                 "kind": e.kind,
                 "source": e.source,
                 "step_us": e.step_us,
+                "label": e.label,
                 "wall": rfc3339_us(e.at.wall_us),
                 "wall_us": e.at.wall_us,
                 "monotonic_us": e.at.monotonic_us,

@@ -166,6 +166,7 @@ impl ExperimentService {
             source: "api".into(),
             at,
             step_us: None,
+            label: None,
         });
         self.protect(&exp);
         self.ensure_recording(&exp.cameras);
@@ -240,6 +241,7 @@ impl ExperimentService {
             source: source.into(),
             at,
             step_us: None,
+            label: None,
         });
         exp.started_recording = self.ensure_recording(&exp.cameras);
         self.protect(&exp);
@@ -314,6 +316,7 @@ impl ExperimentService {
             source: "clock".into(),
             at: now(&*self.clock),
             step_us: Some(step_us),
+            label: None,
         });
         log::warn!(
             "experiment {}: the wall clock stepped by {:+.3} s",
@@ -327,6 +330,24 @@ impl ExperimentService {
 
     /// Logs a marker into the running experiment.
     pub fn marker(&self, source: &str, at: Option<Stamp>) -> Result<()> {
+        self.marker_labelled(source, at, None)
+    }
+
+    /// A marker event with a person's short label (≤ 64 printable characters).
+    pub fn marker_labelled(
+        &self,
+        source: &str,
+        at: Option<Stamp>,
+        label: Option<String>,
+    ) -> Result<()> {
+        if let Some(l) = &label {
+            if l.chars().count() > 64 || l.chars().any(char::is_control) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "a marker label is at most 64 printable characters",
+                ));
+            }
+        }
         let mut active = self.active.lock().expect("experiments poisoned");
         let exp = active
             .as_mut()
@@ -338,6 +359,7 @@ impl ExperimentService {
             source: source.into(),
             at,
             step_us: None,
+            label,
         });
         self.persist(exp)
     }
@@ -357,6 +379,7 @@ impl ExperimentService {
             source: format!("camera:{camera}"),
             at: now(&*self.clock),
             step_us: None,
+            label: None,
         });
         log::info!("experiment {}: {kind} ({camera})", exp.experiment_id);
         if let Err(e) = self.persist(exp) {
@@ -376,6 +399,7 @@ impl ExperimentService {
             source: "storage".into(),
             at: now(&*self.clock),
             step_us: None,
+            label: None,
         });
         log::info!("experiment {}: {kind}", exp.experiment_id);
         if let Err(e) = self.persist(exp) {
@@ -421,6 +445,7 @@ impl ExperimentService {
                 source: source.into(),
                 at,
                 step_us: None,
+                label: None,
             });
             // Stopped only once that is on disk: with the data drive gone the
             // experiment keeps running (and says why) instead of vanishing.
@@ -530,6 +555,7 @@ impl ExperimentService {
                     source: "api".into(),
                     at: stop,
                     step_us: None,
+                    label: None,
                 });
                 self.persist(&exp)?;
                 exp
@@ -630,6 +656,30 @@ impl ExperimentService {
         self.list_experiments()
             .iter()
             .map(|e| {
+                // What a card shows; the counts come from the manifest once archived.
+                let manifest = std::fs::read(self.folder(&e.experiment_id).join(MANIFEST))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                let sum = |list: &str, key: &str| {
+                    manifest.as_ref().map(|m| {
+                        m[list]
+                            .as_array()
+                            .map_or(0, |a| a.iter().filter_map(|x| x[key].as_u64()).sum::<u64>())
+                    })
+                };
+                let (until, until_boot) = match e.stopped {
+                    Some(s) => (s, e.stop_mark.boot_id.as_str()),
+                    None => (now(&*self.clock), crate::clock::boot_id()),
+                };
+                // By the monotonic clock within one boot (a wall-clock step inside does
+                // not count), by the wall clock across a reboot.
+                let duration_s = e.started.map(|s| {
+                    if e.start_mark.boot_id == until_boot && !until_boot.is_empty() {
+                        until.monotonic_us.saturating_sub(s.monotonic_us) as f64 / 1e6
+                    } else {
+                        (until.wall_us - s.wall_us).max(0) as f64 / 1e6
+                    }
+                });
                 serde_json::json!({
                     "experiment_id": e.experiment_id,
                     "method": e.method,
@@ -637,8 +687,12 @@ impl ExperimentService {
                     "cameras": e.cameras,
                     "started_at": e.started.map(|s| rfc3339_ms(s.wall_us)),
                     "stopped_at": e.stopped.map(|s| rfc3339_ms(s.wall_us)),
+                    "duration_s": duration_s,
                     "events": e.events.len(),
-                    "complete": self.folder(&e.experiment_id).join(MANIFEST).exists(),
+                    "complete": manifest.is_some(),
+                    "clips": manifest.as_ref().map(|m| m["clips"].as_array().map_or(0, Vec::len)),
+                    "size_bytes": sum("files", "size"),
+                    "frames": sum("clips", "frame_count"),
                 })
             })
             .collect()
@@ -762,6 +816,7 @@ impl ExperimentService {
                         source: source.clone(),
                         at,
                         step_us: None,
+                        label: None,
                     });
                     let _ = self.persist(e);
                 }

@@ -27,6 +27,9 @@ pub struct Event {
     /// `clock_step` events: how far the wall clock jumped (µs, negative = backwards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_us: Option<i64>,
+    /// `marker` events: the short label a person gave it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Where the recording stood at a moment: its kernel boot and the index's next clip

@@ -745,7 +745,9 @@ fn write_clips(
                         .and_then(|_| file.sync_data());
                     match written {
                         Ok(()) => {
-                            record.size += (buf.header.len() + buf.data.len()) as u64;
+                            let bytes = (buf.header.len() + buf.data.len()) as u64;
+                            storage.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                            record.size += bytes;
                             record.frame_count += buf.frames;
                             record.last_frame = buf.last_frame;
                             record.duration_us = buf.end_us;

@@ -2,6 +2,7 @@
 //! rolling clips (count, bytes, free space; oldest first, never a protected clip), and
 //! whether the data filesystem is there at all (`volume`).
 
+pub mod history;
 pub mod volume;
 pub mod window;
 
@@ -208,6 +209,9 @@ pub struct Storage {
     pub reattached: AtomicU64,
     /// The last write that failed with EIO/EROFS, until a write probe succeeds.
     write_error: Mutex<Option<String>>,
+    /// Bytes the clip writers put on the disk since start (the recording rate).
+    pub bytes_written: AtomicU64,
+    history: history::History,
 }
 
 struct VolumeState {
@@ -258,6 +262,8 @@ impl Storage {
             present: AtomicBool::new(false),
             reattached: AtomicU64::new(0),
             write_error: Mutex::new(None),
+            bytes_written: AtomicU64::new(0),
+            history: history::History::new(),
         });
         match presence {
             Presence::Present { dev } => {
@@ -450,6 +456,56 @@ impl Storage {
             full: self.is_full(),
             presence: self.presence(),
         }
+    }
+
+    /// The filesystem now, as a history sample (None when it cannot be read).
+    fn sample(&self, wall_us: i64, mono_us: u64) -> Option<history::Sample> {
+        let (free, total) = self.free_space().ok()?;
+        Some(history::Sample {
+            t_us: wall_us,
+            mono_us,
+            used_bytes: total.saturating_sub(free),
+            free_bytes: free,
+            total_bytes: total,
+            written_bytes: self.bytes_written.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Takes a history sample when one is due (every 5 minutes; the supervisor asks
+    /// once a second).
+    pub fn sample_history(&self, wall_us: i64, mono_us: u64) {
+        if self.history.due(mono_us) {
+            if let Some(sample) = self.sample(wall_us, mono_us) {
+                self.history.push(sample);
+            }
+        }
+    }
+
+    /// `GET /api/v1/storage/history`: the last 24 hours and now, the recording rate over
+    /// the last hour and how many hours of it fit before retention starts deleting the
+    /// oldest clips (free space above `min_free_space`).
+    pub fn history_report(&self, wall_us: i64, mono_us: u64) -> serde_json::Value {
+        let now = self.sample(wall_us, mono_us);
+        let mut samples = self.history.samples();
+        samples.extend(now);
+        let rate = now.and_then(|n| self.history.bytes_per_hour(&n));
+        let room = now.map(|n| n.free_bytes.saturating_sub(self.limits().min_free));
+        let hours_left = match (rate, room) {
+            (Some(r), Some(room)) if r > 0.0 => Some(room as f64 / r),
+            _ => None,
+        };
+        serde_json::json!({
+            "interval_s": history::INTERVAL_US / 1_000_000,
+            "samples": samples.iter().map(|s| serde_json::json!({
+                "t": crate::clock::rfc3339_ms(s.t_us),
+                "t_us": s.t_us,
+                "used_bytes": s.used_bytes,
+                "free_bytes": s.free_bytes,
+                "total_bytes": s.total_bytes,
+            })).collect::<Vec<_>>(),
+            "recording_bytes_per_hour": rate,
+            "hours_left": hours_left,
+        })
     }
 
     /// Applies retention to `camera`: deletes its oldest complete, unprotected clips

@@ -83,6 +83,7 @@ pub enum Endpoint {
     ExperimentFile,
     ExperimentZip,
     RecordingSpan,
+    StorageHistory,
     Gpio,
     GpioSim,
 }
@@ -145,6 +146,7 @@ pub static ROUTES: &[Route] = {
         r(GET, "/api/v1/clips/{cam}/{file}", ClipFile),
         r(HEAD, "/api/v1/clips/{cam}/{file}", ClipFile),
         r(GET, "/api/v1/streaming/sessions", Sessions),
+        r(GET, "/api/v1/storage/history", StorageHistory),
         r(GET, "/api/v1/settings", SettingsGet),
         r(PATCH, "/api/v1/settings", SettingsPatch),
         r(GET, "/api/v1/experiments", Experiments),
@@ -304,6 +306,14 @@ pub async fn handle(
             downloads::clip(&req, &conn, &state, params[0], params[1], head).await
         }
         Endpoint::Sessions => json(StatusCode::OK, &state.live.sessions()),
+        Endpoint::StorageHistory => {
+            let clock = state.service.clock();
+            let report = state
+                .service
+                .storage
+                .history_report(clock.wall_us(), clock.monotonic_us());
+            json(StatusCode::OK, &report)
+        }
         Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
         Endpoint::SettingsPatch => patch_settings(req, &state).await,
         Endpoint::Experiments => experiments::list(&state),
@@ -311,7 +321,7 @@ pub async fn handle(
         Endpoint::Experiment => experiments::manifest(&state, params[0]),
         Endpoint::ExperimentStop => experiments::stop(&state, params[0]).await,
         Endpoint::ExperimentArchive => experiments::archive(req, &state, params[0]).await,
-        Endpoint::ExperimentMarker => experiments::marker(&state, params[0]),
+        Endpoint::ExperimentMarker => experiments::marker(req, &state, params[0]).await,
         Endpoint::ExperimentFile => {
             downloads::experiment_file(&req, &conn, &state, params[0], params[1], head).await
         }

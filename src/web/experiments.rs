@@ -142,13 +142,27 @@ pub async fn archive(req: Request<Incoming>, state: &Arc<AppState>, id: &str) ->
     }
 }
 
-/// POST /api/v1/experiments/{id}/marker: logs a marker event now.
-pub fn marker(state: &AppState, id: &str) -> Response<Body> {
+/// POST /api/v1/experiments/{id}/marker: logs a marker event now, with an optional
+/// `{"label": "..."}` (≤ 64 characters).
+pub async fn marker(req: Request<Incoming>, state: &AppState, id: &str) -> Response<Body> {
+    let value = match body_json(req).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if !value.is_object() {
+        return bad("send nothing, or a JSON object: {\"label\": \"...\"}");
+    }
+    let label = match string_field(&value, "label") {
+        Ok(l) => l.filter(|l| !l.trim().is_empty()),
+        Err(r) => return *r,
+    };
     match state.experiments.active() {
-        Some(e) if e.experiment_id == id => match state.experiments.marker("api", None) {
-            Ok(()) => json(StatusCode::OK, &json!({"ok": true})),
-            Err(e) => service_error(&e),
-        },
+        Some(e) if e.experiment_id == id => {
+            match state.experiments.marker_labelled("api", None, label) {
+                Ok(()) => json(StatusCode::OK, &json!({"ok": true})),
+                Err(e) => service_error(&e),
+            }
+        }
         _ => service_error(&crate::error::Error::new(
             crate::error::ErrorKind::WrongState,
             format!("experiment {id} is not running"),
