@@ -1,5 +1,6 @@
 """Shared parts of the data-drive checkers (drive-unplug.py, drive-readonly.py): health polls,
-viewer frames, the root filesystem's view of the mount point, the clips at the end."""
+viewer frames, the root filesystem's view of the mount point, the clips (and their .frames.csv) at the end."""
+import csv
 import os
 
 import vmcheck
@@ -75,6 +76,22 @@ def check_clips(c, index_name="final-clips.json", must_have=()):
         if got != e.get("frame_count") or not e.get("complete"):
             counts.append(f"{n}: {got} frames, index {e.get('frame_count')}, complete {e.get('complete')}")
     c.check(not counts, "every clip is complete in the index with its frame count", "; ".join(counts))
+    # One .frames.csv row per sample, sample_index 0.., nothing past the end: rows reach the disk
+    # before their fragment's video, so a write that failed between the two leaves rows the
+    # writer's give-up (or the index reload) must trim.
+    rows_bad = []
+    for n in files:
+        got = vmcheck.probe(os.path.join(d, n)).get("nb_read_frames")
+        try:
+            with open(os.path.join(d, n[:-4] + ".frames.csv"), newline="") as f:
+                idx = [r.get("sample_index") for r in csv.DictReader(f)]
+        except OSError as e:
+            rows_bad.append(f"{n}: {e.strerror}")
+            continue
+        if idx != [str(i) for i in range(got or 0)]:
+            rows_bad.append(f"{n}: {len(idx)} rows for {got} samples")
+    c.check(files and not rows_bad, "every clip's .frames.csv has one row per sample, none past its end",
+            "; ".join(rows_bad))
     missing = [n for n in must_have if n not in index]
     c.check(must_have and not missing, f"the clips named ({len(must_have)}: from before each loss and after each "
             "return) are all in the index at the end", ", ".join(map(str, missing)))

@@ -15,13 +15,13 @@ one sent), experiments-seen.txt, stop-ID.json, experiments/ID/ and exp-ID.md5 (a
 
 Checks, one line each: fsck clean; benchcam restarted and records again; the index lists exactly the
 files (size, completeness); every clip decodes fully (ffmpeg -v error ... -f null - prints nothing)
-and holds as many frames as the index says, each with its .frames.csv row; the frames lost at the
-cut (from the one after the newest frame on disk to the newest benchcam had captured at its last
-health poll before the cut) span at most fragment_duration of capture time — or, when the recorder
-was behind at the cut (a starved TCG guest drops the newest frames before any cut), the frames it
-had taken and the cut lost do; the experiment running at the cut resumed; every archive completed
-with a manifest whose sizes and SHA-256 match its files, whose clips decode, and which holds clips
-from both sides of the cut.
+and holds as many frames as the index says, each with its .frames.csv row (and no row past them:
+recovery trims them); the frames lost at the cut (from the one after the newest frame on disk to the
+newest benchcam had captured at its last health poll before the cut) span at most fragment_duration
+of capture time — or, when the recorder was behind at the cut (a starved TCG guest drops the newest
+frames before any cut), the frames it had taken and the cut lost do; the experiment running at the
+cut resumed; every archive completed with a manifest whose sizes and SHA-256 match its files, whose
+clips decode, and which holds clips from both sides of the cut.
 """
 import csv
 import hashlib
@@ -138,9 +138,10 @@ def store_files(cycle_dir, store, known):
 
 
 def frames_rows(path, samples):
-    """The .frames.csv rows of samples the clip holds (what benchcam's reader keeps), and whether
-    the file had lines that did not parse (a tear)."""
-    rows, torn = [], 0
+    """The .frames.csv rows of samples the clip holds (what benchcam's reader keeps), how many
+    lines did not parse (a tear) and how many rows are past the clip's samples (the rows of a
+    fragment reach the disk before its video: recovery trims what a cut between them left)."""
+    rows, torn, past = [], 0, 0
     try:
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
@@ -151,9 +152,11 @@ def frames_rows(path, samples):
                     continue
                 if row["sample_index"] < samples:
                     rows.append(row)
+                else:
+                    past += 1
     except OSError:
-        return None, 0
-    return rows, torn
+        return None, 0, 0
+    return rows, torn, past
 
 
 def judge(cut_dir, after_dir, figures_path):
@@ -228,7 +231,7 @@ def judge(cut_dir, after_dir, figures_path):
                or not os.path.exists(where(name[:-4] + ".frames.csv"))]
     c.check(not missing, f"{label}: every clip of the index (and its .frames.csv) reached the host for the checks",
             ", ".join(missing))
-    unplayable, counts, short_csv, torn_csv = [], [], [], []
+    unplayable, counts, short_csv, torn_csv, long_csv = [], [], [], [], []
     rows_of = {}
     for name, e in sorted(index.items()):
         path = where(name)
@@ -239,15 +242,18 @@ def judge(cut_dir, after_dir, figures_path):
             unplayable.append(f"{name}: {d['errors'].splitlines()[0][:160]}")
         if d["frames"] != e.get("frame_count"):
             counts.append(f"{name}: decoded {d['frames']}, index {e.get('frame_count')}")
-        rows, torn = frames_rows(where(name[:-4] + ".frames.csv"), max(d["frames"], 0))
+        rows, torn, past = frames_rows(where(name[:-4] + ".frames.csv"), max(d["frames"], 0))
         rows_of[name] = (rows or [], d)
         if rows is None or len(rows) != d["frames"]:
             short_csv.append(f"{name}: {len(rows) if rows is not None else 'no'} rows for {d['frames']} samples")
         if torn:
             torn_csv.append(f"{name}: {torn}")
+        if past:
+            long_csv.append(f"{name}: {past} rows past its {d['frames']} samples")
     fig["unplayable"] = [u.split(":")[0] for u in unplayable]
     fig["clips_checked"] = len(rows_of)
     fig["short_csv"] = [u.split(":")[0] for u in short_csv]
+    fig["long_csv"] = [u.split(":")[0] for u in long_csv]
     # A clip's defect fails the check of the cut that made it; later cycles, which find the same
     # clip unchanged, name it in a note (it stays until retention deletes it).
     reported_path = os.path.join(os.path.dirname(figures_path), "reported.json")
@@ -266,11 +272,25 @@ def judge(cut_dir, after_dir, figures_path):
     once("decode", unplayable, f"{label}: every clip decodes fully ({len(rows_of)} clips)")
     once("count", counts, f"{label}: frames in each clip == the index's frame_count")
     once("csv", short_csv, f"{label}: every sample of every clip has its .frames.csv row")
+    once("csv-past", long_csv, f"{label}: no .frames.csv row past its clip's samples (recovery trimmed them)")
     with open(reported_path, "w") as f:
         json.dump(reported, f)
     if torn_csv:
         c.note(f"{label}: .frames.csv lines that do not parse (torn by the cut; benchcam's reader skips them): "
                + ", ".join(torn_csv))
+    # The .frames.csv files recovery cut back: longer before benchcam started (disk-before.txt,
+    # listed after the journal recovery) than after (files.txt): the cut came between a fragment's
+    # rows and its video.
+    sizes_before = {}
+    for line in text(os.path.join(after_dir, "disk-before.txt")).splitlines():
+        kind_, size, path = (line.split(" ", 2) + ["", ""])[:3]
+        if kind_ == "f" and size.isdigit() and path.endswith(".frames.csv"):
+            sizes_before[os.path.basename(path)] = int(size)
+    trimmed = sorted(name for name, size in files.items() if size < sizes_before.get(name, size))
+    fig["trimmed_csv"] = trimmed
+    if trimmed:
+        c.note(f"{label}: recovery trimmed the .frames.csv of " + ", ".join(
+            f"{name} ({sizes_before[name]} -> {files[name]} B)" for name in trimmed))
 
     # benchcam's CPU in the cut boot's last seconds (guest/power-cut.sh's cpu.log, CLK_TCK 100).
     cpu = []
@@ -479,6 +499,9 @@ def summary(figures_path, cycles, seed, seconds, retries):
     short = sorted({u for f in figs for u in f.get("short_csv", [])})
     print(f"  clips with samples but no .frames.csv row for them: {len(short)}"
           f"{' (' + ', '.join(short) + ')' if short else ''}")
+    long_ = sorted({u for f in figs for u in f.get("long_csv", [])})
+    print(f"  clips with .frames.csv rows past their samples after recovery: {len(long_)}"
+          f"{' (' + ', '.join(long_) + ')' if long_ else ''}")
     print(f"  cuts whose loss could not be measured: {sum(1 for f in figs if f.get('loss_ms') is None)}")
     if losses:
         print(f"  loss at the cut (capture-time span of the lost frames): largest {max(losses):.0f} ms, "
@@ -499,6 +522,9 @@ def summary(figures_path, cycles, seed, seconds, retries):
           f"checksums: {sum(archives.values())} of {len(archives)}")
     gone = sum(1 for f in figs if f.get("interrupted_clip") and not f.get("interrupted_clip_survived"))
     print(f"  clips open at the cut that were gone after it (no complete fragment): {gone}")
+    trimmed = sum(1 for f in figs if f.get("trimmed_csv"))
+    print(f"  cuts after which recovery trimmed .frames.csv rows past the video (the cut came between "
+          f"a fragment's rows and its video): {trimmed}")
 
 
 if __name__ == "__main__":
