@@ -264,8 +264,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let mut rest = &text[19..];
     let mut micros = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
+        // Any number of digits (RFC 3339 sets no limit); beyond microseconds they are cut.
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 9 {
+        if digits == 0 {
             return None;
         }
         let six: String = frac[..digits]
@@ -280,7 +281,8 @@ pub fn parse_time(text: &str) -> Option<i64> {
         "Z" | "z" => 0,
         _ => {
             let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
+                // A `+` in a URL's query arrives as a space when form-decoded.
+                b'+' | b' ' => 1,
                 b'-' => -1,
                 _ => return None,
             };
@@ -364,6 +366,12 @@ mod tests {
         assert_eq!(parse_time("2026-12-01T14:37:49Z"), Some(t - 238_000));
         assert_eq!(parse_time("1796135869.238"), Some(t));
         assert_eq!(parse_time("1796135869"), Some(t - 238_000));
+        assert_eq!(
+            parse_time("2026-12-01T15:37:49.238 01:00"),
+            Some(t),
+            "form-decoded +"
+        );
+        assert_eq!(parse_time("2026-12-01T14:37:49.238000000001Z"), Some(t));
         for bad in [
             "",
             "now",
