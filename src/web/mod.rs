@@ -14,6 +14,7 @@ pub mod downloads;
 pub mod experiments;
 pub mod guard;
 pub mod http;
+pub mod metrics;
 pub mod mjpeg;
 pub mod openapi;
 pub mod ws;
