@@ -8,6 +8,8 @@
 #   TEST_OUTPUT    where test artefacts go (default target/test-output)
 #   CHROMIUM       the browser (default /usr/bin/chromium; installed with apt-get when missing
 #                  and running as root)
+#   BENCHCAM_ASSETS_DIR  development only: the page from this directory (src/web/assets),
+#                  not from the binary, to try page changes without a rebuild
 #
 # Prints the test's "N passed, M failed" line last; exits non-zero on any failure.
 set -euo pipefail
@@ -36,12 +38,14 @@ if [ ! -x "$chromium" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; 
 fi
 [ -x "$chromium" ] || fail "$chromium not found (apt-get install chromium, or set CHROMIUM)"
 
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+# tests/lib/install-deps.sh installs them in CI; here only when one is missing.
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/fflate" ] ||
+  [ ! -d "$here/node_modules/axe-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci failed"
 fi
 
 mkdir -p "$out"
-rm -f "$out"/*.png "$out"/console.log "$out"/service.log
+rm -f "$out"/*.png "$out"/console.log "$out"/service.log "$out"/axe.json
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/benchcam-browser.XXXXXX")"
 service_pid=""
@@ -77,6 +81,10 @@ pattern_jitter = "10ms"
 
 [recording]
 clip_length = "4s"
+# The span check allows the file to start up to one fragment before the asked start.
+fragment_duration = "500ms"
+# 4 s clips: keep 8 minutes, so the 2-minute span is still there when it is asked for.
+rolling_clips_count = 120
 EOF
 
 "$bin" --config "$tmp/benchcam.toml" >"$out/service.log" 2>&1 &

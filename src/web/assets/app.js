@@ -1,9 +1,12 @@
-// benchcam page: live view (WebSocket, MJPEG fallback), recording and clips, experiments,
-// streaming sessions, health and GPIO, settings. Plain browser JavaScript, no build step,
-// no libraries: this file is embedded in the benchcam binary as it is.
+// benchcam page: live view (WebSocket, MJPEG fallback), experiments (start, mark, stop,
+// cards, one-ZIP downloads, frame-timing plots), recording, clips and spans of time as one
+// MP4, streaming sessions, health, storage history and GPIO, settings. Plain browser
+// JavaScript, no build step, no libraries: this file is embedded in the benchcam binary as
+// it is. Plots are hand-drawn SVG from the service's own numbers (manifest, frames.csv,
+// storage history); nothing is made up or smoothed.
 //
-// Protocol and endpoints: DESIGN.md §4 (HTTP API) and §5 (WebSocket live view).
-// Element ids used here are also what tests/browser/page.test.mjs relies on.
+// Protocol and endpoints: DESIGN.md §4 (HTTP API) and §5 (WebSocket live view), README
+// "HTTP API". Element ids used here are also what tests/browser/page.test.mjs relies on.
 'use strict';
 
 (() => {
@@ -32,6 +35,21 @@
     return node;
   }
 
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  /** An SVG element with attributes; numbers are rounded to 0.1 px to keep paths short. */
+  function s(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      node.setAttribute(key, typeof value === 'number' ? String(Math.round(value * 10) / 10) : value);
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
   const store = {
     get(key, fallback) {
       try { return localStorage.getItem('benchcam.' + key) ?? fallback; } catch { return fallback; }
@@ -41,30 +59,56 @@
     },
   };
 
+  const numberFormat = new Intl.NumberFormat('en-US');
+  const formatCount = (n) => (typeof n === 'number' && isFinite(n) ? numberFormat.format(n) : '–');
+
+  /** Bytes in decimal units (what disks are sold in): 512 B, 3.4 MB, 12 GB. */
   function formatBytes(bytes) {
     if (typeof bytes !== 'number' || !isFinite(bytes)) return '–';
     const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-    let value = bytes;
+    let value = Math.abs(bytes);
     let unit = 0;
     while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
-    return `${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
+    const sign = bytes < 0 ? '−' : '';
+    return `${sign}${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
   }
 
   function formatGb(gb) {
-    return typeof gb === 'number' ? `${gb.toFixed(gb >= 100 ? 0 : 1)} GB` : '–';
+    return typeof gb === 'number' ? formatBytes(gb * 1e9) : '–';
   }
 
+  /** Seconds as a person says them: 850 ms, 4.2 s, 12 s, 5 min 07 s, 2 h 03 min, 3 d 4 h. */
   function formatDuration(seconds) {
     if (typeof seconds !== 'number' || !isFinite(seconds)) return '–';
+    if (seconds < 0) return `−${formatDuration(-seconds)}`;
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
     if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-    const s = Math.floor(seconds);
-    const d = Math.floor(s / 86400);
-    const hh = Math.floor((s % 86400) / 3600);
-    const mm = Math.floor((s % 3600) / 60);
-    const ss = s % 60;
-    if (d > 0) return `${d}d ${hh}h ${mm}m`;
-    if (hh > 0) return `${hh}h ${mm}m`;
-    return `${mm}m ${String(ss).padStart(2, '0')}s`;
+    const total = Math.round(seconds);
+    const d = Math.floor(total / 86400);
+    const hh = Math.floor((total % 86400) / 3600);
+    const mm = Math.floor((total % 3600) / 60);
+    const ss = total % 60;
+    if (d > 0) return `${d} d ${hh} h`;
+    if (hh > 0) return `${hh} h ${pad2(mm)} min`;
+    return `${mm} min ${pad2(ss)} s`;
+  }
+
+  /** Hours as a person says them: 40 min, 5.5 h, 37 h, 12 days. */
+  function formatHours(hours) {
+    if (typeof hours !== 'number' || !isFinite(hours)) return '–';
+    if (hours < 1) return `${Math.max(0, Math.round(hours * 60))} min`;
+    if (hours < 10) return `${hours.toFixed(1)} h`;
+    if (hours < 72) return `${Math.round(hours)} h`;
+    return `${Math.round(hours / 24)} days`;
+  }
+
+  /** A running stopwatch: 0:07, 12:34, 1:02:03. */
+  function formatElapsed(seconds) {
+    const total = Math.max(0, Math.floor(seconds || 0));
+    const hh = Math.floor(total / 3600);
+    const mm = Math.floor((total % 3600) / 60);
+    const ss = total % 60;
+    return hh > 0 ? `${hh}:${pad2(mm)}:${pad2(ss)}` : `${mm}:${pad2(ss)}`;
   }
 
   const pad2 = (n) => String(n).padStart(2, '0');
@@ -72,31 +116,54 @@
     return `${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())}`;
   }
 
+  function dayOf(date) {
+    return `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())}`;
+  }
+
   /** RFC 3339 time → local "HH:MM:SS", with the date when it is not today. */
-  function formatTime(value) {
-    if (!value) return '–';
-    const date = new Date(value);
+  function formatTime(value, { ms = false } = {}) {
+    if (value === null || value === undefined || value === '') return '–';
+    const date = value instanceof Date ? value : new Date(value);
     if (isNaN(date)) return String(value);
-    const now = new Date();
-    const sameDay = date.toDateString() === now.toDateString();
-    const day = `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())}`;
-    return sameDay ? clockTime(date) : `${day} ${clockTime(date)}`;
+    const sameDay = date.toDateString() === new Date().toDateString();
+    const time = ms ? `${clockTime(date)}.${String(date.getMilliseconds()).padStart(3, '0')}` : clockTime(date);
+    return sameDay ? time : `${dayOf(date)} ${time}`;
   }
 
   const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
 
-  function formatScalar(value) {
+  /** Any API value for a person, judged by its key: `*_us` and `*_s` are durations,
+   *  `*wall_us` / `*_at` / ISO strings are times, sizes are bytes. No raw microseconds. */
+  function humanValue(key, value) {
     if (value === null || value === undefined) return '–';
+    const k = String(key || '').toLowerCase();
+    if (typeof value === 'number') {
+      if (/wall_us$/.test(k)) return formatTime(new Date(value / 1000), { ms: true });
+      if (/monotonic_us$/.test(k)) return `${formatDuration(value / 1e6)} since boot`;
+      if (/_us$/.test(k)) return formatDuration(value / 1e6);
+      if (/_ms$/.test(k)) return formatDuration(value / 1e3);
+      if (/(_s|seconds)$/.test(k)) return formatDuration(value);
+      if (/(bytes|size)$/.test(k)) return formatBytes(value);
+      if (/_gb$/.test(k)) return formatGb(value);
+      if (/percent$/.test(k)) return `${value.toFixed(0)} %`;
+      return Number.isInteger(value) ? formatCount(value) : value.toFixed(2);
+    }
     if (typeof value === 'string' && ISO_TIME.test(value)) {
-      // Event and clip times: local clock with milliseconds, for lining up with instruments.
       const date = new Date(value);
-      if (!isNaN(date)) return `${formatTime(value)}.${String(date.getMilliseconds()).padStart(3, '0')}`;
+      if (!isNaN(date)) return formatTime(date, { ms: true });
     }
     if (typeof value === 'boolean') return value ? 'yes' : 'no';
-    if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
+    if (Array.isArray(value)) return value.length && value.every((v) => typeof v !== 'object') ? value.join(', ') : `${value.length} items`;
     if (typeof value === 'object') return JSON.stringify(value);
     return String(value);
   }
+
+  /** A key as a label: "pre_roll_us" → "pre roll", "started_at" → "started". */
+  function humanKey(key) {
+    return String(key).replace(/_(us|ms|s|at|bytes|gb)$/, '').replace(/_/g, ' ');
+  }
+
+  function formatScalar(value) { return humanValue('', value); }
 
   /** Lists come either bare or wrapped ({"clips": [...]}); accept both. */
   function asList(data, key) {
@@ -107,11 +174,18 @@
 
   const seg = encodeURIComponent;
 
+  /** The service's clock minus this phone's (ms), from health answers; spans and elapsed
+   *  times use the box's clock, which a phone's may differ from. */
+  let serverOffsetMs = 0;
+  const serverNow = () => Date.now() + serverOffsetMs;
+
   // ---------------------------------------------------------------------------
-  // Toasts
+  // Toasts: at most two on screen, each leaves by itself
   // ---------------------------------------------------------------------------
 
-  function toast(message, kind = 'info', ms = 4000) {
+  const MAX_TOASTS = 2;
+
+  function toast(message, kind = 'info', ms = 3500) {
     const area = $('#toast-area');
     // Identical messages (e.g. the same error from a poll) are shown once.
     for (const existing of $$('.toast', area)) {
@@ -120,8 +194,8 @@
     const node = h('div', { class: 'toast', 'data-kind': kind, role: kind === 'error' ? 'alert' : 'status' }, message);
     node.addEventListener('click', () => node.remove());
     area.append(node);
-    while (area.children.length > 3) area.firstElementChild.remove();
-    setTimeout(() => node.remove(), kind === 'error' ? ms + 2000 : ms);
+    while (area.children.length > MAX_TOASTS) area.firstElementChild.remove();
+    setTimeout(() => node.remove(), kind === 'error' ? ms + 2500 : ms);
   }
 
   // ---------------------------------------------------------------------------
@@ -136,8 +210,9 @@
     }
   }
 
-  async function api(method, path, body, { retryAfterLogin = true, timeoutMs = 15000 } = {}) {
-    const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' };
+  /** One request; the body as text. 401 asks for the access code once, then retries. */
+  async function request(method, path, { body, accept = 'application/json', retryAfterLogin = true, timeoutMs = 15000 } = {}) {
+    const init = { method, headers: { Accept: accept }, credentials: 'same-origin', cache: 'no-store' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -149,29 +224,36 @@
     let text;
     try {
       res = await fetch(path, init);
-      text = await res.text();
+      text = method === 'HEAD' ? '' : await res.text();
     } catch (err) {
       throw new ApiError(0, 'network', 'Cannot reach benchcam (network or service down)');
     } finally {
       clearTimeout(timer);
     }
-    let data = null;
-    if (text) {
-      try { data = JSON.parse(text); } catch { data = null; }
-    }
-    if (res.status === 401 && retryAfterLogin) {
+    // After "Not now", reads that the lock refuses wait for the Unlock button; an action
+    // (POST, PATCH) asks again.
+    const declined = loginDeclined && (method === 'GET' || method === 'HEAD');
+    if (res.status === 401 && retryAfterLogin && !declined) {
       await requireLogin();
-      return api(method, path, body, { retryAfterLogin: false, timeoutMs });
+      return request(method, path, { body, accept, retryAfterLogin: false, timeoutMs });
     }
+    if (res.status === 401) showLocked(true);
     if (!res.ok) {
-      const error = data && data.error;
+      let error = null;
+      try { error = JSON.parse(text).error; } catch { /* not JSON */ }
       throw new ApiError(
         res.status,
         (error && error.code) || `http_${res.status}`,
         (error && error.message) || `${res.status} ${res.statusText || 'error'} (${method} ${path})`,
       );
     }
-    return data;
+    return { res, text };
+  }
+
+  async function api(method, path, body, { retryAfterLogin = true, timeoutMs = 15000 } = {}) {
+    const { text } = await request(method, path, { body, retryAfterLogin, timeoutMs });
+    if (!text) return null;
+    try { return JSON.parse(text); } catch { return null; }
   }
 
   function reportError(err, prefix) {
@@ -184,7 +266,7 @@
   /** For errors of periodic refreshes: an unreachable service is already shown by the health
    *  dot and the connection chip, and the same message is not repeated within 30 s. */
   function reportBackground(err, prefix) {
-    if (err && err.status === 0) return;
+    if (err && (err.status === 0 || err.status === 401)) return;
     const key = `${prefix}: ${err && err.message}`;
     const now = Date.now();
     if (now - (backgroundShown.get(key) || 0) < 30000) return;
@@ -193,15 +275,18 @@
   }
 
   // ---------------------------------------------------------------------------
-  // Login (access code): one prompt shared by every request that got 401
+  // Login (access code): one dialog shared by every request that got 401
   // ---------------------------------------------------------------------------
 
   let loginWaiters = null;
+  let focusBeforeLogin = null;
+  let loginDeclined = false;
 
   function requireLogin() {
     return new Promise((resolve, reject) => {
       if (loginWaiters) { loginWaiters.push({ resolve, reject }); return; }
       loginWaiters = [{ resolve, reject }];
+      focusBeforeLogin = document.activeElement;
       $('#login-error').hidden = true;
       $('#login-token').value = '';
       $('#login').hidden = false;
@@ -212,27 +297,44 @@
   function finishLogin(ok) {
     const waiters = loginWaiters || [];
     loginWaiters = null;
+    loginDeclined = !ok;
     $('#login').hidden = true;
+    showLocked(!ok);
+    if (focusBeforeLogin && document.contains(focusBeforeLogin)) focusBeforeLogin.focus();
+    focusBeforeLogin = null;
     for (const w of waiters) {
       if (ok) w.resolve();
-      else w.reject(new ApiError(401, 'unauthorized', 'The access code is needed for this'));
+      else w.reject(new ApiError(401, 'unauthorized', 'Locked: the access code is needed for this'));
     }
+  }
+
+  /** The top bar's Unlock button: there while the page knows it lacks the code. */
+  function showLocked(locked) {
+    $('#lock-button').hidden = !locked;
   }
 
   function initLogin() {
     $('#login-form').addEventListener('submit', async (event) => {
       event.preventDefault();
       const token = $('#login-token').value;
-      if (!token) return;
+      const error = $('#login-error');
+      if (!token) {
+        error.textContent = 'Enter the access code.';
+        error.hidden = false;
+        $('#login-token').focus();
+        return;
+      }
       const button = $('#login-submit');
       button.disabled = true;
       try {
         await api('POST', '/api/v1/login', { token }, { retryAfterLogin: false });
-        finishLogin(true);
+        if (loginWaiters) finishLogin(true);
+        else { $('#login').hidden = true; showLocked(false); loginDeclined = false; }
         toast('Unlocked');
       } catch (err) {
-        const error = $('#login-error');
-        error.textContent = err.status === 401 ? 'Wrong access code' : err.message;
+        error.textContent = err.status === 401 ? 'That is not the access code. Try again.'
+          : err.status === 429 ? 'Too many wrong codes from this phone: wait a minute, then try again.'
+            : err.message;
         error.hidden = false;
         $('#login-token').select();
       } finally {
@@ -240,6 +342,20 @@
       }
     });
     $('#login-cancel').addEventListener('click', () => finishLogin(false));
+    $('#login').addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') { event.preventDefault(); finishLogin(false); }
+      if (event.key === 'Tab') {
+        // Keep the keyboard inside the dialog while it is open.
+        const focusable = $$('#login input, #login button');
+        const first = focusable[0];
+        const last = focusable[focusable.length - 1];
+        if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+        else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
+      }
+    });
+    $('#lock-button').addEventListener('click', () => {
+      requireLogin().then(() => refreshAll(), () => {});
+    });
   }
 
   // ---------------------------------------------------------------------------
@@ -259,11 +375,19 @@
 
   function pageVisible() { return document.visibilityState !== 'hidden'; }
 
+  /** After unlocking: load what the lock kept away. */
+  function refreshAll() {
+    loadCameras();
+    refreshHealth();
+    if (tabEnter[app.tab]) tabEnter[app.tab]();
+  }
+
   // ---------------------------------------------------------------------------
-  // Tabs (the hash keeps the tab across reloads: #live, #recording, ...)
+  // Tabs (the hash keeps the tab across reloads: #live, #experiments, ...); the tab bar
+  // is an ARIA tablist: arrow keys, Home and End move between tabs
   // ---------------------------------------------------------------------------
 
-  const TABS = ['live', 'recording', 'experiments', 'streaming', 'status', 'settings'];
+  const TABS = ['live', 'experiments', 'recording', 'streaming', 'status', 'settings'];
   const tabEnter = {};
   const tabLeave = {};
 
@@ -272,18 +396,31 @@
     const previous = app.tab;
     if (previous !== name && tabLeave[previous]) tabLeave[previous]();
     app.tab = name;
+    document.body.dataset.tab = name;
     for (const tab of TABS) {
       $(`#panel-${tab}`).hidden = tab !== name;
-      $(`#tab-${tab}`).setAttribute('aria-selected', String(tab === name));
+      const button = $(`#tab-${tab}`);
+      button.setAttribute('aria-selected', String(tab === name));
+      button.tabIndex = tab === name ? 0 : -1;
     }
     if (updateHash && location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`);
+    liveFull.update();
     if (tabEnter[name]) tabEnter[name]();
   }
 
   function initTabs() {
-    for (const button of $$('.tabbar [data-tab]')) {
+    for (const button of $$('.tablist [data-tab]')) {
       button.addEventListener('click', () => showTab(button.dataset.tab));
     }
+    $('.tablist').addEventListener('keydown', (event) => {
+      const index = TABS.indexOf(app.tab);
+      const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: TABS.length - 1 }[event.key];
+      if (next === undefined) return;
+      event.preventDefault();
+      const name = TABS[(next + TABS.length) % TABS.length];
+      showTab(name);
+      $(`#tab-${name}`).focus();
+    });
     window.addEventListener('hashchange', () => showTab(location.hash.slice(1), { updateHash: false }));
   }
 
@@ -301,10 +438,24 @@
         running = false;
       }
       clearTimeout(timer);
-      if (pageVisible() && active()) timer = setTimeout(tick, ms);
+      if (pageVisible() && active()) timer = setTimeout(tick, typeof ms === 'function' ? ms() : ms);
     }
     document.addEventListener('visibilitychange', () => { if (pageVisible()) tick(); });
     return tick;
+  }
+
+  // ---------------------------------------------------------------------------
+  // First visit: a short hint, until "Got it"
+  // ---------------------------------------------------------------------------
+
+  function initHint() {
+    if (store.get('hint-seen', '') === '1') return;
+    $('#hint').hidden = false;
+    $('#hint-dismiss').addEventListener('click', () => {
+      store.set('hint-seen', '1');
+      $('#hint').hidden = true;
+      $('#main').focus({ preventScroll: true });
+    });
   }
 
   // ---------------------------------------------------------------------------
@@ -321,9 +472,9 @@
       const health = err.status === 404 ? await api('GET', '/api/v1/health').catch(() => null) : null;
       list = health && Array.isArray(health.cameras) ? health.cameras.filter((cam) => cam && cam.id) : null;
       if (!list) {
-        select.replaceChildren(h('option', { value: '' }, 'No connection'));
+        select.replaceChildren(h('option', { value: '' }, err.status === 401 ? 'Locked' : 'No connection'));
         reportBackground(err, 'Cameras');
-        setTimeout(loadCameras, 5000);
+        if (err.status !== 401) setTimeout(loadCameras, 5000);
         return;
       }
     }
@@ -350,12 +501,14 @@
     app.camera = id;
     if (id) store.set('camera', id);
     $('#rec-camera').textContent = id || '–';
+    $('#span-camera').textContent = id || 'the camera';
     $('#snapshot-link').href = id ? `/api/v1/cameras/${seg(id)}/snapshot.jpg` : '#';
     renderRecordingState();
     if (changed || force) {
       live.restart();
       clips.reset();
-      if (app.tab === 'recording') clips.refresh();
+      spans.reset();
+      if (app.tab === 'recording') { clips.refresh(); spans.refresh(); }
     }
   }
 
@@ -894,6 +1047,44 @@
     },
   };
 
+  /** Full-screen live view: automatic on a phone held sideways, or by the viewer's button
+   *  (which also asks the browser for real full screen where it offers it). */
+  const liveFull = {
+    landscape: window.matchMedia('(orientation: landscape) and (max-height: 560px)'),
+    /** What the button chose in this orientation; null: follow the orientation. */
+    choice: null,
+
+    on() { return app.tab === 'live' && (this.choice ?? this.landscape.matches); },
+
+    update() {
+      const on = this.on();
+      document.body.classList.toggle('live-full', on);
+      const button = $('#live-full');
+      button.setAttribute('aria-pressed', String(on));
+      button.textContent = on ? 'Exit full screen' : 'Full screen';
+      if (!on && document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    },
+
+    toggle() {
+      this.choice = !this.on();
+      this.update();
+      if (this.choice && !document.fullscreenElement && document.documentElement.requestFullscreen) {
+        document.documentElement.requestFullscreen().catch(() => { /* the CSS full view stays */ });
+      }
+    },
+
+    init() {
+      $('#live-full').addEventListener('click', () => this.toggle());
+      this.landscape.addEventListener('change', () => { this.choice = null; this.update(); });
+      document.addEventListener('fullscreenchange', () => {
+        if (!document.fullscreenElement && this.choice) { this.choice = this.landscape.matches ? null : false; this.update(); }
+      });
+      document.addEventListener('keydown', (event) => {
+        if (event.key === 'Escape' && this.on() && $('#login').hidden) { this.choice = false; this.update(); }
+      });
+    },
+  };
+
   async function serviceReachable() {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), 4000);
@@ -916,6 +1107,7 @@
       button.addEventListener('click', () => live.setQuality(button.dataset.quality));
     }
     live.setQuality(app.quality);
+    liveFull.init();
     $('#live-reconnect').addEventListener('click', () => {
       live.restart();
     });
@@ -926,13 +1118,771 @@
     // Keeps "last frame" and fps honest when frames stop coming.
     setInterval(() => { if (app.tab === 'live' && pageVisible()) live.renderChips(); }, 1000);
     tabEnter.live = () => live.resume();
-    tabLeave.live = () => live.pause();
+    tabLeave.live = () => { live.pause(); liveFull.choice = null; };
     document.addEventListener('visibilitychange', () => {
       if (pageVisible()) { live.attempt = 0; live.resume(); } else live.pause();
     });
     window.addEventListener('online', () => { live.kick(); refreshHealth(); });
     window.addEventListener('offline', () => live.setConnection('offline'));
     window.addEventListener('pageshow', (event) => { if (event.persisted) live.kick(); });
+  }
+
+  // ---------------------------------------------------------------------------
+  // Experiments: the one now (start / running with mark and stop / archiving), recent
+  // ones as cards with one-file downloads, and one in detail with its frame timing
+  // ---------------------------------------------------------------------------
+
+  const EXPERIMENT_ID = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
+  /** The service takes marker labels up to 64 characters. */
+  const MARK_LABEL_MAX = 64;
+  const STATE_TEXT = { armed: 'armed', running: 'running', stopped: 'archiving…', archived: 'archived' };
+
+  /** An event's moment, from either shape: the manifest's (`wall_us`, `monotonic_us`) or
+   *  the running experiment's (`at: {wall_us, monotonic_us}`). */
+  function eventAt(event) {
+    const at = event.at || {};
+    return {
+      wallUs: event.wall_us ?? at.wall_us ?? (event.wall ? Date.parse(event.wall) * 1000 : null),
+      monoUs: event.monotonic_us ?? at.monotonic_us ?? null,
+    };
+  }
+
+  function eventName(event) {
+    const kind = String(event.kind || 'event').replace(/_/g, ' ');
+    return event.label ? `${kind} “${event.label}”` : kind;
+  }
+
+  const experiments = {
+    available: true,
+    list: [],
+    lastJson: null,
+    openId: null,
+    /** The list item of the armed, running or archiving experiment; null when none. */
+    current: null,
+    /** The id whose stop request this page waits for (post-roll + archive). */
+    stopping: null,
+    /** performance.now() when the list answered: elapsed time ticks on from its duration_s. */
+    fetchedAt: 0,
+    /** The running experiment's events, from its live state. */
+    events: [],
+    eventsKey: '',
+    ticker: null,
+    confirmTimer: null,
+    idTouched: false,
+    refresh: null,
+    /** The open experiment's parsed frames.csv and manifest, for redrawing on resize. */
+    timing: null,
+
+    validate() {
+      const input = $('#exp-id');
+      const error = $('#exp-id-error');
+      const id = input.value.trim();
+      let message = '';
+      if (!id) message = 'Enter an experiment id.';
+      else if (id.length > 64) message = 'At most 64 characters.';
+      else if (id.startsWith('.')) message = 'It must not start with a dot.';
+      else if (!EXPERIMENT_ID.test(id)) message = 'Use only letters, digits, dot, dash and underscore.';
+      else if (this.list.some((e) => this.idOf(e) === id)) message = `There is already an experiment ${id}.`;
+      const method = $('#exp-method').value;
+      if (!message && method.length > 128) message = 'The method is at most 128 characters.';
+      error.textContent = message;
+      error.hidden = !message;
+      input.setAttribute('aria-invalid', String(!!message));
+      return message ? null : { experiment_id: id, method: method.trim() };
+    },
+
+    setAvailable(available) {
+      this.available = available;
+      $('#exp-unavailable').hidden = available;
+      $('#exp-body').hidden = !available;
+    },
+
+    idOf(exp) { return String(exp.experiment_id ?? exp.id ?? ''); },
+    stateOf(exp) { return String(exp.state ?? exp.phase ?? exp.status ?? ''); },
+
+    async load() {
+      let list;
+      try {
+        list = asList(await api('GET', '/api/v1/experiments'), 'experiments');
+      } catch (err) {
+        if ([404, 405, 501].includes(err.status)) { this.setAvailable(false); return; }
+        reportBackground(err, 'Experiments');
+        return;
+      }
+      this.setAvailable(true);
+      this.fetchedAt = performance.now();
+      this.list = list;
+      this.current = list.find((e) => ['armed', 'running', 'stopped'].includes(this.stateOf(e))) || null;
+      const json = JSON.stringify(list);
+      if (json !== this.lastJson) {
+        this.lastJson = json;
+        this.renderCards(list);
+      }
+      this.renderNow();
+      const cur = this.current;
+      if (cur && this.stateOf(cur) === 'running') {
+        const key = `${this.idOf(cur)}/${cur.events}`;
+        if (key !== this.eventsKey) await this.loadEvents(this.idOf(cur), key);
+      }
+    },
+
+    /** How long the running experiment has run, by the service's clock. */
+    elapsed(exp) {
+      if (typeof exp.duration_s === 'number') return exp.duration_s + (performance.now() - this.fetchedAt) / 1000;
+      const started = Date.parse(exp.started_at);
+      return isNaN(started) ? 0 : (serverNow() - started) / 1000;
+    },
+
+    // --- the experiment now ---
+
+    renderNow() {
+      const cur = this.current;
+      const state = this.stopping ? 'stopped' : cur ? this.stateOf(cur) : '';
+      const id = this.stopping || (cur && this.idOf(cur));
+      const show = { form: !state, armed: state === 'armed', running: state === 'running', stopping: state === 'stopped' };
+      const wasRunning = !$('#exp-running').hidden;
+      $('#exp-form').hidden = !show.form;
+      $('#exp-armed').hidden = !show.armed;
+      $('#exp-running').hidden = !show.running;
+      $('#exp-stopping').hidden = !show.stopping;
+      $('#exp-tab-dot').hidden = !(show.running || show.stopping);
+      if (show.form) this.suggestId();
+      if (show.armed) {
+        $('#exp-armed-id').textContent = id;
+        $('#exp-armed-since').textContent = cur.method ? `Method: ${cur.method}` : '';
+      }
+      if (show.stopping) $('#exp-stopping-id').textContent = id;
+      if (show.running) {
+        $('#exp-run-id').textContent = id;
+        $('#exp-run-method').textContent = cur.method ? `Method: ${cur.method}` : 'No method given';
+        $('#exp-run-cameras').textContent = (cur.cameras || []).join(', ') || '–';
+        $('#exp-run-started').textContent = formatTime(cur.started_at);
+        $('#exp-stop-name').textContent = id;
+        if (!wasRunning) this.hideConfirm();
+      }
+      this.renderStrip();
+      if (show.running) {
+        if (!this.ticker) this.ticker = setInterval(() => this.tick(), 1000);
+        this.tick();
+      } else if (this.ticker) {
+        clearInterval(this.ticker);
+        this.ticker = null;
+      }
+    },
+
+    tick() {
+      const cur = this.current;
+      if (!cur || this.stateOf(cur) !== 'running') return;
+      const seconds = this.elapsed(cur);
+      const text = formatElapsed(seconds);
+      const elapsed = $('#exp-elapsed');
+      if (elapsed.textContent !== text) {
+        elapsed.textContent = text;
+        elapsed.dataset.seconds = String(Math.floor(seconds));
+        $('#exp-strip-elapsed').textContent = text;
+      }
+    },
+
+    /** The running experiment's strip under the top bar, on the other tabs. */
+    renderStrip() {
+      const cur = this.current;
+      const running = !!cur && this.stateOf(cur) === 'running' && !this.stopping;
+      $('#exp-strip').hidden = !running || app.tab === 'experiments';
+      if (running) {
+        $('#exp-strip-id').textContent = this.idOf(cur);
+        $('#exp-strip-mark').setAttribute('aria-label', `Mark experiment ${this.idOf(cur)} now`);
+      }
+    },
+
+    /** A new id from the newest one: run-042 → run-043. Only into an untouched, empty field. */
+    suggestId() {
+      const input = $('#exp-id');
+      if (this.idTouched || input.value || document.activeElement === input) return;
+      const ids = new Set(this.list.map((e) => this.idOf(e)));
+      let suggestion = '';
+      const newest = this.list.length ? this.idOf(this.list[0]) : '';
+      const m = /^(.*?)(\d+)$/.exec(newest);
+      if (m) {
+        let n = Number(m[2]);
+        do { n += 1; suggestion = `${m[1]}${String(n).padStart(m[2].length, '0')}`; } while (ids.has(suggestion));
+      } else if (!newest) {
+        suggestion = 'run-001';
+      }
+      if (suggestion && EXPERIMENT_ID.test(suggestion)) input.value = suggestion;
+      const method = store.get('method', '');
+      if (method && !$('#exp-method').value) $('#exp-method').value = method;
+    },
+
+    async loadEvents(id, key) {
+      let state;
+      try {
+        state = await api('GET', `/api/v1/experiments/${seg(id)}`);
+      } catch (err) {
+        reportBackground(err, `Experiment ${id}`);
+        return;
+      }
+      const exp = (state && (state.experiment || state)) || {};
+      this.events = Array.isArray(exp.events) ? exp.events : [];
+      this.eventsKey = key || `${id}/${this.events.length}`;
+      this.renderEvents();
+    },
+
+    renderEvents() {
+      const start = this.events.find((e) => e.kind === 'start');
+      const startMono = start ? eventAt(start).monoUs : null;
+      const items = this.events.slice(-6).reverse().map((event) => {
+        const at = eventAt(event);
+        const since = startMono !== null && at.monoUs !== null ? formatElapsed((at.monoUs - startMono) / 1e6) : formatTime(new Date(at.wallUs / 1000));
+        return h('li', { 'data-kind': event.kind },
+          h('span', { class: 'ev-time' }, `+${since}`),
+          h('span', { class: `ev-kind-${event.kind}` }, eventName(event)),
+          event.source && event.source !== 'api' ? h('span', { class: 'muted' }, `(${event.source})`) : null);
+      });
+      $('#exp-run-events').replaceChildren(...items);
+    },
+
+    async create(arm) {
+      const body = this.validate();
+      if (!body) { $('#exp-id').focus(); return; }
+      if (arm) body.arm = true;
+      const buttons = [$('#exp-start'), $('#exp-arm')];
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        await api('POST', '/api/v1/experiments', body);
+        toast(arm ? `Armed ${body.experiment_id}: waiting for the trigger` : `Experiment ${body.experiment_id} started`);
+        store.set('method', body.method);
+        $('#exp-id').value = '';
+        this.idTouched = false;
+        this.lastJson = null;
+        this.eventsKey = '';
+        await this.load();
+        const card = arm ? $('#exp-armed') : $('#exp-running');
+        if (!card.hidden) { card.tabIndex = -1; card.focus({ preventScroll: true }); }
+      } catch (err) {
+        if (err.status === 404 && err.code === 'http_404') this.setAvailable(false);
+        else reportError(err, arm ? 'Arm' : 'Start');
+      } finally {
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    },
+
+    async mark(withLabel) {
+      const cur = this.current;
+      if (!cur || this.stateOf(cur) !== 'running') return;
+      const id = this.idOf(cur);
+      const input = $('#mark-label');
+      const label = withLabel ? input.value.trim().slice(0, MARK_LABEL_MAX) : '';
+      const when = formatElapsed(this.elapsed(cur));
+      const buttons = [$('#exp-mark'), $('#exp-strip-mark')];
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        await api('POST', `/api/v1/experiments/${seg(id)}/marker`, label ? { label } : undefined);
+        toast(label ? `Marked “${label}” at +${when}` : `Marked at +${when}`);
+        if (withLabel) input.value = '';
+        await this.loadEvents(id);
+      } catch (err) {
+        reportError(err, 'Mark');
+      } finally {
+        // Re-enabled after a moment: one press of a gloved thumb is one marker.
+        setTimeout(() => buttons.forEach((b) => { b.disabled = false; }), 400);
+      }
+    },
+
+    askStop() {
+      $('#exp-stop').hidden = true;
+      $('#exp-stop-confirm').hidden = false;
+      $('#exp-stop-yes').focus();
+      clearTimeout(this.confirmTimer);
+      this.confirmTimer = setTimeout(() => this.hideConfirm(), 15000);
+    },
+
+    hideConfirm({ focus = false } = {}) {
+      clearTimeout(this.confirmTimer);
+      $('#exp-stop-confirm').hidden = true;
+      $('#exp-stop').hidden = false;
+      if (focus) $('#exp-stop').focus();
+    },
+
+    async stop(id) {
+      this.hideConfirm();
+      this.stopping = id;
+      this.renderNow();
+      $('#exp-stopping').focus({ preventScroll: true });
+      try {
+        // Waits for the post-roll and the archive: give it time.
+        const manifest = await api('POST', `/api/v1/experiments/${seg(id)}/stop`, undefined, { timeoutMs: 180000 });
+        toast(`Experiment ${id} stopped and archived`);
+        this.stopping = null;
+        this.lastJson = null;
+        await this.load();
+        if (manifest && typeof manifest === 'object') this.showManifest(id, manifest);
+      } catch (err) {
+        this.stopping = null;
+        reportError(err, `Stop ${id}`);
+        this.lastJson = null;
+        await this.load();
+      }
+    },
+
+    async disarm() {
+      const cur = this.current;
+      if (!cur) return;
+      const id = this.idOf(cur);
+      try {
+        await api('POST', `/api/v1/experiments/${seg(id)}/stop`);
+        toast(`Experiment ${id} stopped`);
+      } catch (err) {
+        // Stopping an armed experiment disarms it and says so with a 409.
+        if (err.status === 409 && /disarm/i.test(err.message)) toast(`Disarmed ${id}`);
+        else reportError(err, `Disarm ${id}`);
+      }
+      this.lastJson = null;
+      await this.load();
+    },
+
+    // --- cards ---
+
+    renderCards(list) {
+      const items = list.map((exp) => this.card(exp));
+      $('#exp-list').replaceChildren(...items);
+      $('#exp-empty').hidden = items.length > 0;
+      $('#exp-count').textContent = list.length ? `${list.length}` : '';
+    },
+
+    card(exp) {
+      const id = this.idOf(exp);
+      const state = this.stateOf(exp);
+      const started = exp.started_at ? Date.parse(exp.started_at) : NaN;
+      const stopped = exp.stopped_at ? Date.parse(exp.stopped_at) : NaN;
+      const duration = typeof exp.duration_s === 'number' ? exp.duration_s
+        : !isNaN(started) && !isNaN(stopped) ? (stopped - started) / 1000 : null;
+      const fact = (name, value, key) => h('div', { 'data-fact': key }, h('dt', {}, name), h('dd', {}, value));
+      const archived = state === 'archived' || exp.complete === true;
+      const actions = [
+        h('button', {
+          type: 'button', class: 'btn btn-small exp-view', 'data-testid': 'exp-view',
+          'aria-label': `Details of ${id}`, onclick: () => this.open(id),
+        }, 'Details'),
+      ];
+      if (archived) {
+        actions.push(h('a', {
+          class: 'btn btn-small btn-primary exp-zip', 'data-testid': 'exp-zip',
+          href: `/api/v1/experiments/${seg(id)}/download.zip`, download: '',
+          'aria-label': `Download all of ${id} as one ZIP${typeof exp.size_bytes === 'number' ? ` (${formatBytes(exp.size_bytes)})` : ''}`,
+        }, 'Download all'));
+      }
+      if (!isNaN(started) && !isNaN(stopped)) {
+        for (const camera of exp.cameras || []) {
+          actions.push(h('a', {
+            class: 'btn btn-small exp-video', 'data-testid': 'exp-video', 'data-camera': camera,
+            href: spanUrl(camera, started, stopped), download: '',
+            'aria-label': `Video of ${id} from ${camera}, start to stop, as one MP4`,
+          }, (exp.cameras || []).length > 1 ? `Video ${camera}` : 'Video'));
+        }
+      }
+      const badgeClass = state === 'running' ? 'badge-live' : state === 'armed' || state === 'stopped' ? 'badge-warn' : archived ? 'badge-ok' : '';
+      return h('li', { class: 'card exp-card', 'data-id': id, 'data-state': state, 'data-open': String(id === this.openId) },
+        h('div', { class: 'exp-card-head' },
+          h('h3', {}, id),
+          h('span', { class: `badge ${badgeClass}` }, STATE_TEXT[state] || state || '?')),
+        exp.method ? h('div', { class: 'item-sub' }, exp.method) : null,
+        h('dl', { class: 'facts' },
+          fact('Start', formatTime(exp.started_at ?? exp.armed_at), 'start'),
+          fact('Duration', state === 'running' ? 'running' : formatDuration(duration), 'duration'),
+          fact('Clips', exp.clips === null || exp.clips === undefined ? '–' : formatCount(exp.clips), 'clips'),
+          fact('Size', exp.size_bytes === null || exp.size_bytes === undefined ? '–' : formatBytes(exp.size_bytes), 'size'),
+          typeof exp.frames === 'number' ? fact('Frames', formatCount(exp.frames), 'frames') : null),
+        h('div', { class: 'card-actions' }, actions));
+    },
+
+    // --- one experiment in detail ---
+
+    async open(id) {
+      try {
+        this.showManifest(id, await api('GET', `/api/v1/experiments/${seg(id)}`));
+      } catch (err) {
+        reportError(err, `Experiment ${id}`);
+      }
+    },
+
+    close() {
+      $('#exp-manifest').hidden = true;
+      const id = this.openId;
+      this.openId = null;
+      this.timing = null;
+      for (const li of $$('#exp-list > li')) li.dataset.open = 'false';
+      const button = id && $(`#exp-list > li[data-id="${CSS.escape(id)}"] .exp-view`);
+      if (button) button.focus();
+    },
+
+    /** Files named anywhere a manifest lists them. */
+    filesOf(manifest) {
+      const found = new Map();
+      for (const entry of Array.isArray(manifest.files) ? manifest.files : []) {
+        const name = entry && (entry.name ?? entry.file);
+        if (typeof name === 'string' && name) found.set(name, { ...entry, name });
+      }
+      return Array.from(found.values());
+    },
+
+    summaryOf(id, manifest) {
+      const exp = manifest.experiment;
+      if (exp) {
+        // Not archived yet: the live state.
+        const clock = exp.clock_at_start;
+        return [
+          ['State', STATE_TEXT[exp.phase] || exp.phase],
+          ['Method', exp.method || '–'],
+          ['Cameras', (exp.cameras || []).join(', ')],
+          ['Armed', exp.armed ? formatTime(new Date(exp.armed.wall_us / 1000)) : undefined],
+          ['Started', exp.started ? formatTime(new Date(exp.started.wall_us / 1000), { ms: true }) : '–'],
+          ['Stopped', exp.stopped ? formatTime(new Date(exp.stopped.wall_us / 1000), { ms: true }) : undefined],
+          ['Pre-roll', formatDuration(exp.pre_roll_us / 1e6)],
+          ['Post-roll', formatDuration(exp.post_roll_us / 1e6)],
+          ['Events', formatCount((exp.events || []).length)],
+          ['Clock', clock ? this.clockText(clock) : undefined],
+        ];
+      }
+      const clips = Array.isArray(manifest.clips) ? manifest.clips : [];
+      const files = this.filesOf(manifest);
+      const start = manifest.start || {};
+      const stop = manifest.stop || {};
+      const window = manifest.window || {};
+      const duration = typeof start.monotonic_us === 'number' && typeof stop.monotonic_us === 'number' && window.start_boot_id === window.stop_boot_id
+        ? (stop.monotonic_us - start.monotonic_us) / 1e6
+        : (stop.wall_us - start.wall_us) / 1e6;
+      const clock = manifest.clock || {};
+      const steps = Array.isArray(clock.steps) ? clock.steps.length : 0;
+      return [
+        ['Method', manifest.method || '–'],
+        ['Cameras', (manifest.cameras || []).join(', ')],
+        ['Started', formatTime(start.wall, { ms: true })],
+        ['Stopped', formatTime(stop.wall, { ms: true })],
+        ['Duration', formatDuration(duration)],
+        ['Archived', `from ${formatDuration(window.pre_roll_s)} before the start to ${formatDuration(window.post_roll_s)} after the stop`],
+        ['Clips', formatCount(clips.length)],
+        ['Frames', formatCount(clips.reduce((n, c) => n + (c.frame_count || 0), 0))],
+        ['Size', formatBytes(files.reduce((n, f) => n + (f.size || 0), 0))],
+        ['Clock', clock.at_start ? `${this.clockText(clock.at_start)}${steps ? `; ${steps} step${steps === 1 ? '' : 's'} during it` : ''}` : undefined],
+        ['Archived at', formatTime(manifest.archived_at)],
+      ];
+    },
+
+    clockText(state) {
+      if (!state) return '–';
+      if (state.synchronized) return 'synchronised';
+      return typeof state.max_error_us === 'number' ? `not synchronised (up to ${formatDuration(state.max_error_us / 1e6)} off)` : 'not synchronised';
+    },
+
+    showManifest(id, manifest) {
+      this.openId = id;
+      this.timing = null;
+      for (const li of $$('#exp-list > li')) li.dataset.open = String(li.dataset.id === id);
+      const card = $('#exp-manifest');
+      card.hidden = false;
+      card.dataset.id = id;
+      $('#exp-manifest-title').textContent = `Experiment ${id}`;
+      $('#exp-summary').replaceChildren(...this.summaryOf(id, manifest)
+        .filter(([, v]) => v !== undefined)
+        .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+
+      const exp = manifest.experiment;
+      const events = Array.isArray(manifest.events) ? manifest.events : exp && Array.isArray(exp.events) ? exp.events : [];
+      this.renderEventTable(manifest, events);
+
+      const files = this.filesOf(manifest);
+      $('#exp-files').replaceChildren(...files.map((file) => h('li', { 'data-file': file.name },
+        h('div', { class: 'item-main' },
+          h('div', { class: 'item-title' }, file.name),
+          h('div', { class: 'item-sub' }, [
+            typeof file.size === 'number' ? formatBytes(file.size) : null,
+            file.sha256 ? `SHA-256 ${String(file.sha256).slice(0, 12)}…` : null,
+          ].filter(Boolean).join(' · '))),
+        h('a', {
+          class: 'btn btn-small', download: file.name, 'aria-label': `Download ${file.name}`,
+          href: `/api/v1/experiments/${seg(id)}/files/${seg(file.name)}`,
+        }, 'Download'))));
+      $('#exp-files-empty').hidden = files.length > 0;
+      $('#exp-raw').textContent = JSON.stringify(manifest, null, 2);
+
+      $('#exp-timing').hidden = true;
+      $('#exp-plots').replaceChildren();
+      const note = $('#exp-timing-note');
+      if (manifest.frames_file) {
+        note.hidden = false;
+        note.textContent = 'Loading the frame times…';
+        this.loadTiming(id, manifest);
+      } else {
+        note.hidden = false;
+        note.textContent = exp ? 'The frame timing plot appears once the experiment is archived.' : 'This archive has no frames.csv.';
+      }
+      card.scrollIntoView({ behavior: 'smooth', block: 'start' });
+      card.focus({ preventScroll: true });
+    },
+
+    renderEventTable(manifest, events) {
+      const start = manifest.start || events.find((e) => e.kind === 'start');
+      const startAt = start ? eventAt(start) : { wallUs: null, monoUs: null };
+      const cameras = manifest.cameras || [];
+      const head = ['Time', 'Since start', 'Event', 'Source', ...cameras.map((c) => `Nearest ${c} frame`)];
+      const rows = events.map((event) => {
+        const at = eventAt(event);
+        const since = startAt.monoUs !== null && at.monoUs !== null ? (at.monoUs - startAt.monoUs) / 1e6 : (at.wallUs - startAt.wallUs) / 1e6;
+        const nearest = event.nearest_frame || {};
+        return h('tr', { 'data-kind': event.kind },
+          h('td', {}, at.wallUs !== null ? formatTime(new Date(at.wallUs / 1000), { ms: true }) : '–'),
+          h('td', {}, isFinite(since) ? `${since < 0 ? '−' : '+'}${formatDuration(Math.abs(since))}` : '–'),
+          h('td', {}, eventName(event) + (event.step_us ? ` (${formatDuration(event.step_us / 1e6)})` : '')),
+          h('td', {}, event.source || '–'),
+          cameras.map((c) => {
+            const n = nearest[c];
+            return h('td', {}, n ? `#${n.frame_number} (${n.offset_us >= 0 ? '+' : '−'}${formatDuration(Math.abs(n.offset_us) / 1e6)})` : '–');
+          }));
+      });
+      const table = $('#exp-events');
+      $('thead', table).replaceChildren(h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c))));
+      $('tbody', table).replaceChildren(...rows);
+      table.closest('.table-wrap').hidden = events.length === 0;
+      $('#exp-events-empty').hidden = events.length > 0;
+    },
+
+    async loadTiming(id, manifest) {
+      let text;
+      try {
+        ({ text } = await request('GET', `/api/v1/experiments/${seg(id)}/files/${seg(manifest.frames_file)}`, { accept: 'text/csv', timeoutMs: 60000 }));
+      } catch (err) {
+        if (this.openId !== id) return;
+        $('#exp-timing-note').textContent = `No frame timing: ${err.message}`;
+        return;
+      }
+      if (this.openId !== id) return;
+      const frames = parseFramesCsv(text);
+      this.timing = { id, manifest, frames };
+      $('#exp-timing-note').hidden = frames.size > 0;
+      $('#exp-timing-note').textContent = frames.size ? '' : 'frames.csv lists no frames.';
+      this.drawTiming();
+    },
+
+    drawTiming() {
+      const t = this.timing;
+      if (!t || $('#exp-manifest').hidden) return;
+      $('#exp-timing').hidden = t.frames.size === 0;
+      // Beside the numbers on wide screens (style.css: .plot-block at 640 px), above them on phones.
+      const total = $('#exp-plots').clientWidth || $('#exp-manifest').clientWidth - 24;
+      const width = Math.max(240, Math.floor(total - (matchMedia('(min-width: 640px)').matches ? 206 : 0)));
+      const blocks = [];
+      for (const [camera, rows] of t.frames) blocks.push(timingBlock(camera, rows, t.manifest, width));
+      $('#exp-plots').replaceChildren(...blocks);
+    },
+  };
+
+  function initExperiments() {
+    $('#exp-form').addEventListener('submit', (event) => { event.preventDefault(); experiments.create(false); });
+    $('#exp-arm').addEventListener('click', () => experiments.create(true));
+    $('#exp-id').addEventListener('input', () => {
+      experiments.idTouched = true;
+      if ($('#exp-id').getAttribute('aria-invalid') === 'true') experiments.validate();
+    });
+    $('#mark-form').addEventListener('submit', (event) => { event.preventDefault(); experiments.mark(true); });
+    $('#exp-strip-mark').addEventListener('click', () => experiments.mark(false));
+    $('#exp-stop').addEventListener('click', () => experiments.askStop());
+    $('#exp-stop-no').addEventListener('click', () => experiments.hideConfirm({ focus: true }));
+    $('#exp-stop-yes').addEventListener('click', () => {
+      const cur = experiments.current;
+      if (cur) experiments.stop(experiments.idOf(cur));
+    });
+    $('#exp-disarm').addEventListener('click', () => experiments.disarm());
+    $('#exp-manifest-close').addEventListener('click', () => experiments.close());
+    let resizeTimer = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => experiments.drawTiming(), 200);
+    });
+    // Often on the Experiments tab; now and then elsewhere, for the running strip.
+    experiments.refresh = poller(() => experiments.load(), () => (app.tab === 'experiments' ? 4000 : 15000), () => experiments.available);
+    tabEnter.experiments = () => { experiments.available = true; experiments.renderStrip(); experiments.refresh(); };
+    tabLeave.experiments = () => { setTimeout(() => experiments.renderStrip(), 0); };
+  }
+
+  // ---------------------------------------------------------------------------
+  // Frame timing: frames.csv → per camera intervals, gaps and driver drops → SVG
+  // ---------------------------------------------------------------------------
+
+  /** frames.csv (columns by their header names) → Map camera → column arrays. */
+  function parseFramesCsv(text) {
+    const lines = text.split('\n');
+    const header = (lines[0] || '').trim().split(',');
+    const col = (name) => header.indexOf(name);
+    const ci = { camera: col('camera'), frame: col('frame_number'), mono: col('capture_monotonic_us'), wall: col('capture_wall'), win: col('in_window'), driver: col('driver_dropped_before') };
+    const byCamera = new Map();
+    for (let i = 1; i < lines.length; i += 1) {
+      const line = lines[i];
+      if (!line) continue;
+      const f = line.split(',');
+      const camera = f[ci.camera];
+      let rows = byCamera.get(camera);
+      if (!rows) { rows = { frame: [], mono: [], wall: [], inWindow: [], driver: [] }; byCamera.set(camera, rows); }
+      rows.frame.push(Number(f[ci.frame]));
+      rows.mono.push(Number(f[ci.mono]));
+      rows.wall.push(ci.wall >= 0 ? Date.parse(f[ci.wall]) : NaN);
+      rows.inWindow.push(ci.win >= 0 ? f[ci.win] === '1' : true);
+      rows.driver.push(ci.driver >= 0 ? Number(f[ci.driver]) || 0 : 0);
+    }
+    return byCamera;
+  }
+
+  /** Counts and intervals of one camera's rows: what the plot and its text show. */
+  function frameStats(rows) {
+    const n = rows.frame.length;
+    let gaps = 0;
+    let driver = 0;
+    let inWindow = 0;
+    const drops = []; // {i, count}: frames missing right before row i
+    const intervals = [];
+    for (let i = 0; i < n; i += 1) {
+      if (rows.inWindow[i]) inWindow += 1;
+      let missing = rows.driver[i];
+      driver += rows.driver[i];
+      if (i > 0) {
+        const gap = rows.frame[i] - rows.frame[i - 1] - 1;
+        if (gap > 0) { gaps += gap; missing += gap; }
+        const dt = rows.mono[i] - rows.mono[i - 1];
+        if (dt >= 0) intervals.push(dt / 1000);
+      }
+      if (missing > 0) drops.push({ i, count: missing });
+    }
+    const sorted = intervals.slice().sort((a, b) => a - b);
+    const q = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0);
+    return { n, gaps, driver, dropped: gaps + driver, inWindow, drops, median: q(0.5), p99: q(0.99), max: sorted.length ? sorted[sorted.length - 1] : 0 };
+  }
+
+  function niceStep(range, target) {
+    const raw = range / Math.max(1, target);
+    const mag = 10 ** Math.floor(Math.log10(raw || 1));
+    const norm = raw / mag;
+    return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
+  }
+
+  /** Time labels on an x axis in seconds from the start: "−10 s", "0:30", "1:00:00". */
+  function axisTime(seconds, step) {
+    if (step < 1) return `${seconds.toFixed(1)} s`;
+    if (Math.abs(seconds) < 60 && step < 60) return `${Math.round(seconds)} s`;
+    return `${seconds < 0 ? '−' : ''}${formatElapsed(Math.abs(seconds))}`;
+  }
+
+  /** One camera's frame intervals over time, with every drop and every event. */
+  function timingBlock(camera, rows, manifest, width) {
+    const stats = frameStats(rows);
+    const start = manifest.start || {};
+    const stop = manifest.stop || {};
+    const window = manifest.window || {};
+    // One boot: the monotonic clock frames and events share. Across a reboot: wall time.
+    const mono = window.start_boot_id === window.stop_boot_id && typeof start.monotonic_us === 'number';
+    const xOfRow = mono ? (i) => (rows.mono[i] - start.monotonic_us) / 1e6 : (i) => (rows.wall[i] - start.wall_us / 1000) / 1000;
+    const xOfEvent = (e) => {
+      const at = eventAt(e);
+      return mono && at.monoUs !== null ? (at.monoUs - start.monotonic_us) / 1e6 : (at.wallUs - start.wall_us) / 1e6;
+    };
+    const stopX = mono && typeof stop.monotonic_us === 'number' ? (stop.monotonic_us - start.monotonic_us) / 1e6 : (stop.wall_us - start.wall_us) / 1e6;
+    const events = (Array.isArray(manifest.events) ? manifest.events : []).filter((e) => isFinite(xOfEvent(e)));
+
+    // Rows from the top: event labels (y 0-12), drop ticks (15-27), then the intervals.
+    const H = 190;
+    const m = { l: 46, r: 10, t: 32, b: 24 };
+    const pw = Math.max(50, width - m.l - m.r);
+    const ph = H - m.t - m.b;
+    let x0 = Math.min(0, stats.n ? xOfRow(0) : 0);
+    let x1 = Math.max(isFinite(stopX) ? stopX : 0, stats.n ? xOfRow(stats.n - 1) : 1);
+    if (x1 <= x0) x1 = x0 + 1;
+    const X = (x) => m.l + ((x - x0) / (x1 - x0)) * pw;
+    // The y range shows ordinary jitter; longer intervals (drops, stalls) are clipped at
+    // the top and drawn there in red, so one long gap does not flatten the rest.
+    const yMax = Math.max(1, Math.min(stats.max, Math.max(stats.median * 3, stats.p99 * 1.2))) * 1.05;
+    const Y = (ms) => m.t + ph - (Math.min(ms, yMax) / yMax) * ph;
+
+    const svg = s('svg', { viewBox: `0 0 ${width} ${H}`, width, height: H, role: 'img', 'aria-labelledby': `plot-title-${camera}` });
+    svg.append(s('title', { id: `plot-title-${camera}` },
+      `${camera}: interval between frames over time; ${stats.n} frames, ${stats.dropped} dropped; median interval ${stats.median.toFixed(1)} ms`));
+
+    // The experiment itself (start to stop) shaded; before and after it, the archived rolls.
+    if (isFinite(stopX)) svg.append(s('rect', { class: 'window', x: X(0), y: m.t, width: Math.max(1, X(stopX) - X(0)), height: ph }));
+
+    // Axes and grid.
+    const yStep = niceStep(yMax, 3);
+    for (let v = 0; v <= yMax + 1e-9; v += yStep) {
+      svg.append(s('line', { class: v === 0 ? 'axis' : 'grid', x1: m.l, x2: m.l + pw, y1: Y(v), y2: Y(v) }));
+      svg.append(s('text', { x: m.l - 4, y: Y(v) + 4, 'text-anchor': 'end' }, `${v % 1 ? v.toFixed(1) : v} ms`));
+    }
+    const xStep = niceStep(x1 - x0, Math.max(2, Math.floor(pw / 70)));
+    for (let v = Math.ceil(x0 / xStep) * xStep; v <= x1 + 1e-9; v += xStep) {
+      svg.append(s('line', { class: 'grid', x1: X(v), x2: X(v), y1: m.t, y2: m.t + ph }));
+      svg.append(s('text', { x: X(v), y: H - 6, 'text-anchor': 'middle' }, axisTime(v, xStep)));
+    }
+
+    // Intervals: per pixel column the shortest and longest, so every spike shows.
+    const cols = new Map();
+    for (let i = 1; i < stats.n; i += 1) {
+      const dt = (rows.mono[i] - rows.mono[i - 1]) / 1000;
+      if (!(dt >= 0)) continue;
+      const px = Math.round(X(xOfRow(i)));
+      const c = cols.get(px);
+      if (c) { if (dt < c[0]) c[0] = dt; if (dt > c[1]) c[1] = dt; } else cols.set(px, [dt, dt]);
+    }
+    let d = '';
+    let clipped = '';
+    for (const [px, [lo, hi]] of cols) {
+      const ylo = Y(lo);
+      const yhi = Y(hi);
+      d += `M${px} ${ylo.toFixed(1)}V${Math.min(yhi, ylo - 1).toFixed(1)}`;
+      if (hi > yMax) clipped += `M${px - 3} ${m.t}h6l-3 5z`;
+    }
+    svg.append(s('path', { class: 'band line', d: d || 'M0 0' }));
+    if (clipped) svg.append(s('path', { class: 'clipped', d: clipped }));
+
+    svg.append(s('text', { x: m.l - 4, y: 25, 'text-anchor': 'end' }, 'drops'));
+    // Every dropped frame: a red tick above the plot at the frame after the gap. Many
+    // drops close together share a pixel column; data-count keeps each one counted.
+    const dropsG = s('g', { class: 'drops' });
+    const byPx = new Map();
+    for (const drop of stats.drops) {
+      const px = Math.round(X(xOfRow(drop.i)));
+      const entry = byPx.get(px) || { count: 0, first: drop.i };
+      entry.count += drop.count;
+      byPx.set(px, entry);
+    }
+    for (const [px, entry] of byPx) {
+      dropsG.append(s('line', { class: 'drop', x1: px, x2: px, y1: 15, y2: 27, 'data-count': String(entry.count) },
+        s('title', {}, `${entry.count} dropped before frame ${rows.frame[entry.first]} (${axisTime(xOfRow(entry.first), 0.1)})`)));
+    }
+    svg.append(dropsG);
+
+    // Events on the same time axis.
+    let lastLabelX = -Infinity;
+    for (const event of events) {
+      const x = X(xOfEvent(event));
+      const kind = ['start', 'stop', 'marker'].includes(event.kind) ? event.kind : 'other';
+      svg.append(s('line', { class: `ev ev-${kind}`, x1: x, x2: x, y1: 12, y2: m.t + ph, 'data-kind': event.kind },
+        s('title', {}, `${eventName(event)} at ${axisTime(xOfEvent(event), 0.1)}`)));
+      if (x - lastLabelX > 44) {
+        const text = event.kind === 'marker' ? (event.label || 'mark') : event.kind.replace(/_/g, ' ');
+        svg.append(s('text', { class: 'ev-label', x: Math.min(x + 2, width - 2), y: 10, 'text-anchor': x > width - 60 ? 'end' : 'start' }, text.length > 14 ? `${text.slice(0, 13)}…` : text));
+        lastLabelX = x;
+      }
+    }
+
+    const any = stats.dropped > 0;
+    const text = h('div', {
+      class: 'plot-stats', 'data-testid': 'plot-stats', 'data-camera': camera,
+      'data-frames': String(stats.n), 'data-dropped': String(stats.dropped),
+      'data-gaps': String(stats.gaps), 'data-driver': String(stats.driver),
+    },
+    h('div', {}, h('strong', {}, camera)),
+    h('div', { class: 'frames' }, h('strong', { class: 'frames-count' }, formatCount(stats.n)), ' frames',
+      stats.inWindow !== stats.n ? ` (${formatCount(stats.inWindow)} in the experiment's window)` : ''),
+    h('div', { class: 'dropped', 'data-any': String(any) }, h('strong', { class: 'dropped-count' }, formatCount(stats.dropped)), ' dropped',
+      any ? `: ${formatCount(stats.gaps)} missing frame numbers, ${formatCount(stats.driver)} by the camera driver` : ''),
+    h('div', { class: 'muted small' }, `Interval: median ${stats.median.toFixed(1)} ms, longest ${formatDuration(stats.max / 1000)}`));
+    return h('figure', { class: 'plot-block', 'data-camera': camera }, h('div', { class: 'plot' }, svg), text);
   }
 
   // ---------------------------------------------------------------------------
@@ -1046,10 +1996,12 @@
         h('div', { class: 'item-actions' },
           h('button', {
             type: 'button', class: 'btn btn-small clip-play', 'data-testid': 'clip-play',
+            'aria-label': `Play the clip from ${formatTime(clip.started_at)}`,
             onclick: () => this.play(clip),
           }, 'Play'),
           h('a', {
             class: 'btn btn-small clip-download', 'data-testid': 'clip-download',
+            'aria-label': `Download the clip from ${formatTime(clip.started_at)} (${formatBytes(clip.file_size)})`,
             href: this.url(clip), download: clip.filename,
           }, 'Download')));
       });
@@ -1089,199 +2041,160 @@
       if (clips.playing) toast('This clip cannot be played here; try Download', 'error');
     });
     clips.refresh = poller(() => clips.load(), 4000, () => app.tab === 'recording');
-    tabEnter.recording = () => { clips.refresh(); refreshHealth(); };
+    spans.init();
+    tabEnter.recording = () => { clips.refresh(); spans.refresh(); refreshHealth(); };
     tabLeave.recording = () => { if (!$('#clip-video').paused) $('#clip-video').pause(); };
   }
 
   // ---------------------------------------------------------------------------
-  // Experiments
+
+  // ---------------------------------------------------------------------------
+  // A span of time as one MP4 (GET /api/v1/cameras/{cam}/recording.mp4?start=&end=):
+  // plain links with `download`, so the browser shows its own progress (the service
+  // sends an exact Content-Length); a HEAD first says what the file will hold.
   // ---------------------------------------------------------------------------
 
-  const EXPERIMENT_ID = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
+  const LAST_SPAN_S = 300;
 
-  const experiments = {
-    available: true,
-    lastJson: null,
-    openId: null,
-    refresh: null,
-
-    validate() {
-      const input = $('#exp-id');
-      const error = $('#exp-id-error');
-      const id = input.value.trim();
-      let message = '';
-      if (!id) message = 'Enter an experiment id.';
-      else if (id.length > 64) message = 'At most 64 characters.';
-      else if (id.startsWith('.')) message = 'It must not start with a dot.';
-      else if (!EXPERIMENT_ID.test(id)) message = 'Use only letters, digits, dot, dash and underscore.';
-      const method = $('#exp-method').value;
-      if (!message && method.length > 128) message = 'The method is at most 128 characters.';
-      error.textContent = message;
-      error.hidden = !message;
-      input.setAttribute('aria-invalid', String(!!message));
-      return message ? null : { experiment_id: id, method: method.trim() };
-    },
-
-    setAvailable(available) {
-      this.available = available;
-      $('#exp-unavailable').hidden = available;
-      $('#exp-body').hidden = !available;
-    },
-
-    async load() {
-      let list;
-      try {
-        list = asList(await api('GET', '/api/v1/experiments'), 'experiments');
-      } catch (err) {
-        if ([404, 405, 501].includes(err.status)) { this.setAvailable(false); return; }
-        reportBackground(err, 'Experiments');
-        return;
-      }
-      this.setAvailable(true);
-      const json = JSON.stringify(list);
-      if (json === this.lastJson) return;
-      this.lastJson = json;
-      this.render(list);
-    },
-
-    idOf(exp) { return exp.experiment_id ?? exp.id ?? exp.experiment ?? ''; },
-
-    render(list) {
-      const items = list.map((exp) => {
-        const id = String(this.idOf(exp));
-        const state = exp.state ?? exp.status ?? (exp.stopped_at || exp.stop_time ? 'stopped' : '');
-        const started = exp.started_at ?? exp.start_time ?? exp.wall_start;
-        const stopped = exp.stopped_at ?? exp.stop_time ?? exp.wall_stop;
-        const stoppable = !state || /run|arm|active|record/i.test(String(state));
-        return h('li', { 'data-id': id, 'data-state': String(state || '') },
-          h('div', { class: 'item-main' },
-            h('div', { class: 'item-title' }, id,
-              state ? h('span', { class: `badge ${/run|active/i.test(state) ? 'badge-live' : /arm/i.test(state) ? 'badge-warn' : ''}` }, String(state)) : null),
-            h('div', { class: 'item-sub' },
-              [exp.method, started ? `from ${formatTime(started)}` : null, stopped ? `to ${formatTime(stopped)}` : null]
-                .filter(Boolean).join(' · '))),
-          h('div', { class: 'item-actions' },
-            h('button', { type: 'button', class: 'btn btn-small exp-view', 'data-testid': 'exp-view', onclick: () => this.open(id) }, 'View'),
-            stoppable ? h('button', { type: 'button', class: 'btn btn-small btn-rec exp-stop', 'data-testid': 'exp-stop', onclick: () => this.stop(id) }, 'Stop') : null));
-      });
-      $('#exp-list').replaceChildren(...items);
-      $('#exp-empty').hidden = items.length > 0;
-    },
-
-    async create(arm) {
-      const body = this.validate();
-      if (!body) { $('#exp-id').focus(); return; }
-      if (arm) body.arm = true;
-      const buttons = [$('#exp-start'), $('#exp-arm')];
-      buttons.forEach((b) => { b.disabled = true; });
-      try {
-        const result = await api('POST', '/api/v1/experiments', body);
-        toast(arm ? `Armed ${body.experiment_id}: waiting for the trigger` : `Experiment ${body.experiment_id} started`);
-        this.lastJson = null;
-        await this.load();
-        if (result && typeof result === 'object') this.showManifest(body.experiment_id, result);
-      } catch (err) {
-        if (err.status === 404 && err.code === 'http_404') this.setAvailable(false);
-        else reportError(err, arm ? 'Arm' : 'Start');
-      } finally {
-        buttons.forEach((b) => { b.disabled = false; });
-      }
-    },
-
-    async stop(id) {
-      try {
-        const manifest = await api('POST', `/api/v1/experiments/${seg(id)}/stop`);
-        toast(`Experiment ${id} stopped`);
-        this.lastJson = null;
-        await this.load();
-        if (manifest && typeof manifest === 'object') this.showManifest(id, manifest);
-      } catch (err) {
-        reportError(err, `Stop ${id}`);
-      }
-    },
-
-    async open(id) {
-      try {
-        this.showManifest(id, await api('GET', `/api/v1/experiments/${seg(id)}`));
-      } catch (err) {
-        reportError(err, `Experiment ${id}`);
-      }
-    },
-
-    /** Files named anywhere a manifest is likely to list them. */
-    filesOf(manifest) {
-      const found = new Map();
-      const add = (entry) => {
-        if (!entry) return;
-        if (typeof entry === 'string') { found.set(entry, { name: entry }); return; }
-        if (typeof entry !== 'object') return;
-        const name = entry.file ?? entry.filename ?? entry.name ?? entry.path;
-        if (typeof name === 'string' && name) found.set(name, { ...entry, name });
-      };
-      for (const key of ['files', 'clips', 'archived_files', 'archive']) {
-        const value = manifest[key];
-        if (Array.isArray(value)) value.forEach(add);
-      }
-      for (const [key, value] of Object.entries(manifest)) {
-        if (typeof value === 'string' && /\.(csv|mp4|json|txt)$/i.test(value) && /file|csv|timestamps|manifest/i.test(key)) add(value);
-      }
-      return Array.from(found.values());
-    },
-
-    showManifest(id, manifest) {
-      this.openId = id;
-      $('#exp-manifest').hidden = false;
-      $('#exp-manifest-title').textContent = `Experiment ${id}`;
-
-      const summary = Object.entries(manifest).filter(([, v]) => v === null || typeof v !== 'object');
-      $('#exp-summary').replaceChildren(...summary.flatMap(([k, v]) => [
-        h('dt', {}, k.replace(/_/g, ' ')),
-        h('dd', {}, /(_at|time|start|stop)$/i.test(k) && typeof v === 'string' ? formatTime(v) : formatScalar(v)),
-      ]));
-
-      const events = Array.isArray(manifest.events) ? manifest.events : [];
-      const columns = [];
-      for (const event of events) {
-        if (event && typeof event === 'object') {
-          for (const key of Object.keys(event)) if (!columns.includes(key)) columns.push(key);
-        }
-      }
-      const table = $('#exp-events');
-      $('thead', table).replaceChildren(h('tr', {}, columns.map((c) => h('th', {}, c.replace(/_/g, ' ')))));
-      $('tbody', table).replaceChildren(...events.map((event) => h('tr', {},
-        columns.map((c) => h('td', {}, typeof event === 'object' ? formatScalar(event[c]) : formatScalar(event))))));
-      table.hidden = events.length === 0;
-      $('#exp-events-empty').hidden = events.length > 0;
-
-      const files = this.filesOf(manifest);
-      $('#exp-files').replaceChildren(...files.map((file) => h('li', { 'data-file': file.name },
-        h('div', { class: 'item-main' },
-          h('div', { class: 'item-title' }, file.name),
-          h('div', { class: 'item-sub' }, [
-            typeof file.size === 'number' ? formatBytes(file.size) : typeof file.file_size === 'number' ? formatBytes(file.file_size) : null,
-            file.sha256 ? `sha256 ${String(file.sha256).slice(0, 12)}…` : null,
-          ].filter(Boolean).join(' · '))),
-        h('a', {
-          class: 'btn btn-small', download: file.name.split('/').pop(),
-          href: `/api/v1/experiments/${seg(id)}/files/${file.name.split('/').map(seg).join('/')}`,
-        }, 'Download'))));
-      $('#exp-files-empty').hidden = files.length > 0;
-      $('#exp-raw').textContent = JSON.stringify(manifest, null, 2);
-      $('#exp-manifest').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
-    },
-  };
-
-  function initExperiments() {
-    $('#exp-form').addEventListener('submit', (event) => { event.preventDefault(); experiments.create(false); });
-    $('#exp-arm').addEventListener('click', () => experiments.create(true));
-    $('#exp-id').addEventListener('input', () => {
-      if ($('#exp-id').getAttribute('aria-invalid') === 'true') experiments.validate();
-    });
-    $('#exp-manifest-close').addEventListener('click', () => { $('#exp-manifest').hidden = true; experiments.openId = null; });
-    experiments.refresh = poller(() => experiments.load(), 5000, () => app.tab === 'experiments' && experiments.available);
-    tabEnter.experiments = () => { experiments.available = true; experiments.refresh(); };
+  function spanUrl(camera, fromMs, toMs) {
+    const iso = (ms) => new Date(ms).toISOString();
+    return `/api/v1/cameras/${seg(camera)}/recording.mp4?start=${seg(iso(fromMs))}&end=${seg(iso(toMs))}`;
   }
 
+  /** What a span's file holds, from a HEAD request: its x-benchcam-span-* headers. */
+  async function describeSpan(url) {
+    let res;
+    try {
+      ({ res } = await request('HEAD', url, { accept: 'video/mp4', timeoutMs: 20000 }));
+    } catch (err) {
+      if (err.status === 0 || err.status === 401) return { ok: false, message: err.message };
+      // A HEAD answer has no body: ask again for the error's words (small, JSON).
+      let message = err.status === 404 ? 'Nothing was recorded in this span' : err.message;
+      try {
+        const res2 = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
+        if (res2.ok) res2.body.cancel().catch(() => {});
+        else {
+          const error = (await res2.json()).error;
+          if (error && error.message) message = error.message;
+        }
+      } catch { /* keep the status's words */ }
+      return { ok: false, message };
+    }
+    const header = (name) => res.headers.get(name);
+    return {
+      ok: true,
+      size: Number(header('content-length')),
+      frames: Number(header('x-benchcam-span-frames')),
+      duration: Number(header('x-benchcam-span-duration')),
+      start: header('x-benchcam-span-start'),
+      end: header('x-benchcam-span-end'),
+      cutShort: header('x-benchcam-span-cut-short'),
+    };
+  }
+
+  function spanText(d) {
+    if (!d.ok) return d.message;
+    const parts = [
+      formatDuration(d.duration),
+      `${formatCount(d.frames)} frames`,
+      formatBytes(d.size),
+      `${formatTime(d.start, { ms: true })} to ${formatTime(d.end, { ms: true })}`,
+    ];
+    return parts.join(' · ') + (d.cutShort ? ` (cut short: ${d.cutShort})` : '');
+  }
+
+  /** Local wall time (what a datetime-local input shows) ↔ epoch ms. */
+  function toLocalInput(ms) {
+    const d = new Date(ms);
+    return `${dayOf(d)}T${clockTime(d)}`;
+  }
+  function fromLocalInput(value) {
+    if (!value) return NaN;
+    const ms = new Date(value).getTime();
+    return isNaN(ms) ? NaN : ms;
+  }
+
+  const spans = {
+    refresh: null,
+    previewTimer: null,
+    previewSeq: 0,
+    custom: null, // {url, fromMs, toMs} of the custom span's link, or null when invalid
+
+    reset() {
+      $('#span-last5-info').textContent = '';
+      $('#span-info').textContent = '';
+      this.updateCustom();
+    },
+
+    /** "Last 5 minutes": the link's times are taken when it is followed. */
+    last5Url() {
+      const now = serverNow();
+      return spanUrl(app.camera, now - LAST_SPAN_S * 1000, now);
+    },
+
+    async previewLast5() {
+      if (!app.camera) return;
+      const d = await describeSpan(this.last5Url());
+      const info = $('#span-last5-info');
+      info.textContent = d.ok ? `Now: ${spanText(d)}` : d.message;
+      info.dataset.ok = String(d.ok);
+    },
+
+    updateCustom() {
+      const fromMs = fromLocalInput($('#span-from').value);
+      const toMs = fromLocalInput($('#span-to').value);
+      const link = $('#span-download');
+      const info = $('#span-info');
+      let problem = '';
+      if (!app.camera) problem = 'Pick a camera first.';
+      else if (isNaN(fromMs) || isNaN(toMs)) problem = 'Enter both times.';
+      else if (toMs <= fromMs) problem = '"To" must be after "From".';
+      if (problem) {
+        this.custom = null;
+        link.href = '#';
+        link.setAttribute('aria-disabled', 'true');
+        info.textContent = problem;
+        return;
+      }
+      const url = spanUrl(app.camera, fromMs, toMs);
+      this.custom = { url, fromMs, toMs };
+      link.href = url;
+      link.removeAttribute('aria-disabled');
+      info.textContent = `${formatDuration((toMs - fromMs) / 1000)} asked; checking what was recorded…`;
+      clearTimeout(this.previewTimer);
+      const seq = ++this.previewSeq;
+      this.previewTimer = setTimeout(async () => {
+        const d = await describeSpan(url);
+        if (seq !== this.previewSeq) return;
+        info.textContent = spanText(d);
+        info.dataset.ok = String(d.ok);
+        if (!d.ok) link.setAttribute('aria-disabled', 'true');
+      }, 350);
+    },
+
+    init() {
+      const now = serverNow();
+      $('#span-from').value = toLocalInput(now - 10 * 60 * 1000);
+      $('#span-to').value = toLocalInput(now);
+      for (const id of ['#span-from', '#span-to']) $(id).addEventListener('input', () => this.updateCustom());
+      $('#span-last5').addEventListener('click', (event) => {
+        if (!app.camera) { event.preventDefault(); return; }
+        // Set here, just before the browser follows it: "the last 5 minutes" of now.
+        event.currentTarget.href = this.last5Url();
+        toast('Downloading the last 5 minutes…');
+      });
+      $('#span-download').addEventListener('click', (event) => {
+        const link = event.currentTarget;
+        if (!this.custom || link.getAttribute('aria-disabled') === 'true') {
+          event.preventDefault();
+          toast($('#span-info').textContent || 'Enter a span first', 'error');
+          return;
+        }
+        toast('Downloading the span…');
+      });
+      this.refresh = poller(() => this.previewLast5(), 30000, () => app.tab === 'recording');
+    },
+  };
   // ---------------------------------------------------------------------------
   // Streaming sessions
   // ---------------------------------------------------------------------------
@@ -1323,8 +2236,13 @@
   async function refreshHealth() {
     let health;
     try {
+      const asked = Date.now();
       health = await api('GET', '/api/v1/health', undefined, { timeoutMs: 6000 });
       healthFailures = 0;
+      const serverMs = health && Date.parse(health.timestamp);
+      // The box's clock vs this phone's, to the request's round trip; spans and elapsed
+      // times are on the box's clock.
+      if (serverMs) serverOffsetMs = serverMs - (asked + Date.now()) / 2;
     } catch (err) {
       healthFailures += 1;
       if (healthFailures >= 2 || err.status !== 0) {
@@ -1374,8 +2292,9 @@
       ['Uptime', formatDuration(health.uptime_s)],
       ['Checked', health.timestamp ? formatTime(health.timestamp) : undefined],
       ['Threads', health.active_threads !== undefined ? formatScalar(health.active_threads) : undefined],
+      ['CPU', typeof streaming.cpu_percent === 'number' ? `${streaming.cpu_percent.toFixed(0)} %` : undefined],
       ['Streaming', streaming.enabled === undefined ? undefined
-        : `${streaming.enabled ? 'on' : 'off'} · ${formatScalar(streaming.sessions ?? 0)} sessions`],
+        : `${streaming.enabled ? 'on' : 'off'} · ${formatScalar(streaming.sessions ?? 0)} viewer${streaming.sessions === 1 ? '' : 's'}`],
     ]));
 
     const storage = health.storage || {};
@@ -1386,10 +2305,12 @@
       const used = Math.min(100, Math.max(0, 100 * (1 - free / total)));
       bar.style.width = `${used.toFixed(1)}%`;
       bar.dataset.level = free / total < 0.1 ? 'low' : 'ok';
+      $('#storage-meter').setAttribute('aria-label', `Disk ${used.toFixed(0)} % used`);
     }
     $('#health-storage').replaceChildren(...kv([
       ['Path', storage.path !== undefined ? String(storage.path) : undefined],
       ['Free', `${formatGb(free)} of ${formatGb(total)}`],
+      ['State', storage.state && storage.state !== 'ok' ? String(storage.state).replace(/_/g, ' ') : undefined],
       ['Writable', storage.writable === undefined ? undefined : (storage.writable ? 'yes' : 'NO')],
       ['Full', storage.full ? 'YES: recording paused until space returns' : undefined],
       ['Rolling clips', storage.rolling_bytes === undefined ? undefined : formatBytes(storage.rolling_bytes)],
@@ -1452,9 +2373,139 @@
     $('#gpio-section').hidden = false;
   }
 
+  // ---------------------------------------------------------------------------
+  // Storage over the last 24 hours and the hours of recording left
+  // (GET /api/v1/storage/history: samples every interval_s, the recording rate, hours_left)
+  // ---------------------------------------------------------------------------
+
+  const storageHistory = {
+    loadedAt: 0,
+    data: null,
+
+    async load() {
+      if (performance.now() - this.loadedAt < 60000 && this.data) return;
+      let data;
+      try {
+        data = await api('GET', '/api/v1/storage/history');
+      } catch (err) {
+        this.note(err.status === 404 ? 'This service keeps no storage history.' : `No storage history: ${err.message}`);
+        $('#storage-left').textContent = '–';
+        $('#storage-rate').textContent = '';
+        return;
+      }
+      this.loadedAt = performance.now();
+      this.data = data || {};
+      this.render();
+    },
+
+    note(text) {
+      const note = $('#storage-plot-note');
+      note.textContent = text;
+      note.hidden = !text;
+    },
+
+    render() {
+      const data = this.data;
+      if (!data) return;
+      const samples = (Array.isArray(data.samples) ? data.samples : [])
+        .map((x) => ({ t: typeof x.t_us === 'number' ? x.t_us / 1000 : Date.parse(x.t), used: x.used_bytes, total: x.total_bytes, free: x.free_bytes }))
+        .filter((x) => isFinite(x.t) && typeof x.used === 'number')
+        .sort((a, b) => a.t - b.t);
+      const rate = data.recording_bytes_per_hour;
+      const left = data.hours_left;
+      const last = samples[samples.length - 1];
+      const leftEl = $('#storage-left');
+      leftEl.dataset.hoursLeft = typeof left === 'number' ? String(left) : '';
+      leftEl.dataset.known = String(typeof left === 'number');
+      // hours_left: the free space above min_free_space at the last hour's recording rate,
+      // i.e. until retention starts deleting the oldest clips to keep that reserve.
+      leftEl.textContent = typeof left === 'number'
+        ? `${formatHours(left)} of recording left at this rate`
+        : typeof rate === 'number' && rate <= 0 ? 'Nothing is being written: no hours-left estimate'
+          : 'Hours of recording left: not known yet (the service needs a minute of history first)';
+      $('#storage-rate').textContent = [
+        typeof rate === 'number' ? `Recording writes ${formatBytes(rate)} per hour` : null,
+        last ? `${formatBytes(last.used)} used of ${formatBytes(last.total)} now` : null,
+        typeof left === 'number' ? 'then the oldest clips make room' : null,
+      ].filter(Boolean).join(' · ');
+      const plot = $('#storage-plot');
+      if (samples.length < 2) {
+        plot.replaceChildren();
+        this.note(samples.length ? 'One sample so far: the plot starts with the second.' : 'No samples yet.');
+        return;
+      }
+      this.note('');
+      plot.replaceChildren(storagePlot(samples, Math.max(240, plot.clientWidth || 300), data.interval_s));
+    },
+  };
+
+  /** Used bytes over the last 24 hours (or what there is of them), in GB. */
+  function storagePlot(samples, width, intervalS) {
+    const H = 150;
+    const m = { l: 52, r: 10, t: 10, b: 24 };
+    const pw = width - m.l - m.r;
+    const ph = H - m.t - m.b;
+    const now = Math.max(serverNow(), samples[samples.length - 1].t);
+    const x0 = Math.min(now - 24 * 3600e3, samples[0].t);
+    const X = (t) => m.l + ((t - x0) / (now - x0)) * pw;
+    let lo = Math.min(...samples.map((x) => x.used));
+    let hi = Math.max(...samples.map((x) => x.used));
+    // A flat line in the middle rather than a range of a few bytes.
+    const pad = Math.max((hi - lo) * 0.15, hi * 0.005, 1e6);
+    lo = Math.max(0, lo - pad);
+    hi += pad;
+    const Y = (b) => m.t + ph - ((b - lo) / (hi - lo)) * ph;
+    const svg = s('svg', { viewBox: `0 0 ${width} ${H}`, width, height: H, role: 'img', 'aria-labelledby': 'storage-plot-title' });
+    const first = samples[0];
+    const last = samples[samples.length - 1];
+    svg.append(s('title', { id: 'storage-plot-title' },
+      `Storage used over the last 24 hours: ${formatBytes(first.used)} at ${formatTime(new Date(first.t))}, ${formatBytes(last.used)} now; ${samples.length} samples`));
+    const yStep = niceStep(hi - lo, 3);
+    for (let v = Math.ceil(lo / yStep) * yStep; v <= hi; v += yStep) {
+      svg.append(s('line', { class: 'grid', x1: m.l, x2: m.l + pw, y1: Y(v), y2: Y(v) }));
+      svg.append(s('text', { x: m.l - 4, y: Y(v) + 4, 'text-anchor': 'end' }, formatBytes(v)));
+    }
+    for (let hAgo = 24; hAgo >= 0; hAgo -= 6) {
+      const t = now - hAgo * 3600e3;
+      if (t < x0) continue;
+      svg.append(s('line', { class: 'grid', x1: X(t), x2: X(t), y1: m.t, y2: m.t + ph }));
+      svg.append(s('text', { x: X(t), y: H - 6, 'text-anchor': hAgo === 0 ? 'end' : hAgo === 24 ? 'start' : 'middle' }, hAgo === 0 ? 'now' : `−${hAgo} h`));
+    }
+    svg.append(s('line', { class: 'axis', x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph }));
+    // A gap longer than two intervals (service off) is a break in the line, not a slope.
+    const gapMs = Math.max(2, 2 * (intervalS || 300)) * 1000;
+    let d = '';
+    let area = '';
+    let runStart = null;
+    let prev = null;
+    const closeRun = () => { if (runStart !== null) area += `V${(m.t + ph).toFixed(1)}H${runStart.toFixed(1)}Z`; };
+    for (const x of samples) {
+      const px = X(x.t).toFixed(1);
+      const py = Y(x.used).toFixed(1);
+      if (!prev || x.t - prev.t > gapMs) {
+        closeRun();
+        d += `M${px} ${py}`;
+        area += `M${px} ${(m.t + ph).toFixed(1)}V${py}`;
+        runStart = Number(px);
+      } else {
+        d += `L${px} ${py}`;
+        area += `L${px} ${py}`;
+      }
+      prev = x;
+    }
+    area += `H${X(prev.t).toFixed(1)}`;
+    closeRun();
+    svg.append(s('path', { class: 'area', d: area }));
+    svg.append(s('path', { class: 'line', d, 'data-points': String(samples.length) }));
+    return svg;
+  }
+
   function initStatus() {
-    const refresh = poller(async () => { await Promise.all([refreshHealth(), loadGpio()]); }, 3000, () => app.tab === 'status');
+    const refresh = poller(async () => {
+      await Promise.all([refreshHealth(), loadGpio(), storageHistory.load()]);
+    }, 3000, () => app.tab === 'status');
     tabEnter.status = refresh;
+    window.addEventListener('resize', () => { if (app.tab === 'status') storageHistory.render(); });
     // Background health (header dot, recording states) for the other tabs.
     poller(refreshHealth, 10000, () => true)();
   }
@@ -1462,6 +2513,18 @@
   // ---------------------------------------------------------------------------
   // Settings: generic editor for GET/PATCH /api/v1/settings
   // ---------------------------------------------------------------------------
+
+  /** Words for the settings the service has today; any other key shows as it is named. */
+  const SETTING_TEXT = {
+    recording: ['Recording'],
+    streaming: ['Live streaming'],
+    'recording.clip_length': ['Clip length', 'How long each rolling clip is: 30s, 5m, 1h.'],
+    'recording.rolling_clips_count': ['Rolling clips kept', 'Per camera; beyond this the oldest are deleted.'],
+    'recording.max_rolling_size': ['Most space for rolling clips', 'Per camera: 500MB, 8GB.'],
+    'recording.min_free_space': ['Always keep free on the disk', 'Below this the oldest clips go: 512MB, 2GB.'],
+    'streaming.enabled': ['Live view on'],
+    'streaming.default_quality': ['Live quality for new viewers', '', QUALITIES],
+  };
 
   const settings = {
     original: null,
@@ -1495,13 +2558,16 @@
       return Object.entries(object).map(([key, value]) => {
         const keyPath = [...path, key];
         const id = `setting-${keyPath.join('-').replace(/[^A-Za-z0-9_-]/g, '_')}`;
-        const label = key.replace(/_/g, ' ');
+        const [label, hint, choices] = SETTING_TEXT[keyPath.join('.')] || [key.replace(/_/g, ' ')];
         if (value && typeof value === 'object' && !Array.isArray(value)) {
           return h('fieldset', {}, h('legend', {}, label), this.fields(value, keyPath));
         }
         let input;
         let kind;
-        if (typeof value === 'boolean') {
+        if (choices && typeof value === 'string') {
+          kind = 'string';
+          input = h('select', { id }, choices.map((c) => h('option', { value: c, selected: c === value }, c)));
+        } else if (typeof value === 'boolean') {
           kind = 'bool';
           input = h('input', { type: 'checkbox', id, checked: value });
         } else if (typeof value === 'number') {
@@ -1519,8 +2585,10 @@
         input.dataset.testid = `setting-${keyPath.join('.')}`;
         input.addEventListener('input', () => this.updateDirty());
         input.addEventListener('change', () => this.updateDirty());
-        const row = h('div', { class: `setting ${kind === 'bool' ? 'bool' : ''}` }, h('label', { for: id }, label), input);
-        return row;
+        if (hint) input.setAttribute('aria-describedby', `${id}-hint`);
+        return h('div', { class: `setting ${kind === 'bool' ? 'bool' : ''}` },
+          h('label', { for: id }, label), input,
+          hint ? h('span', { class: 'hint-text', id: `${id}-hint` }, hint) : null);
       });
     },
 
@@ -1609,6 +2677,7 @@
 
   function start() {
     initLogin();
+    initHint();
     initTabs();
     initCameraSelect();
     initLive();
@@ -1619,6 +2688,7 @@
     initSettings();
     showTab(location.hash.slice(1) || 'live', { updateHash: false });
     loadCameras();
+    experiments.refresh();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
