@@ -504,12 +504,16 @@
     $('#span-camera').textContent = id || 'the camera';
     $('#snapshot-link').href = id ? `/api/v1/cameras/${seg(id)}/snapshot.jpg` : '#';
     renderRecordingState();
-    if (changed || force) {
+    if (changed) {
       live.restart();
       clips.reset();
       spans.reset();
-      if (app.tab === 'recording') { clips.refresh(); spans.refresh(); }
+    } else if (force) {
+      // The camera list came (again) and names the camera already shown: keep its live
+      // view (a restart would drop a no_frame banner it has just shown), start it if idle.
+      live.resume();
     }
+    if ((changed || force) && app.tab === 'recording') { clips.refresh(); spans.refresh(); }
   }
 
   function initCameraSelect() {
@@ -1213,7 +1217,9 @@
       this.fetchedAt = performance.now();
       this.list = list;
       this.current = list.find((e) => ['armed', 'running', 'stopped'].includes(this.stateOf(e))) || null;
-      const json = JSON.stringify(list);
+      // A running experiment's duration_s grows with every answer; the cards show
+      // "running" for it, so that alone does not redraw them (no jumping under a finger).
+      const json = JSON.stringify(list.map((e) => (this.stateOf(e) === 'running' ? { ...e, duration_s: null } : e)));
       if (json !== this.lastJson) {
         this.lastJson = json;
         this.renderCards(list);
@@ -1443,8 +1449,17 @@
     // --- cards ---
 
     renderCards(list) {
+      // Keep the keyboard focus on the same control of the same card across a redraw.
+      const focused = document.activeElement;
+      const li = focused && focused.closest && focused.closest('#exp-list > li');
+      const keep = li ? { id: li.dataset.id, testid: focused.dataset.testid, camera: focused.dataset.camera } : null;
       const items = list.map((exp) => this.card(exp));
       $('#exp-list').replaceChildren(...items);
+      if (keep) {
+        const card = $(`#exp-list > li[data-id="${CSS.escape(keep.id)}"]`);
+        const again = card && $$('[data-testid]', card).find((el) => el.dataset.testid === keep.testid && el.dataset.camera === keep.camera);
+        if (again) again.focus({ preventScroll: true });
+      }
       $('#exp-empty').hidden = items.length > 0;
       $('#exp-count').textContent = list.length ? `${list.length}` : '';
     },
