@@ -100,6 +100,58 @@ write_config() {
     log "config $file:"; sed 's/^/    /' "$file"
 }
 
+# pattern_config FILE DATA_DIR [--device SPEC] [--min-free SIZE] [--recording LINE]... [--extra TEXT]
+# The storage scenarios' config (drive-unplug, drive-readonly, guest/power-cut.sh): the test-pattern
+# camera at 320x240, 10 fps, ring_slots = 16; 4 s clips in 500 ms fragments at 300 kbit/s; a
+# 320x240 low stream; simulated GPIO. data_dir DATA_DIR, data_device SPEC when given ("LABEL=..."
+# or "UUID=..."), min_free_space SIZE (default 16MB); LINEs are added to [recording], TEXT (more
+# sections) at the end. No fork (power-cut.sh's boots count them).
+pattern_config() {
+    local file="$1" data="$2" device="" min_free=16MB rec=() extra=""
+    shift 2
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --device) device="$2"; shift ;;
+            --min-free) min_free="$2"; shift ;;
+            --recording) rec+=("$2"); shift ;;
+            --extra) extra+=$'\n'"$2"; shift ;;
+            *) echo "pattern_config: unknown $1" >&2; return 2 ;;
+        esac
+        shift
+    done
+    {
+        echo "[service]"
+        echo "data_dir = \"$data\""
+        [ -z "$device" ] || echo "data_device = \"$device\""
+        echo 'listen = "127.0.0.1:8080"'
+        echo 'log_level = "info"'
+        echo
+        echo "[camera]"
+        echo 'source = "pattern"'
+        echo 'width = 320'
+        echo 'height = 240'
+        echo 'fps = 10'
+        echo 'ring_slots = 16'
+        echo
+        echo "[recording]"
+        echo 'clip_length = "4s"'
+        echo 'fragment_duration = "500ms"'
+        echo "min_free_space = \"$min_free\""
+        [ ${#rec[@]} = 0 ] || printf '%s\n' "${rec[@]}"
+        echo 'bitrate_kbps = 300'
+        echo
+        echo "[streaming.quality.low]"
+        echo 'width = 320'
+        echo 'height = 240'
+        echo 'fps = 10'
+        echo 'jpeg_quality = 50'
+        [ -z "$extra" ] || printf '%s\n' "$extra"
+        echo
+        echo "[gpio]"
+        echo 'backend = "sim"'
+    } >"$file"
+}
+
 # start_benchcam CONFIG TAG: starts benchcam (log: $RESULTS/benchcam-TAG.log) and waits until
 # /api/v1/health answers (30 s at most). Sets BC_PID.
 start_benchcam() {

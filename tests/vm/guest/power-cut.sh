@@ -69,39 +69,8 @@ mkdir -p /tmp/bin
 install -m0755 "$B/benchcam" /tmp/bin/benchcam
 export RESULTS="$R" DATA=/data/pc SCENARIO=power-cut BENCH="$B"
 . "$B/guest/lib.sh"
-cat >/tmp/pc.toml <<'EOF'
-[service]
-data_dir = "/data/pc"
-listen = "127.0.0.1:8080"
-log_level = "info"
-
-[camera]
-source = "pattern"
-width = 320
-height = 240
-fps = 10
-ring_slots = 16
-
-[recording]
-clip_length = "4s"
-fragment_duration = "500ms"
-min_free_space = "64MB"
-rolling_clips_count = 12
-bitrate_kbps = 300
-
-[streaming.quality.low]
-width = 320
-height = 240
-fps = 10
-jpeg_quality = 50
-
-[auto_recording]
-pre_roll = "2s"
-post_roll = "1s"
-
-[gpio]
-backend = "sim"
-EOF
+pattern_config /tmp/pc.toml /data/pc --min-free 64MB --recording 'rolling_clips_count = 12' \
+    --extra $'[auto_recording]\npre_roll = "2s"\npost_roll = "1s"'
 # benchcam, with the health watcher and a CPU log started at once (Python takes seconds to start
 # under TCG). Few processes from here on: every fork costs the TCG guest 0.1-0.5 s.
 wall_start=$(wall_ms) mono_start=$(mono_ms)

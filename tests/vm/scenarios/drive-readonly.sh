@@ -17,35 +17,7 @@ usb_setup || exit 1
 # udevlite must not mount or unmount behind the phases' backs: they do it by hand.
 echo pause >"$RESULTS/udev.jsonl.ctl"
 DIR="$USB_MNT"
-cat >/tmp/ro.toml <<EOF
-[service]
-data_dir = "$DIR"
-data_device = "LABEL=$USB_LABEL"
-listen = "127.0.0.1:8080"
-log_level = "info"
-
-[camera]
-source = "pattern"
-width = 320
-height = 240
-fps = 10
-ring_slots = 16
-
-[recording]
-clip_length = "4s"
-fragment_duration = "500ms"
-min_free_space = "16MB"
-bitrate_kbps = 300
-
-[streaming.quality.low]
-width = 320
-height = 240
-fps = 10
-jpeg_quality = 50
-
-[gpio]
-backend = "sim"
-EOF
+pattern_config /tmp/ro.toml "$DIR" --device "LABEL=$USB_LABEL"
 mono() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./} * 10)); }
 wait_storage_not() {  # wait_storage_not STATE TIMEOUT_S: until storage.state is not STATE
     local t0; t0=$(mono)

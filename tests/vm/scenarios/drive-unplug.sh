@@ -20,37 +20,7 @@ usb_setup || exit 1
 # The data dir is the mount point itself, as /var/lib/benchcam on the image: unmounted, it is an
 # empty directory of the root filesystem.
 DIR="$USB_MNT"
-config() {  # config FILE DEVICE_SPEC
-    cat >"$1" <<EOF
-[service]
-data_dir = "$DIR"
-data_device = "$2"
-listen = "127.0.0.1:8080"
-log_level = "info"
-
-[camera]
-source = "pattern"
-width = 320
-height = 240
-fps = 10
-ring_slots = 16
-
-[recording]
-clip_length = "4s"
-fragment_duration = "500ms"
-min_free_space = "16MB"
-bitrate_kbps = 300
-
-[streaming.quality.low]
-width = 320
-height = 240
-fps = 10
-jpeg_quality = 50
-
-[gpio]
-backend = "sim"
-EOF
-}
+config() { pattern_config "$1" "$DIR" --device "$2"; }  # config FILE DEVICE_SPEC
 mono() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./} * 10)); }
 # wait_storage STATE TIMEOUT_S: until health's storage.state is STATE; prints the ms it took.
 wait_storage() {
