@@ -4,6 +4,8 @@
 //! as one ZIP whose files match the manifest's SHA-256s.
 
 mod common;
+#[path = "common/net.rs"]
+mod net;
 mod support;
 
 use std::io::Read;
@@ -221,4 +223,47 @@ fn an_experiment_downloads_as_one_zip_matching_its_manifest() {
         let r = t.get(path);
         assert_eq!(r.status, status, "{path}: {}", r.text());
     }
+}
+
+#[test]
+fn a_download_abandoned_midway_stops_being_written() {
+    use std::io::{BufRead, BufReader, Write};
+    let t = TestApp::start_with(|c| {
+        c.camera.width = 640;
+        c.camera.height = 480;
+    });
+    record_for(&t, 8);
+    let path = "/api/v1/cameras/cam0/recording.mp4?start=1&end=9999999999";
+    let len: u64 = request(t.addr, "HEAD", path, &[], b"")
+        .header("content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // More than a download buffers (three 64 KiB chunks) and a 4 KiB TCP window hold:
+    // each producer is stuck on its client when the client goes.
+    assert!(len > 500_000, "span of {len} bytes");
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let mut s = net::connect_from(10 + i, t.addr, true).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains("200"), "{line}");
+        let mut some = [0u8; 1000];
+        std::io::Read::read_exact(&mut reader, &mut some).unwrap();
+        clients.push(reader);
+    }
+    let web = &t.app.state.web;
+    let producing = || {
+        web.downloads_producing
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(producing(), 12, "each stalled download waits on its client");
+    // The phones walk away: every producer stops (it does not read the rest of the span).
+    drop(clients);
+    wait_for(Duration::from_secs(5), "the producers to stop", || {
+        producing() == 0
+    });
 }

@@ -207,7 +207,7 @@ fn file_body(file: File, count: u64, state: Arc<AppState>) -> Body {
 /// Bytes a blocking writer hands the response per chunk, and chunks in flight: a
 /// download holds at most (CHANNEL_CHUNKS + 1) × STREAM_CHUNK however large it is and
 /// however slow the client.
-const STREAM_CHUNK: usize = 256 * 1024;
+const STREAM_CHUNK: usize = 64 * 1024;
 const CHANNEL_CHUNKS: usize = 2;
 
 /// A `Write` on a blocking thread whose bytes become the response body. A write fails
@@ -265,7 +265,14 @@ fn blocking_body(
         state: Arc::clone(state),
     };
     smol::unblock(move || {
+        let downloads = &writer.state.web.downloads_producing;
+        downloads.fetch_add(1, Ordering::Relaxed);
         let result = produce(&mut writer).and_then(|_| writer.flush());
+        writer
+            .state
+            .web
+            .downloads_producing
+            .fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = result {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 log::warn!("web: {what}: {e}");

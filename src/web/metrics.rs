@@ -382,6 +382,12 @@ pub fn render(state: &AppState) -> Response<Body> {
         relaxed(&w.clip_bytes_sent),
     );
     m.one(
+        "downloads_producing",
+        "gauge",
+        "Span MP4s and experiment ZIPs being written to a client now.",
+        w.downloads_producing.load(Ordering::Relaxed),
+    );
+    m.one(
         "process_cpu_percent",
         "gauge",
         "Process CPU use over the last 2 s, percent of all cores.",
