@@ -4,8 +4,6 @@
 //! as one ZIP whose files match the manifest's SHA-256s.
 
 mod common;
-#[path = "common/net.rs"]
-mod net;
 mod support;
 
 use std::io::Read;
@@ -244,7 +242,7 @@ fn a_download_abandoned_midway_stops_being_written() {
     assert!(len > 500_000, "span of {len} bytes");
     let mut clients = Vec::new();
     for i in 0..12 {
-        let mut s = net::connect_from(10 + i, t.addr, true).unwrap();
+        let mut s = common::net::connect_from(10 + i, t.addr, true).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut reader = BufReader::new(s);
         let mut line = String::new();

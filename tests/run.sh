@@ -19,8 +19,10 @@
 #   schemathesis tests/schemathesis/run.sh: schemathesis (pinned, in a venv under ~/.cache)
 #            against the release binary, from its own /api/v1/openapi.json, ~100 s
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
-#            v4l2loopback) in a Debian VM under qemu-system-x86_64 (TCG); 8-15 min with the guest
-#            cached in ~/.cache/benchcam-vm, ~4 min more to build it (x86_64 hosts, as root)
+#            v4l2loopback), a USB data disk pulled and a disk returning EIO, a clock step, then 5
+#            power cuts, in a Debian VM under qemu-system-x86_64 (TCG); ~20 min with the guest
+#            cached in ~/.cache/benchcam-vm (31 min at load 4-9), ~4 min more to build it (x86_64
+#            hosts, as root)
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
