@@ -132,22 +132,10 @@
 
   const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
 
-  /** Any API value for a person, judged by its key: `*_us` and `*_s` are durations,
-   *  `*wall_us` / `*_at` / ISO strings are times, sizes are bytes. No raw microseconds. */
-  function humanValue(key, value) {
+  /** An API value for a person: times local (with ms), counts grouped, yes/no. */
+  function formatScalar(value) {
     if (value === null || value === undefined) return '–';
-    const k = String(key || '').toLowerCase();
-    if (typeof value === 'number') {
-      if (/wall_us$/.test(k)) return formatTime(new Date(value / 1000), { ms: true });
-      if (/monotonic_us$/.test(k)) return `${formatDuration(value / 1e6)} since boot`;
-      if (/_us$/.test(k)) return formatDuration(value / 1e6);
-      if (/_ms$/.test(k)) return formatDuration(value / 1e3);
-      if (/(_s|seconds)$/.test(k)) return formatDuration(value);
-      if (/(bytes|size)$/.test(k)) return formatBytes(value);
-      if (/_gb$/.test(k)) return formatGb(value);
-      if (/percent$/.test(k)) return `${value.toFixed(0)} %`;
-      return Number.isInteger(value) ? formatCount(value) : value.toFixed(2);
-    }
+    if (typeof value === 'number') return Number.isInteger(value) ? formatCount(value) : value.toFixed(2);
     if (typeof value === 'string' && ISO_TIME.test(value)) {
       const date = new Date(value);
       if (!isNaN(date)) return formatTime(date, { ms: true });
@@ -157,13 +145,6 @@
     if (typeof value === 'object') return JSON.stringify(value);
     return String(value);
   }
-
-  /** A key as a label: "pre_roll_us" → "pre roll", "started_at" → "started". */
-  function humanKey(key) {
-    return String(key).replace(/_(us|ms|s|at|bytes|gb)$/, '').replace(/_/g, ' ');
-  }
-
-  function formatScalar(value) { return humanValue('', value); }
 
   /** Lists come either bare or wrapped ({"clips": [...]}); accept both. */
   function asList(data, key) {
@@ -396,7 +377,6 @@
     const previous = app.tab;
     if (previous !== name && tabLeave[previous]) tabLeave[previous]();
     app.tab = name;
-    document.body.dataset.tab = name;
     for (const tab of TABS) {
       $(`#panel-${tab}`).hidden = tab !== name;
       const button = $(`#tab-${tab}`);
@@ -1065,7 +1045,10 @@
       document.body.classList.toggle('live-full', on);
       const button = $('#live-full');
       button.setAttribute('aria-pressed', String(on));
-      button.textContent = on ? 'Exit full screen' : 'Full screen';
+      // An icon on the small picture; words once it fills the screen.
+      const text = $('#live-full-text');
+      text.textContent = on ? 'Exit full screen' : 'Full screen';
+      text.classList.toggle('visually-hidden', !on);
       if (!on && document.fullscreenElement) document.exitFullscreen().catch(() => {});
     },
 
@@ -1714,7 +1697,7 @@
       resizeTimer = setTimeout(() => experiments.drawTiming(), 200);
     });
     // Often on the Experiments tab; now and then elsewhere, for the running strip.
-    experiments.refresh = poller(() => experiments.load(), () => (app.tab === 'experiments' ? 4000 : 15000), () => experiments.available);
+    experiments.refresh = poller(() => experiments.load(), () => (app.tab === 'experiments' ? 4000 : 10000), () => experiments.available);
     tabEnter.experiments = () => { experiments.available = true; experiments.renderStrip(); experiments.refresh(); };
     tabLeave.experiments = () => { setTimeout(() => experiments.renderStrip(), 0); };
   }
