@@ -48,6 +48,24 @@ fn start(data_dir: &Path, space: Box<dyn SpaceProbe>) -> App {
     App::start(config, hardware).unwrap()
 }
 
+/// The app on a simulated 32 GB drive, once it has recorded something.
+fn start_on_sim_drive(dir: &Path) -> (App, Arc<SimSpace>) {
+    let space = Arc::new(SimSpace::default());
+    space.total.store(32_000_000_000, Ordering::Relaxed);
+    space.free.store(20_000_000_000, Ordering::Relaxed);
+    let app = start(&dir.join("data"), Box::new(space.clone()));
+    assert!(
+        wait_until(Duration::from_secs(10), || app
+            .service
+            .health_check()
+            .storage
+            .rolling_bytes
+            > 0),
+        "recording starts"
+    );
+    (app, space)
+}
+
 fn latest_frame(app: &App) -> u64 {
     app.service
         .latest_frame("cam0")
@@ -75,17 +93,9 @@ fn files_under(dir: &Path) -> Vec<String> {
 #[test]
 fn pulled_drive_pauses_recording_and_its_return_resumes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let space = Arc::new(SimSpace::default());
-    space.total.store(32_000_000_000, Ordering::Relaxed);
-    space.free.store(20_000_000_000, Ordering::Relaxed);
-    let app = start(&dir.path().join("data"), Box::new(space.clone()));
+    let (app, space) = start_on_sim_drive(dir.path());
     let service = &app.service;
     let health = || service.health_check();
-    assert!(
-        wait_until(Duration::from_secs(10), || health().storage.rolling_bytes
-            > 0),
-        "recording starts"
-    );
     assert_eq!(health().storage.state, "ok");
 
     space.removed.store(true, Ordering::Relaxed);
@@ -149,17 +159,9 @@ fn pulled_drive_pauses_recording_and_its_return_resumes_it() {
 #[test]
 fn a_drive_returning_eio_pauses_recording_until_writes_work_again() {
     let dir = tempfile::tempdir().unwrap();
-    let space = Arc::new(SimSpace::default());
-    space.total.store(32_000_000_000, Ordering::Relaxed);
-    space.free.store(20_000_000_000, Ordering::Relaxed);
-    let app = start(&dir.path().join("data"), Box::new(space.clone()));
+    let (app, space) = start_on_sim_drive(dir.path());
     let service = &app.service;
     let health = || service.health_check();
-    assert!(
-        wait_until(Duration::from_secs(10), || health().storage.rolling_bytes
-            > 0),
-        "recording starts"
-    );
     space.writes_fail.store(true, Ordering::Relaxed);
     // What the clip writer does when a write gets EIO.
     let eio = benchcam::error::Error::io(

@@ -269,13 +269,17 @@ impl ClipScan {
 /// Reads the top-level boxes of a clip and reports the valid prefix. Never trusts sizes
 /// beyond the file: a box that runs past the end is a torn tail.
 pub fn scan(path: &Path) -> Result<ClipScan> {
-    let mut file =
-        File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
-    let file_len = file
+    let (mut file, file_len) = open_clip(path)?;
+    scan_reader(&mut file, file_len)
+}
+
+fn open_clip(path: &Path) -> Result<(File, u64)> {
+    let file = File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
+    let len = file
         .metadata()
         .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
         .len();
-    scan_reader(&mut file, file_len)
+    Ok((file, len))
 }
 
 /// One complete `moof` + `mdat` pair of a clip file.
@@ -298,12 +302,7 @@ pub fn scan_reader<R: Read + Seek>(file: &mut R, file_len: u64) -> Result<ClipSc
 
 /// The complete fragments of a clip file, in order, and its scan.
 pub fn fragments(path: &Path) -> Result<(ClipScan, Vec<Fragment>)> {
-    let mut file =
-        File::open(path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| Error::io(e, format!("reading {}", path.display())))?
-        .len();
+    let (mut file, file_len) = open_clip(path)?;
     let mut list = Vec::new();
     let scan = scan_fragments(&mut file, file_len, |f| list.push(f))?;
     Ok((scan, list))
