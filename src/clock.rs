@@ -258,7 +258,14 @@ pub fn parse_time(text: &str) -> Option<i64> {
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let mut rest = &text[19..];
@@ -287,7 +294,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let hm = &rest[1..];
-            if hm.len() != 5 || hm.as_bytes()[2] != b':' {
+            let digits =
+                |r: std::ops::Range<usize>| hm.as_bytes()[r].iter().all(u8::is_ascii_digit);
+            if hm.len() != 5 || hm.as_bytes()[2] != b':' || !digits(0..2) || !digits(3..5) {
                 return None;
             }
             let oh: i64 = hm[..2].parse().ok()?;
@@ -372,6 +381,15 @@ mod tests {
             "form-decoded +"
         );
         assert_eq!(parse_time("2026-12-01T14:37:49.238000000001Z"), Some(t));
+        assert!(parse_time("2028-02-29T00:00:00Z").is_some(), "a leap day");
+        for bad in [
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-12-01T14:37:49++1:00",
+            "2026-12-01T14:37:49+-1:00",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
         for bad in [
             "",
             "now",

@@ -85,7 +85,15 @@ fn storage_history_has_a_sample_from_start_and_now() {
         last["free_bytes"].as_u64().unwrap(),
         last["total_bytes"].as_u64().unwrap(),
     );
-    assert!(total > 0 && used + free == total, "{last}");
+    assert!(total > 0 && free <= total && used <= total, "{last}");
+    let disk = benchcam::storage::Statvfs;
+    let (real_free, real_total) =
+        benchcam::storage::SpaceProbe::space(&disk, t.dir.path()).unwrap();
+    assert_eq!(total, real_total, "the data filesystem's size");
+    assert!(
+        free.abs_diff(real_free) < 64 << 20,
+        "free {free} vs statvfs {real_free}"
+    );
     assert!(samples[0]["t_us"].as_i64() <= last["t_us"].as_i64());
     // Under a minute of data: no rate yet, so no estimate (never a made-up one).
     assert!(

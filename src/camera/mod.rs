@@ -386,6 +386,8 @@ impl CameraService {
         let Some(r) = recorder.as_ref() else {
             return Ok(None);
         };
+        // A boundary not yet reached (a clock of another boot) would cut some later clip.
+        let after_us = after_us.min(self.clock.monotonic_us());
         r.stats
             .cut_after_us
             .store(after_us.max(1), Ordering::Release);

@@ -562,7 +562,9 @@ impl ExperimentService {
             }
         };
         self.archiving.fetch_add(1, Ordering::Relaxed);
-        if let Some(stop) = exp.stopped {
+        // A stop of an earlier boot has a monotonic time that means nothing now.
+        let this_boot = exp.stop_mark.boot_id == crate::clock::boot_id();
+        if let Some(stop) = exp.stopped.filter(|_| this_boot) {
             self.cut_and_wait(&exp.cameras, stop.monotonic_us + exp.post_roll_us);
         }
         let result = self.archive_window(&exp).and_then(|m| {
@@ -743,6 +745,13 @@ impl ExperimentService {
             .map(|n| (n.to_string(), folder.join(n)))
             .collect();
         files.push((MANIFEST.to_string(), folder.join(MANIFEST)));
+        // Checked before the download starts: a missing file would cut it short.
+        if let Some((name, _)) = files.iter().find(|(_, path)| !path.is_file()) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("experiment {id}: {name} is listed in its manifest but missing"),
+            ));
+        }
         Ok(files)
     }
 

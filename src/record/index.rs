@@ -150,7 +150,9 @@ pub struct FrameLine {
 /// Reads a clip's frames file, keeping only samples the (possibly repaired) clip holds.
 pub fn read_frames_file(path: &Path, samples: u64) -> Result<Vec<FrameLine>> {
     let text = std::fs::read_to_string(path).ctx(format!("reading {}", path.display()))?;
-    Ok(text
+    // A last line without its newline is being written (or was torn): not a row yet.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end + 1]);
+    Ok(whole
         .lines()
         .skip(1)
         .filter_map(|line| {

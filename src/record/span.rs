@@ -79,7 +79,10 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
     };
     // The output timeline: where the current clip's first kept fragment lands, and the
     // end of what is planned so far (ticks).
-    let mut origin: Option<(String, u64)> = None; // (boot, capture mono of the first frame)
+    // The last clip with a known capture time: (boot, its first frame's capture mono, where
+    // that frame is on the output timeline). A clip of the same boot is placed by the
+    // time since it (gaps kept); others follow on.
+    let mut anchor: Option<(String, u64, u64)> = None;
     let mut out_end = 0u64;
     'clips: for clip in clips {
         let path = index.camera_dir(camera).join(&clip.file);
@@ -89,8 +92,9 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
         if !scan.has_init || fragments.is_empty() {
             continue;
         }
-        let mut reader =
-            File::open(&path).map_err(|e| Error::io(e, format!("opening {}", path.display())))?;
+        let Ok(mut reader) = File::open(&path) else {
+            continue; // deleted since it was scanned
+        };
         let init = read_at(&mut reader, &path, 0, scan.init_len)?;
         if span.pieces.is_empty() {
             span.init = init;
@@ -144,18 +148,18 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
                 Some((decode, out)) => out + frag.decode_ticks.saturating_sub(decode),
                 None => {
                     let mono = times.mono(this_first);
-                    let at = match (&origin, mono) {
-                        (None, _) => {
-                            origin = mono.map(|m| (clip.boot_id.clone(), m));
-                            span.first_wall_us = start_wall;
-                            0
-                        }
-                        // Same boot: the gap between the clips is kept.
-                        (Some((boot, first)), Some(m)) if *boot == clip.boot_id => {
-                            us_to_ticks(m.saturating_sub(*first)).max(out_end)
+                    if span.pieces.is_empty() {
+                        span.first_wall_us = start_wall;
+                    }
+                    let at = match (&anchor, mono) {
+                        (Some((boot, first, out)), Some(m)) if *boot == clip.boot_id => {
+                            (out + us_to_ticks(m.saturating_sub(*first))).max(out_end)
                         }
                         _ => out_end,
                     };
+                    if let Some(m) = mono {
+                        anchor = Some((clip.boot_id.clone(), m, at));
+                    }
                     clip_base = Some((frag.decode_ticks, at));
                     at
                 }
@@ -206,7 +210,7 @@ impl Span {
     pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
         out.write_all(&self.init)?;
         let mut open: Option<(u32, File)> = None;
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         for (i, piece) in self.pieces.iter().enumerate() {
             if open.as_ref().is_none_or(|(f, _)| *f != piece.file) {
                 open = Some((piece.file, File::open(&self.files[piece.file as usize])?));
@@ -382,4 +386,99 @@ fn read_at(file: &mut File, path: &std::path::Path, at: u64, len: u64) -> Result
         .and_then(|_| file.read_exact(&mut out))
         .map_err(|e| Error::io(e, format!("reading {}", path.display())))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::fmp4::{init_segment, FragmentBuilder, SampleInfo, TrackCodec};
+    use crate::record::index::RecordingType;
+
+    const SECOND: i64 = 1_000_000;
+
+    /// A clip of `fragments` × 3 samples at 10 fps, as rebuilt from its file (no boot id,
+    /// no frames file): the case where only the decode times say when frames were.
+    fn add_clip(index: &ClipIndex, seq: u64, started_us: i64, fragments: u32) {
+        let mut out = Vec::new();
+        init_segment(64, 48, &TrackCodec::Jpeg, &mut out).unwrap();
+        let mut builder = FragmentBuilder::new(8);
+        for f in 0..fragments {
+            let samples = [SampleInfo {
+                size: 10,
+                duration: 9000,
+                keyframe: true,
+            }; 3];
+            let header = builder
+                .build(f + 1, u64::from(f) * 27_000, &samples)
+                .unwrap();
+            out.extend_from_slice(header);
+            out.extend_from_slice(&[f as u8; 30]);
+        }
+        let file = format!("c{seq}.mp4");
+        let dir = index.camera_dir("cam0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&file), &out).unwrap();
+        index
+            .upsert(ClipRecord {
+                camera: "cam0".into(),
+                file,
+                recording_type: RecordingType::Rolling,
+                started_us,
+                first_mono_us: 0,
+                first_frame: 0,
+                last_frame: u64::from(fragments) * 3 - 1,
+                frame_count: u64::from(fragments) * 3,
+                duration_us: u64::from(fragments) * 300_000,
+                size: out.len() as u64,
+                complete: true,
+                seq,
+                boot_id: String::new(),
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn clips_without_capture_times_follow_each_other_on_the_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = ClipIndex::open(dir.path()).unwrap();
+        let t0 = 1_796_000_000 * SECOND;
+        add_clip(&index, 1, t0, 4); // 1.2 s
+        add_clip(&index, 2, t0 + 2 * SECOND, 4);
+        let span = plan(&index, "cam0", t0, t0 + 10 * SECOND).unwrap();
+        assert_eq!(span.frames, 24);
+        let times: Vec<u64> = span.pieces.iter().map(|p| p.decode_ticks).collect();
+        // Without capture times the second clip follows on at the first one's end.
+        assert_eq!(
+            times,
+            [0, 27_000, 54_000, 81_000, 108_000, 135_000, 162_000, 189_000]
+        );
+        assert_eq!(span.first_wall_us, t0);
+        assert_eq!(span.duration_us, 2_400_000);
+        // The bytes written are the announced ones and scan as one clip.
+        let mut bytes = Vec::new();
+        span.write(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, span.len);
+        let path = dir.path().join("span.mp4");
+        std::fs::write(&path, &bytes).unwrap();
+        let (scan, fragments) = fmp4::fragments(&path).unwrap();
+        assert!(!scan.is_torn() && scan.samples == 24);
+        let sequence: Vec<u64> = fragments.iter().map(|f| f.decode_ticks).collect();
+        assert_eq!(sequence, times);
+    }
+
+    #[test]
+    fn a_span_ends_with_the_last_frame_by_its_end_and_starts_at_a_fragment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = ClipIndex::open(dir.path()).unwrap();
+        let t0 = 1_796_000_000 * SECOND;
+        add_clip(&index, 1, t0, 4);
+        // From inside the second fragment (0.3-0.6 s) to 0.75 s: fragments 2 and 3, the
+        // last cut after its second frame (0.6, 0.7 s).
+        let span = plan(&index, "cam0", t0 + 400_000, t0 + 750_000).unwrap();
+        assert_eq!(span.first_wall_us, t0 + 300_000);
+        assert_eq!(span.last_wall_us, t0 + 700_000);
+        assert_eq!(span.frames, 5);
+        let err = plan(&index, "cam0", t0 + 5 * SECOND, t0 + 6 * SECOND).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+    }
 }

@@ -208,10 +208,17 @@ pub struct Storage {
     /// Times the data filesystem came back after it was removed.
     pub reattached: AtomicU64,
     /// The last write that failed with EIO/EROFS, until a write probe succeeds.
-    write_error: Mutex<Option<String>>,
+    write_error: Mutex<Option<WriteFault>>,
     /// Bytes the clip writers put on the disk since start (the recording rate).
     pub bytes_written: AtomicU64,
     history: history::History,
+}
+
+/// A write failed with EIO/EROFS: what it was, and the last write probe since.
+struct WriteFault {
+    first: String,
+    /// When the probe last ran and what it found (None = it failed, with why).
+    probed: Option<(std::time::Instant, std::result::Result<(), String>)>,
 }
 
 struct VolumeState {
@@ -350,7 +357,13 @@ impl Storage {
     /// succeeds again (checked by `refresh`, once a second).
     pub fn report_write_error(&self, e: &Error) {
         if volume::is_storage_error(e) && e.kind != ErrorKind::StorageRemoved {
-            *self.write_error.lock().expect("storage poisoned") = Some(e.to_string());
+            let mut fault = self.write_error.lock().expect("storage poisoned");
+            if fault.is_none() {
+                *fault = Some(WriteFault {
+                    first: e.to_string(),
+                    probed: None,
+                });
+            }
             self.present.store(false, Ordering::Relaxed);
         }
     }
@@ -358,18 +371,34 @@ impl Storage {
     /// After a reported write error: probe; still failing → `Failing`, else clear it.
     fn recheck_writes(&self, present: Presence) -> Presence {
         let mut reported = self.write_error.lock().expect("storage poisoned");
-        let Some(what) = reported.as_ref() else {
+        let Some(fault) = reported.as_mut() else {
             return present;
         };
-        match self.probe.probe_write(&self.data_dir) {
+        // At most one probe a second, however often storage is checked (every request
+        // that writes, every clip): a dying card is slow to fail.
+        let result = match &fault.probed {
+            Some((at, result)) if at.elapsed() < std::time::Duration::from_secs(1) => {
+                result.clone()
+            }
+            _ => {
+                let result = self
+                    .probe
+                    .probe_write(&self.data_dir)
+                    .map_err(|e| e.to_string());
+                fault.probed = Some((std::time::Instant::now(), result.clone()));
+                result
+            }
+        };
+        match result {
             Ok(()) => {
                 log::info!("storage: writes to {} work again", self.data_dir.display());
                 *reported = None;
                 present
             }
             Err(e) => Presence::Failing(format!(
-                "{} does not take writes ({e}); first failure: {what}",
-                self.data_dir.display()
+                "{} does not take writes ({e}); first failure: {}",
+                self.data_dir.display(),
+                fault.first
             )),
         }
     }
@@ -474,7 +503,8 @@ impl Storage {
     /// Takes a history sample when one is due (every 5 minutes; the supervisor asks
     /// once a second).
     pub fn sample_history(&self, wall_us: i64, mono_us: u64) {
-        if self.history.due(mono_us) {
+        // Without the drive statvfs would measure the empty mount point's filesystem.
+        if self.is_present() && self.history.due(mono_us) {
             if let Some(sample) = self.sample(wall_us, mono_us) {
                 self.history.push(sample);
             }
@@ -485,7 +515,10 @@ impl Storage {
     /// the last hour and how many hours of it fit before retention starts deleting the
     /// oldest clips (free space above `min_free_space`).
     pub fn history_report(&self, wall_us: i64, mono_us: u64) -> serde_json::Value {
-        let now = self.sample(wall_us, mono_us);
+        let now = self
+            .is_present()
+            .then(|| self.sample(wall_us, mono_us))
+            .flatten();
         let mut samples = self.history.samples();
         samples.extend(now);
         let rate = now.and_then(|n| self.history.bytes_per_hour(&n));

@@ -251,10 +251,53 @@ impl Write for BodyWriter {
     }
 }
 
+/// Span MP4s and experiment ZIPs written at once. Each holds a blocking thread and its
+/// buffers (and a span its plan, up to ~2 MB for 6 hours) until its client has it all.
+pub const MAX_DOWNLOADS: usize = 4;
+
+/// One of the MAX_DOWNLOADS places, given back when dropped (also if a producer panics).
+pub struct DownloadSlot(Arc<AppState>);
+
+impl DownloadSlot {
+    /// A place, or the 503 to send when all are taken.
+    fn take(state: &Arc<AppState>) -> Option<DownloadSlot> {
+        state
+            .web
+            .downloads_producing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_DOWNLOADS).then_some(n + 1)
+            })
+            .ok()?;
+        Some(DownloadSlot(Arc::clone(state)))
+    }
+
+    fn busy() -> Response<Body> {
+        let mut r = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            &format!("{MAX_DOWNLOADS} downloads are being sent; try again in a moment"),
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("5"));
+        r
+    }
+}
+
+impl Drop for DownloadSlot {
+    fn drop(&mut self) {
+        self.0
+            .web
+            .downloads_producing
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A body produced by `produce` on a blocking thread, chunk by chunk, as the client
 /// reads it. An error ends the body with that error (the client sees a cut download).
+/// `slot` is held until the producer ends.
 fn blocking_body(
     state: &Arc<AppState>,
+    slot: DownloadSlot,
     what: String,
     produce: impl FnOnce(&mut BodyWriter) -> std::io::Result<()> + Send + 'static,
 ) -> Body {
@@ -265,14 +308,8 @@ fn blocking_body(
         state: Arc::clone(state),
     };
     smol::unblock(move || {
-        let downloads = &writer.state.web.downloads_producing;
-        downloads.fetch_add(1, Ordering::Relaxed);
+        let _slot = slot;
         let result = produce(&mut writer).and_then(|_| writer.flush());
-        writer
-            .state
-            .web
-            .downloads_producing
-            .fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = result {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 log::warn!("web: {what}: {e}");
@@ -291,6 +328,9 @@ pub async fn experiment_zip(conn: &ConnInfo, state: &Arc<AppState>, id: &str) ->
     if suspicious(id) {
         return bad_path();
     }
+    let Some(slot) = DownloadSlot::take(state) else {
+        return DownloadSlot::busy();
+    };
     let experiments = Arc::clone(&state.experiments);
     let wanted = id.to_string();
     let files = match smol::unblock(move || experiments.bundle_files(&wanted)).await {
@@ -299,7 +339,7 @@ pub async fn experiment_zip(conn: &ConnInfo, state: &Arc<AppState>, id: &str) ->
     };
     conn.stall.set(DOWNLOAD_STALL_LIMIT);
     let folder = id.to_string();
-    let body = blocking_body(state, format!("zip of {id}"), move |out| {
+    let body = blocking_body(state, slot, format!("zip of {id}"), move |out| {
         use zip::write::SimpleFileOptions;
         let mut zip = zip::ZipWriter::new_stream(out);
         for (name, path) in files {
@@ -359,6 +399,9 @@ pub async fn recording_span(
     if to <= from {
         return bad("`end` must be after `start`");
     }
+    let Some(slot) = DownloadSlot::take(state) else {
+        return DownloadSlot::busy();
+    };
     let storage = Arc::clone(&state.service.storage);
     let camera = cam.to_string();
     let plan = smol::unblock(move || {
@@ -399,6 +442,6 @@ pub async fn recording_span(
     }
     conn.stall.set(DOWNLOAD_STALL_LIMIT);
     let what = format!("span of {cam}");
-    let body = blocking_body(state, what, move |out| plan.write(out));
+    let body = blocking_body(state, slot, what, move |out| plan.write(out));
     builder.body(body).expect("static headers are valid")
 }

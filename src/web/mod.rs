@@ -52,7 +52,8 @@ pub struct WebStats {
     pub connections_refused: AtomicU64,
     /// Body bytes of clip downloads handed to hyper.
     pub clip_bytes_sent: AtomicU64,
-    /// Downloads being written right now (a span MP4, an experiment ZIP).
+    /// Downloads being planned or written right now (a span MP4, an experiment ZIP; at
+    /// most `downloads::MAX_DOWNLOADS`).
     pub downloads_producing: AtomicUsize,
     /// CLOCK_MONOTONIC µs of the executor's last heartbeat (the watchdog checks it).
     pub heartbeat_us: AtomicU64,
