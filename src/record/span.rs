@@ -77,11 +77,10 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
         duration_us: 0,
         cut_short: None,
     };
-    // The output timeline: where the current clip's first kept fragment lands, and the
-    // end of what is planned so far (ticks).
-    // The last clip with a known capture time: (boot, its first frame's capture mono, where
-    // that frame is on the output timeline). A clip of the same boot is placed by the
-    // time since it (gaps kept); others follow on.
+    // The output timeline. `anchor`: the last clip with a known capture time (its boot,
+    // its first kept frame's capture mono, where that frame is on the timeline); a clip of
+    // the same boot is placed by the time since (gaps kept), others follow on at `out_end`,
+    // the end of what is planned so far (ticks).
     let mut anchor: Option<(String, u64, u64)> = None;
     let mut out_end = 0u64;
     'clips: for clip in clips {

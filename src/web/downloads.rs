@@ -259,7 +259,7 @@ pub const MAX_DOWNLOADS: usize = 4;
 pub struct DownloadSlot(Arc<AppState>);
 
 impl DownloadSlot {
-    /// A place, or the 503 to send when all are taken.
+    /// A place, if one is free (else answer `busy()`).
     fn take(state: &Arc<AppState>) -> Option<DownloadSlot> {
         state
             .web
