@@ -71,11 +71,15 @@ fn markers_carry_a_label_and_cards_get_their_figures() {
 #[test]
 fn storage_history_has_a_sample_from_start_and_now() {
     let t = TestApp::start();
-    wait_for(Duration::from_secs(5), "a first history sample", || {
-        t.get("/api/v1/storage/history").json()["samples"]
-            .as_array()
-            .is_some_and(|s| s.len() >= 2)
-    });
+    wait_for(
+        patience(Duration::from_secs(5)),
+        "a first history sample",
+        || {
+            t.get("/api/v1/storage/history").json()["samples"]
+                .as_array()
+                .is_some_and(|s| s.len() >= 2)
+        },
+    );
     let h = t.get("/api/v1/storage/history").json();
     assert_eq!(h["interval_s"], 300);
     let samples = h["samples"].as_array().unwrap();
