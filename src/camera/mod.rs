@@ -376,8 +376,9 @@ impl CameraService {
         }
     }
 
-    /// Closes `id`'s open clip before its first frame captured after `after_us`
-    /// (monotonic), so every frame up to then is in complete clips and none after it.
+    /// Closes `id`'s open clip after its first frame captured after `after_us`
+    /// (monotonic), so every frame up to then is in complete clips and the next clip
+    /// starts after it.
     /// Returns the request's flag, which the recorder clears once the cut is made (None:
     /// not recording).
     pub fn cut_clip(&self, id: &str, after_us: u64) -> Result<Option<Arc<RecorderStats>>> {

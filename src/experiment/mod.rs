@@ -484,11 +484,11 @@ impl ExperimentService {
         Ok(manifest)
     }
 
-    /// Closes each camera's open clip after the last frame captured by `after_us`
-    /// (monotonic) and waits (≤ 10 s) until the clips holding those frames are complete
-    /// on disk. Cutting by the frames' capture time, not by when the recorder gets the
-    /// request, keeps a frame recorded after the window out of the window's clips even
-    /// when the recorder runs behind.
+    /// Closes each camera's open clip with the first frame captured after `after_us`
+    /// (monotonic) and waits (≤ 10 s) until the clips holding the frames up to then are
+    /// complete on disk. Cutting by the frames' capture time, not by when the recorder gets
+    /// the request, keeps the next clip (all after the window) out of the window's clips
+    /// even when the recorder runs behind.
     fn cut_and_wait(&self, cameras: &[String], after_us: u64) {
         let boot = crate::clock::boot_id();
         // Only a clip of this boot still open across the boundary needs a cut.

@@ -51,9 +51,9 @@ pub struct RecorderStats {
     /// Camera JPEGs that could not be decoded for H.264 (torn, truncated): skipped.
     pub frames_corrupt: AtomicU64,
     pub paused_storage_full: AtomicBool,
-    /// Non-zero: close the open clip before the first frame captured after this
-    /// monotonic time (µs), so an experiment's window ends inside complete clips and the
-    /// next clip starts after it. The recorder sets it back to 0 once done.
+    /// Non-zero: close the open clip after the first frame captured after this monotonic
+    /// time (µs), so an experiment's window ends inside complete clips and the next clip
+    /// starts after it. The recorder sets it back to 0 once done.
     pub cut_after_us: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub current_clip: Mutex<Option<String>>,
@@ -308,8 +308,11 @@ impl RecorderState {
             );
         }
         let cut = self.stats.cut_after_us.load(Ordering::Acquire);
-        if cut != 0 && frame.timestamp_us > cut {
-            self.close_clip(Some(frame.timestamp_us));
+        let result = self.record(frame);
+        if result.is_ok() && cut != 0 && frame.timestamp_us > cut {
+            // The first frame captured after the boundary ends the clip: an experiment's
+            // clips reach just past its window, and the next clip starts after it.
+            self.close_clip(None);
             // A newer request (a later boundary) stays for its own frame.
             let _ = self.stats.cut_after_us.compare_exchange(
                 cut,
@@ -318,7 +321,7 @@ impl RecorderState {
                 Ordering::Relaxed,
             );
         }
-        if let Err(e) = self.record(frame) {
+        if let Err(e) = result {
             if e.kind == ErrorKind::Corrupt {
                 // Damaged camera frames are normal with USB webcams: skipped, counted,
                 // logged at the 1st, 10th, 100th, ...
