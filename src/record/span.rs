@@ -140,7 +140,7 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
                     ),
                 ));
             }
-            let moof = read_at(&mut reader, &path, frag.moof_at, frag.moof_len)?;
+            let moof = decode_moof(&read_at(&mut reader, &path, frag.moof_at, frag.moof_len)?)?;
             // The last fragment: keep the frames captured by `to_us`.
             let keep = times.kept_by(&moof, this_first, start_wall, to_us)?;
             let out_decode = match clip_base {
@@ -164,7 +164,7 @@ pub fn plan(index: &ClipIndex, camera: &str, from_us: i64, to_us: i64) -> Result
                 }
             };
             let sequence = span.pieces.len() as u32 + 1;
-            let rewritten = rewrite(&moof, sequence, out_decode, keep.samples)?;
+            let rewritten = rewrite(moof, sequence, out_decode, keep.samples)?;
             let file = *file.get_or_insert_with(|| {
                 span.files.push(path.clone());
                 span.files.len() as u32 - 1
@@ -218,7 +218,8 @@ impl Span {
             let mut moof = vec![0u8; piece.moof_len as usize];
             file.seek(SeekFrom::Start(piece.moof_at))?;
             file.read_exact(&mut moof)?;
-            let rewritten = rewrite(&moof, i as u32 + 1, piece.decode_ticks, piece.samples)
+            let rewritten = decode_moof(&moof)
+                .and_then(|m| rewrite(m, i as u32 + 1, piece.decode_ticks, piece.samples))
                 .map_err(std::io::Error::other)?;
             if rewritten.header.len() != piece.header_len as usize
                 || rewritten.data_len != piece.data_len
@@ -280,8 +281,7 @@ impl SampleTimes<'_> {
 
     /// How many samples of the fragment starting at `first` (captured from `start_wall`)
     /// were captured by `to_us` (at least one), and the last one's time.
-    fn kept_by(&self, moof: &[u8], first: u64, start_wall: i64, to_us: i64) -> Result<Kept> {
-        let moof = decode_moof(moof)?;
+    fn kept_by(&self, moof: &Moof, first: u64, start_wall: i64, to_us: i64) -> Result<Kept> {
         let traf = &moof.traf[0];
         let default = traf.tfhd.default_sample_duration.unwrap_or(0);
         let TrunSamples::Explicit(entries) = &traf.trun[0].samples else {
@@ -337,8 +337,7 @@ fn decode_moof(bytes: &[u8]) -> Result<Moof> {
 
 /// The fragment's `moof` with a new sequence number and decode time, cut to `keep`
 /// samples, followed by the header of an `mdat` holding those samples.
-fn rewrite(bytes: &[u8], sequence: u32, decode_ticks: u64, keep: u32) -> Result<Rewritten> {
-    let mut moof = decode_moof(bytes)?;
+fn rewrite(mut moof: Moof, sequence: u32, decode_ticks: u64, keep: u32) -> Result<Rewritten> {
     moof.mfhd.sequence_number = sequence;
     let traf = &mut moof.traf[0];
     traf.tfdt = Some(Tfdt {
@@ -360,7 +359,7 @@ fn rewrite(bytes: &[u8], sequence: u32, decode_ticks: u64, keep: u32) -> Result<
         .sum::<u64>();
     // The data offset counts from the moof's start (default-base-is-moof): encode once
     // to learn the moof's length, then again with the offset.
-    let mut header = Vec::with_capacity(bytes.len() + 8);
+    let mut header = Vec::with_capacity(128 + 12 * keep as usize);
     moof.traf[0].trun[0].data_offset = Some(0);
     moof.encode(&mut header)
         .map_err(|e| not_ours(&format!("moof: {e}")))?;
