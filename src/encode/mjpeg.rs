@@ -7,13 +7,16 @@
 //! here, which costs little next to the decode.
 //!
 //! A torn or truncated JPEG (real UVC cameras send them) is an error of kind `Corrupt`
-//! (the recorder counts and skips the frame); it never panics.
+//! (the recorder counts and skips the frame); it never panics. The scan's markers are
+//! checked first (`jpeg_scan`): garbage that a decoder would turn into a damaged picture
+//! without complaint usually breaks them.
 
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use crate::encode::jpeg_scan;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Decodes camera JPEGs of one size. The YCbCr scratch is allocated on the first frame
@@ -63,9 +66,19 @@ impl MjpegDecoder {
         Ok(())
     }
 
-    /// Decodes into the YCbCr scratch; returns the picture's size.
+    /// Checks the scan's markers, then decodes into the YCbCr scratch; returns the
+    /// picture's size.
     fn decode_ycbcr(&mut self, jpeg: &[u8], width: u32, height: u32) -> Result<(usize, usize)> {
-        let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("MJPEG frame: {what}"));
+        jpeg_scan::check(jpeg).map_err(corrupt)?;
+        self.decode_without_scan_check(jpeg, width, height)
+    }
+
+    fn decode_without_scan_check(
+        &mut self,
+        jpeg: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(usize, usize)> {
         let mut decoder = JpegDecoder::new_with_options(ZCursor::new(jpeg), self.options);
         decoder
             .decode_headers()
@@ -93,6 +106,10 @@ impl MjpegDecoder {
             .map_err(|e| corrupt(format!("{e:?}")))?;
         Ok((w, h))
     }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorKind::Corrupt, format!("MJPEG frame: {what}"))
 }
 
 /// Interleaved full-resolution YCbCr → packed I420 (chroma averaged over 2×2 blocks; an
@@ -197,13 +214,53 @@ mod tests {
         check(&[], w as u32);
         check(&encoded, 32);
         let mut garbage = encoded.clone();
-        let mid = garbage.len() / 2;
-        garbage[mid..mid + 40].fill(0xFF);
-        // Garbage in the entropy-coded data may decode to a damaged picture or fail;
-        // either way nothing panics and a failure is `Corrupt`.
-        match decoder.decode_i420(&garbage, w as u32, h as u32, &mut out) {
-            Ok(()) => assert_eq!(out.len(), w * h * 3 / 2),
-            Err(e) => assert_eq!(e.kind, ErrorKind::Corrupt),
+        // (Near the end: half of this small JPEG is its tables.)
+        let at = garbage.len() - 100;
+        garbage[at..at + 40].fill(0xFF);
+        // 0xFF fill running into entropy-coded data: not a marker, so damage.
+        let err = decoder
+            .decode_i420(&garbage, w as u32, h as u32, &mut out)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Corrupt, "{err}");
+    }
+
+    /// The VM bench's damage (512 random bytes over the middle of a 640x480 camera JPEG),
+    /// 200 times with different bytes: what the decoder alone and the decoder after the
+    /// scan check reject. `cargo test --release --lib garbage_inside -- --nocapture`
+    /// prints both rates.
+    #[test]
+    fn garbage_inside_a_frame_is_caught_by_the_scan_check() {
+        let (w, h) = (640, 480);
+        let mut encoded = Vec::new();
+        jpeg::encode_i420(&picture(w, h), w as u32, h as u32, 85, &mut encoded).unwrap();
+        let mut decoder = MjpegDecoder::new();
+        let mut out = Vec::new();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut by_decoder, mut by_both) = (0, 0);
+        let trials = 200;
+        for _ in 0..trials {
+            let mut damaged = encoded.clone();
+            let mid = damaged.len() / 2;
+            for b in &mut damaged[mid..mid + 512] {
+                *b = next() as u8;
+            }
+            by_decoder += decoder
+                .decode_without_scan_check(&damaged, w as u32, h as u32)
+                .is_err() as u32;
+            by_both += decoder.check(&damaged, w as u32, h as u32).is_err() as u32;
         }
+        println!("damaged frames rejected: decoder alone {by_decoder}/{trials}, scan check + decoder {by_both}/{trials}");
+        // Garbage holding an 0xFF (about 5 in 6 here) breaks the scan's markers.
+        assert!(by_both > by_decoder, "{by_both} vs {by_decoder}");
+        assert!(by_both * 100 >= trials * 80, "{by_both}/{trials}");
+        decoder
+            .decode_i420(&encoded, w as u32, h as u32, &mut out)
+            .unwrap();
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod h264;
 pub mod jpeg;
+pub mod jpeg_scan;
 pub mod mjpeg;
 pub mod placeholder;
 pub mod v4l2m2m;
