@@ -88,12 +88,21 @@ impl App {
             config_auto,
             config_experiments,
         );
+        let replication = crate::replicate::start(
+            &config.replication,
+            &config.service.data_dir,
+            Arc::clone(service.clock()),
+        );
+        if let Some((r, _)) = &replication {
+            experiments.set_replica(Arc::clone(r) as Arc<dyn crate::experiment::Replica>);
+        }
         experiments.recover();
         let gpio = start_gpio(&config, &service, &experiments);
         let state = AppState::new(
             Arc::clone(&service),
             Arc::clone(&experiments),
             gpio.clone(),
+            replication.as_ref().map(|(r, _)| Arc::clone(r)),
             config,
         );
         let supervisor = Supervisor::start(Arc::clone(&state));
@@ -110,6 +119,10 @@ impl App {
     pub fn shutdown(&self) {
         if let Some(s) = self.supervisor.lock().expect("supervisor poisoned").take() {
             s.stop();
+        }
+        // An upload stops at its next read; the journal has what was acknowledged.
+        if let Some(r) = &self.state.replication {
+            r.shutdown();
         }
         self.service.shutdown();
     }
@@ -226,6 +239,14 @@ impl Supervisor {
                     let present = storage.refresh().is_present();
                     let clock = state.service.clock();
                     storage.sample_history(clock.wall_us(), clock.monotonic_us());
+                    // Experiment retention (and deletion after a verified upload) once a
+                    // minute, off this thread: deleting a folder can take a while.
+                    if tick.is_multiple_of(240) {
+                        let experiments = Arc::clone(&state.experiments);
+                        let _ = std::thread::Builder::new()
+                            .name("retention".into())
+                            .spawn(move || experiments.apply_retention());
+                    }
                     if present != storage_present {
                         storage_present = present;
                         if present {

@@ -22,6 +22,7 @@ pub struct Config {
     pub auto_recording: AutoRecordingConfig,
     pub experiments: ExperimentsConfig,
     pub gpio: crate::gpio::GpioConfig,
+    pub replication: crate::replicate::ReplicationConfig,
 }
 
 /// `[experiments]`: archive folders.
@@ -34,6 +35,9 @@ pub struct ExperimentsConfig {
     /// Id prefix of experiments started by a trigger without one armed:
     /// `<prefix>-20261124T114000.123Z`.
     pub trigger_id_prefix: String,
+    /// With replication on: delete an archived experiment here as soon as its upload
+    /// was verified. (Retention never deletes one whose upload is not verified.)
+    pub delete_after_upload: bool,
 }
 
 impl Default for ExperimentsConfig {
@@ -41,6 +45,7 @@ impl Default for ExperimentsConfig {
         ExperimentsConfig {
             retention: "never".into(),
             trigger_id_prefix: "trigger".into(),
+            delete_after_upload: false,
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct CameraConfig {
     /// cadence): each frame is stamped up to this much off its slot, and about one frame in
     /// 50 comes late by up to three frame intervals.
     pub pattern_jitter: HumanDuration,
+    /// Grain over the test pattern's picture, new each frame (clips of real size).
+    pub pattern_noise: bool,
     /// Exposure of libcamera cameras: automatic, or fixed in microseconds (a Global
     /// Shutter camera in external-trigger mode needs a fixed one).
     pub exposure: Exposure,
@@ -202,6 +209,7 @@ impl Default for CameraConfig {
             pattern_format: "i420".into(),
             pattern_cameras: 1,
             pattern_jitter: HumanDuration(Duration::ZERO),
+            pattern_noise: false,
             exposure: Exposure::Auto,
             analogue_gain: 0.0,
             awb_mode: "auto".into(),
@@ -777,6 +785,14 @@ impl Config {
         }
 
         self.gpio.validate()?;
+        self.replication.validate()?;
+        if e.delete_after_upload && !self.replication.enabled {
+            return Err(invalid(
+                "experiments.delete_after_upload",
+                "true",
+                "needs [replication] enabled = true (nothing is deleted before it is uploaded)",
+            ));
+        }
 
         let a = &self.auto_recording;
         if !is_camera_id(&a.primary_camera) {

@@ -34,7 +34,8 @@ impl ConfigDiscoverer {
                 let device =
                     PatternDevice::new(i, c.width, c.height, c.fps, Arc::clone(&self.clock))
                         .with_formats(&[format])
-                        .with_jitter(c.pattern_jitter.0);
+                        .with_jitter(c.pattern_jitter.0)
+                        .with_noise(c.pattern_noise);
                 Arc::new(device) as Arc<dyn CaptureDevice>
             })
             .collect()

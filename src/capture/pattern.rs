@@ -32,6 +32,8 @@ pub struct PatternDevice {
     jitter: Duration,
     /// Seeds each open's jitter, so runs are repeatable and cameras differ.
     seed: u64,
+    /// Sensor-like grain over the picture (see [`PatternDevice::with_noise`]).
+    noise: bool,
 }
 
 impl PatternDevice {
@@ -56,6 +58,7 @@ impl PatternDevice {
             faults: Arc::new(PatternFaults::default()),
             jitter: Duration::ZERO,
             seed: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
+            noise: false,
         }
     }
 
@@ -66,6 +69,13 @@ impl PatternDevice {
     /// vivid under emulation shows 23–200 ms intervals at a nominal 33 ms.
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
+        self
+    }
+
+    /// Adds grain to every pixel of luma, different each frame, as a sensor in dim light
+    /// does: the encoder then spends its whole bitrate, and clips grow to real sizes.
+    pub fn with_noise(mut self, noise: bool) -> Self {
+        self.noise = noise;
         self
     }
 
@@ -104,6 +114,7 @@ impl CaptureDevice for PatternDevice {
         let interval = Duration::from_micros(source.interval_us);
         source.jitter_us = self.jitter.min(interval / 2).as_micros() as u64;
         source.rng = self.seed | 1;
+        source.noise = self.noise;
         Ok(Box::new(source))
     }
 }
@@ -118,8 +129,9 @@ pub struct PatternSource {
     sequence: u64,
     /// Largest offset of a stamp from its slot, µs; 0 for a perfect cadence.
     jitter_us: u64,
-    /// xorshift64 state for the jitter (never 0).
+    /// xorshift64 state for the jitter and the grain (never 0).
     rng: u64,
+    noise: bool,
     /// The previous frame's stamp: stamps always increase, as a driver's do.
     last_timestamp_us: u64,
     /// The I420 picture; chroma is drawn once, luma every frame.
@@ -165,6 +177,7 @@ impl PatternSource {
             next_due_us: now + interval_us,
             sequence: 0,
             jitter_us: 0,
+            noise: false,
             rng: 1,
             last_timestamp_us: 0,
             picture,
@@ -222,6 +235,19 @@ impl PatternSource {
             };
         }
         draw_text(luma, w, h, scale, scale, scale, &text);
+        if self.noise {
+            let mut x = self.rng | 1;
+            for px in luma.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                for (i, p) in px.iter_mut().enumerate() {
+                    let grain = ((x >> (8 * i)) & 31) as i16 - 16;
+                    *p = (*p as i16 + grain).clamp(16, 235) as u8;
+                }
+            }
+            self.rng = x;
+        }
     }
 }
 

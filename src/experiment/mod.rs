@@ -28,6 +28,15 @@ pub(crate) const STATE_FILE: &str = "experiment.json";
 pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const FRAMES_CSV: &str = "frames.csv";
 
+/// Where archives are copied to (replication): retention asks it before deleting, and
+/// tells it when an archive is complete.
+pub trait Replica: Send + Sync {
+    /// The experiment's upload was verified: its local folder may go.
+    fn is_verified(&self, id: &str) -> bool;
+    /// An archive was just completed.
+    fn archived(&self, id: &str);
+}
+
 pub struct ExperimentService {
     cameras: Arc<CameraService>,
     storage: Arc<Storage>,
@@ -41,6 +50,7 @@ pub struct ExperimentService {
     archiving: AtomicUsize,
     /// Serialises archive runs so two never write one folder.
     archive_lock: Mutex<()>,
+    replica: std::sync::OnceLock<Arc<dyn Replica>>,
 }
 
 fn now(clock: &dyn Clock) -> Stamp {
@@ -74,7 +84,13 @@ impl ExperimentService {
             active: Mutex::new(None),
             archiving: AtomicUsize::new(0),
             archive_lock: Mutex::new(()),
+            replica: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects replication (once, before `recover`).
+    pub fn set_replica(&self, replica: Arc<dyn Replica>) {
+        let _ = self.replica.set(replica);
     }
 
     pub fn is_archiving(&self) -> bool {
@@ -571,6 +587,9 @@ impl ExperimentService {
             let mut done = exp.clone();
             done.phase = Phase::Archived;
             self.persist(&done)?;
+            if let Some(r) = self.replica.get() {
+                r.archived(id);
+            }
             Ok(m)
         });
         self.archiving.fetch_sub(1, Ordering::Relaxed);
@@ -627,18 +646,33 @@ impl ExperimentService {
         self.apply_retention();
     }
 
-    /// Deletes archived experiments older than `[experiments] retention` (never by default).
+    /// Deletes archived experiments older than `[experiments] retention` (never by
+    /// default). With replication on, only those whose upload was verified, and those at
+    /// once with `delete_after_upload`.
     pub fn apply_retention(&self) {
-        let Some(keep) = self.settings.retention() else {
+        let keep = self.settings.retention();
+        let replica = self.replica.get();
+        let after_upload = self.settings.delete_after_upload && replica.is_some();
+        if keep.is_none() && !after_upload {
             return;
-        };
-        let cutoff = self.clock.wall_us() - keep.as_micros() as i64;
+        }
+        let cutoff = keep.map(|k| self.clock.wall_us() - k.as_micros() as i64);
         for exp in self.list_experiments() {
-            let ended = exp.stopped.map_or(i64::MAX, |s| s.wall_us);
-            if exp.phase == Phase::Archived && ended < cutoff {
-                log::info!("experiment {}: deleted by retention", exp.experiment_id);
-                let _ = std::fs::remove_dir_all(self.folder(&exp.experiment_id));
+            if exp.phase != Phase::Archived {
+                continue;
             }
+            let id = &exp.experiment_id;
+            let uploaded = replica.map(|r| r.is_verified(id));
+            let ended = exp.stopped.map_or(i64::MAX, |s| s.wall_us);
+            let old = cutoff.is_some_and(|c| ended < c);
+            let why = match uploaded {
+                Some(false) => continue,
+                Some(true) if after_upload => "its upload was verified",
+                _ if old => "retention",
+                _ => continue,
+            };
+            log::info!("experiment {id}: deleted here ({why})");
+            let _ = std::fs::remove_dir_all(self.folder(id));
         }
     }
 

@@ -83,6 +83,8 @@ pub enum Endpoint {
     ExperimentZip,
     RecordingSpan,
     StorageHistory,
+    Replication,
+    ReplicationRetry,
     Gpio,
     GpioSim,
 }
@@ -161,6 +163,8 @@ pub static ROUTES: &[Route] = {
             ExperimentFile,
         ),
         r(GET, "/api/v1/experiments/{id}/download.zip", ExperimentZip),
+        r(GET, "/api/v1/replication", Replication),
+        r(POST, "/api/v1/replication/retry", ReplicationRetry),
         r(GET, "/api/v1/gpio", Gpio),
         r(POST, "/api/v1/gpio/sim/{input}", GpioSim),
     ]
@@ -316,6 +320,8 @@ pub async fn handle(
         Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
         Endpoint::SettingsPatch => patch_settings(req, &state).await,
         Endpoint::Experiments => experiments::list(&state),
+        Endpoint::Replication => super::replication::summary(&state),
+        Endpoint::ReplicationRetry => super::replication::retry(&state),
         Endpoint::ExperimentCreate => experiments::create(req, &state).await,
         Endpoint::Experiment => experiments::manifest(&state, params[0]),
         Endpoint::ExperimentStop => experiments::stop(&state, params[0]).await,
@@ -457,6 +463,23 @@ fn health(state: &AppState) -> Response<Body> {
         if let Some(problems) = value["problems"].as_array_mut() {
             problems.push(format!("trigger input: {fault}").into());
         }
+    }
+    if let Some(r) = &state.replication {
+        let summary = r.summary();
+        if let Some(problem) = summary.health_problem() {
+            if value["status"] == "ok" {
+                value["status"] = "degraded".into();
+            }
+            if let Some(problems) = value["problems"].as_array_mut() {
+                problems.push(problem.into());
+            }
+        }
+        value["replication"] = json!({
+            "pending": summary.pending + summary.uploading,
+            "failed": summary.failed,
+            "verified": summary.verified,
+            "failing_s": summary.failing_s,
+        });
     }
     let live = &state.live;
     value["streaming"] = json!({

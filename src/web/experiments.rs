@@ -98,12 +98,19 @@ fn sync_gpio(state: &AppState) {
 }
 
 pub fn list(state: &AppState) -> Response<Body> {
-    json(StatusCode::OK, &state.experiments.list())
+    let mut list = state.experiments.list();
+    for item in &mut list {
+        super::replication::decorate(state, item);
+    }
+    json(StatusCode::OK, &list)
 }
 
 pub fn manifest(state: &AppState, id: &str) -> Response<Body> {
     match state.experiments.manifest(id) {
-        Ok(m) => json(StatusCode::OK, &m),
+        Ok(mut m) => {
+            super::replication::decorate(state, &mut m);
+            json(StatusCode::OK, &m)
+        }
         Err(e) => service_error(&e),
     }
 }

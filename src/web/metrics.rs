@@ -387,6 +387,46 @@ pub fn render(state: &AppState) -> Response<Body> {
         "Span MP4s and experiment ZIPs being written to a client now.",
         w.downloads_producing.load(Ordering::Relaxed),
     );
+    if let Some(r) = &state.replication {
+        let s = r.summary();
+        m.family(
+            "replication_experiments",
+            "gauge",
+            "Archived experiments by upload state (pending, uploading, verified, failed).",
+        );
+        for (state, n) in [
+            ("pending", s.pending),
+            ("uploading", s.uploading),
+            ("verified", s.verified),
+            ("failed", s.failed),
+        ] {
+            m.sample("replication_experiments", &[("state", state)], n);
+        }
+        m.one(
+            "replication_failing_seconds",
+            "gauge",
+            "Seconds since uploads to object storage began failing (0: none failing).",
+            s.failing_s,
+        );
+        m.one(
+            "replication_uploaded_bytes_total",
+            "counter",
+            "Bytes sent to object storage since the service started, every try counted.",
+            s.uploaded_bytes,
+        );
+        m.one(
+            "replication_resent_bytes_total",
+            "counter",
+            "Bytes sent again because an earlier try of the same part was cut off.",
+            s.resent_bytes,
+        );
+        m.one(
+            "replication_problem",
+            "gauge",
+            "1 when replication cannot run at all (secret file, endpoint); see /api/v1/health.",
+            u8::from(s.problem.is_some()),
+        );
+    }
     m.one(
         "process_cpu_percent",
         "gauge",

@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod mjpeg;
 pub mod openapi;
+pub mod replication;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -90,6 +91,8 @@ pub struct AppState {
     pub experiments: Arc<ExperimentService>,
     /// GPIO (LEDs, trigger inputs); `None` with `gpio.backend = "none"`.
     pub gpio: Option<Arc<Gpio>>,
+    /// Uploads to object storage; `None` with replication off.
+    pub replication: Option<Arc<crate::replicate::Replicator>>,
     /// Which connections may stay open (caps, eviction, head timeout).
     pub admission: Arc<Admission>,
     /// Host, Origin and login-attempt checks made before routing.
@@ -102,10 +105,12 @@ impl AppState {
         service: Arc<CameraService>,
         experiments: Arc<ExperimentService>,
         gpio: Option<Arc<Gpio>>,
+        replication: Option<Arc<crate::replicate::Replicator>>,
         config: Config,
     ) -> Arc<AppState> {
         let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
-        let guard = guard::RequestGuard::new(&own_hostname(), &config.service.allowed_hosts);
+        let guard =
+            guard::RequestGuard::new(&crate::host::hostname(), &config.service.allowed_hosts);
         Arc::new(AppState {
             auth: Auth::new(&config.service.access_token, config.service.protect_reads),
             service,
@@ -116,22 +121,11 @@ impl AppState {
             web: WebStats::default(),
             experiments,
             gpio,
+            replication,
             admission: Admission::new(),
             guard,
         })
     }
-}
-
-/// This machine's hostname ("" when it cannot be read).
-fn own_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Where a request came from and its connection's stall limit.
