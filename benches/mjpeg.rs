@@ -1,6 +1,7 @@
 //! MJPEG camera figures, printed by `cargo bench --bench mjpeg`:
 //! - decoding a 1280x720 camera JPEG: zune-jpeg (to YCbCr, then I420: what the recorder
 //!   uses) beside jpeg-decoder (to RGB, its only colour output), on the same frames;
+//! - the scan check alone (`jpeg_scan::check`, run before every decode), beside the decode;
 //! - MJPEG → H.264, ms of CPU per frame: decode + openh264 encode, as the recorder does.
 //!
 //! Frames: 60 JPEGs of the moving test pattern (quality 85, like a webcam's). Times are
@@ -12,6 +13,7 @@ use benchcam::capture::pattern::PatternDevice;
 use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
 use benchcam::clock::{Clock, SimClock};
 use benchcam::encode::h264::{H264Encode, H264Encoder};
+use benchcam::encode::jpeg_scan;
 use benchcam::encode::mjpeg::MjpegDecoder;
 use benchcam::encode::yuv::I420;
 
@@ -109,6 +111,9 @@ fn main() {
         );
         d.decode_into(&mut ycbcr).expect("decodes");
     });
+    let scan_check = per_frame_ms(&frames, |jpeg| {
+        jpeg_scan::check(jpeg).expect("a whole frame");
+    });
     let mut rgb_i420 = vec![0u8; (W * H * 3 / 2) as usize];
     let jd_i420 = per_frame_ms(&frames, |jpeg| {
         let mut d = jpeg_decoder::Decoder::new(jpeg);
@@ -117,6 +122,10 @@ fn main() {
     });
     println!("zune-jpeg → YCbCr             {zune_only:6.2} ms/frame (decode only)");
     println!("zune-jpeg → I420              {zune:6.2} ms/frame (what the recorder runs)");
+    println!(
+        "jpeg_scan::check              {scan_check:6.2} ms/frame = {:.0} % of the zune-jpeg decode (markers and Huffman codes; part of the line above)",
+        100.0 * scan_check / zune_only
+    );
     println!("jpeg-decoder → RGB            {jd:6.2} ms/frame (decode only; RGB is its only colour output)");
     println!("jpeg-decoder → RGB → I420     {jd_i420:6.2} ms/frame");
     println!(

@@ -7,9 +7,9 @@
 //! here, which costs little next to the decode.
 //!
 //! A torn or truncated JPEG (real UVC cameras send them) is an error of kind `Corrupt`
-//! (the recorder counts and skips the frame); it never panics. The scan's markers are
-//! checked first (`jpeg_scan`): garbage that a decoder would turn into a damaged picture
-//! without complaint usually breaks them.
+//! (the recorder counts and skips the frame); it never panics. The scan's markers and
+//! Huffman codes are checked first (`jpeg_scan`): garbage that a decoder would turn into a
+//! damaged picture without complaint breaks them.
 
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -256,9 +256,10 @@ mod tests {
             by_both += decoder.check(&damaged, w as u32, h as u32).is_err() as u32;
         }
         println!("damaged frames rejected: decoder alone {by_decoder}/{trials}, scan check + decoder {by_both}/{trials}");
-        // Garbage holding an 0xFF (about 5 in 6 here) breaks the scan's markers.
+        // Garbage holding an 0xFF (about 5 in 6 here) breaks the scan's markers; the rest
+        // breaks its Huffman codes (200/200 when measured, as ffmpeg).
         assert!(by_both > by_decoder, "{by_both} vs {by_decoder}");
-        assert!(by_both * 100 >= trials * 80, "{by_both}/{trials}");
+        assert!(by_both * 100 >= trials * 98, "{by_both}/{trials}");
         decoder
             .decode_i420(&encoded, w as u32, h as u32, &mut out)
             .unwrap();
