@@ -90,7 +90,7 @@ impl App {
         );
         let replication = crate::replicate::start(
             &config.replication,
-            &config.service.data_dir,
+            Arc::clone(&service.storage),
             Arc::clone(service.clock()),
         );
         if let Some((r, _)) = &replication {

@@ -178,6 +178,13 @@ impl Journal {
         write_atomic(&self.path(&entry.job)?, &bytes)
     }
 
+    /// Forgets a job (its clip is gone here).
+    pub fn remove(&self, job: &str) {
+        if let Ok(path) = self.path(job) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Every entry in the journal.
     pub fn all(&self) -> Vec<Entry> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {

@@ -55,7 +55,7 @@ pub fn read_secret(path: &Path) -> Result<String> {
 /// health and the API say why; replication never stops the service.
 pub fn start(
     config: &ReplicationConfig,
-    data_dir: &Path,
+    storage: Arc<crate::storage::Storage>,
     clock: Arc<dyn Clock>,
 ) -> Option<(Arc<Replicator>, Option<std::thread::JoinHandle<()>>)> {
     if !config.enabled {
@@ -78,7 +78,7 @@ pub fn start(
             return None;
         }
     };
-    let replicator = match Replicator::new(config.clone(), Arc::new(store), data_dir, clock) {
+    let replicator = match Replicator::new(config.clone(), Arc::new(store), storage, clock) {
         Ok(r) => r,
         Err(e) => {
             log::error!("replication: {e}; not replicating");

@@ -43,6 +43,8 @@ pub struct Replicator {
     journal: Journal,
     clock: Arc<dyn Clock>,
     experiments_dir: PathBuf,
+    /// The rolling clips' index (for `send = [.., "rolling"]`).
+    storage: Arc<crate::storage::Storage>,
     hostname: String,
     shared: Mutex<Shared>,
     wake: (Mutex<bool>, Condvar),
@@ -58,10 +60,11 @@ impl Replicator {
     pub fn new(
         config: ReplicationConfig,
         store: Arc<dyn ObjectStore>,
-        data_dir: &Path,
+        storage: Arc<crate::storage::Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Replicator>> {
-        let journal = Journal::open(data_dir)?;
+        let data_dir = storage.data_dir().to_path_buf();
+        let journal = Journal::open(&data_dir)?;
         let mut shared = Shared::default();
         for entry in journal.all() {
             shared.entries.insert(entry.job.clone(), entry);
@@ -73,6 +76,7 @@ impl Replicator {
             journal,
             clock,
             experiments_dir: data_dir.join("experiments"),
+            storage,
             hostname: crate::host::hostname(),
             shared: Mutex::new(shared),
             wake: (Mutex::new(false), Condvar::new()),
@@ -213,7 +217,98 @@ impl Replicator {
             }
         }
         found.sort_by_key(|(t, _)| *t);
-        found.into_iter().map(|(_, e)| e).collect()
+        let mut jobs: Vec<Entry> = found.into_iter().map(|(_, e)| e).collect();
+        if self.config.sends_rolling() {
+            jobs.extend(self.rolling_jobs());
+        }
+        jobs
+    }
+
+    /// Finished rolling clips not yet verified, oldest first, after the experiments.
+    /// Entries of clips that retention deleted are dropped from the journal.
+    fn rolling_jobs(&self) -> Vec<Entry> {
+        let index = &self.storage.index;
+        let mut live = std::collections::HashSet::new();
+        let mut jobs = Vec::new();
+        for camera in index.cameras() {
+            for clip in index.complete_oldest_first(&camera) {
+                let job = format!("rolling:{camera}/{}", clip.file);
+                live.insert(job.clone());
+                let known = self
+                    .shared
+                    .lock()
+                    .expect("replication poisoned")
+                    .entries
+                    .get(&job)
+                    .cloned();
+                match known {
+                    Some(e) if e.state == JobState::Verified => {}
+                    Some(e) => jobs.push(e),
+                    None => match self.plan_clip(&camera, &clip.file) {
+                        Ok(e) => {
+                            self.save(&e);
+                            jobs.push(e);
+                        }
+                        Err(e) => log::warn!("replication: {job}: {e}"),
+                    },
+                }
+            }
+        }
+        let gone: Vec<String> = {
+            let shared = self.shared.lock().expect("replication poisoned");
+            shared
+                .entries
+                .keys()
+                .filter(|j| j.starts_with("rolling:") && !live.contains(*j))
+                .cloned()
+                .collect()
+        };
+        for job in gone {
+            let entry = self
+                .shared
+                .lock()
+                .expect("replication poisoned")
+                .entries
+                .remove(&job);
+            if entry.is_some_and(|e| e.state != JobState::Verified) {
+                log::warn!("replication: {job} was deleted here before it was uploaded");
+            }
+            self.journal.remove(&job);
+        }
+        jobs
+    }
+
+    /// A rolling clip and its frames file, hashed now (clips do not change once complete).
+    fn plan_clip(&self, camera: &str, file: &str) -> Result<Entry> {
+        let folder = self.storage.index.camera_dir(camera);
+        let prefix = format!("{}/rolling/{camera}/", safe_segment(&self.hostname));
+        let mut files = Vec::new();
+        for name in [
+            file.to_string(),
+            crate::record::index::frames_file_name(file),
+        ] {
+            let path = folder.join(&name);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let sha = sha256_range(&path, 0, meta.len(), &self.stop)?;
+            files.push(FileEntry {
+                key: format!("{prefix}{name}"),
+                name,
+                size: meta.len(),
+                sha256: hex(&sha),
+                ..Default::default()
+            });
+        }
+        if files.is_empty() {
+            return Err(Error::new(ErrorKind::NotFound, format!("{file} is gone")));
+        }
+        let destination = format!("{}{prefix}", self.store.location());
+        Ok(Entry::new(
+            format!("rolling:{camera}/{file}"),
+            destination,
+            files,
+        ))
     }
 
     /// The files of an archived experiment, in its manifest's order, the manifest last.
@@ -268,8 +363,12 @@ impl Replicator {
     }
 
     fn folder_of(&self, job: &str) -> PathBuf {
-        let id = job.strip_prefix("experiment:").unwrap_or(job);
-        self.experiments_dir.join(id)
+        match job.strip_prefix("rolling:").and_then(|r| r.split_once('/')) {
+            Some((camera, _)) => self.storage.index.camera_dir(camera),
+            None => self
+                .experiments_dir
+                .join(job.strip_prefix("experiment:").unwrap_or(job)),
+        }
     }
 
     /// Uploads and verifies every file of a job; the journal is saved after each step.
@@ -570,8 +669,13 @@ impl Replicator {
         let mut counts = [0usize; 4];
         let mut failing_since = None::<i64>;
         let mut last_error = None;
+        let mut clips = [0usize; 4];
         for e in shared.entries.values() {
-            counts[e.state as usize] += 1;
+            if e.job.starts_with("rolling:") {
+                clips[e.state as usize] += 1;
+            } else {
+                counts[e.state as usize] += 1;
+            }
             if e.state == JobState::Failed {
                 if let Some(t) = e.failing_since_us {
                     failing_since = Some(failing_since.map_or(t, |f| f.min(t)));
@@ -585,6 +689,9 @@ impl Replicator {
             uploading: counts[JobState::Uploading as usize],
             verified: counts[JobState::Verified as usize],
             failed: counts[JobState::Failed as usize],
+            clips_pending: clips[JobState::Pending as usize] + clips[JobState::Uploading as usize],
+            clips_verified: clips[JobState::Verified as usize],
+            clips_failed: clips[JobState::Failed as usize],
             failing_s: failing_since.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6),
             last_error,
             problem: shared.problem.clone(),
@@ -621,6 +728,10 @@ pub struct Summary {
     pub uploading: usize,
     pub verified: usize,
     pub failed: usize,
+    /// Rolling clips (with `send = [.., "rolling"]`) waiting or uploading, verified, failed.
+    pub clips_pending: usize,
+    pub clips_verified: usize,
+    pub clips_failed: usize,
     /// Seconds since uploads began failing (0: none failing).
     pub failing_s: f64,
     pub failing_after_s: f64,

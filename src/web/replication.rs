@@ -29,6 +29,11 @@ pub fn summary(state: &AppState) -> Response<Body> {
                 "verified": s.verified,
                 "failed": s.failed,
             },
+            "rolling_clips": {
+                "pending": s.clips_pending,
+                "verified": s.clips_verified,
+                "failed": s.clips_failed,
+            },
             "failing_s": s.failing_s,
             "last_error": s.last_error,
             "problem": s.problem,
