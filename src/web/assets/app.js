@@ -1490,7 +1490,25 @@
           fact('Clips', exp.clips === null || exp.clips === undefined ? '–' : formatCount(exp.clips), 'clips'),
           fact('Size', exp.size_bytes === null || exp.size_bytes === undefined ? '–' : formatBytes(exp.size_bytes), 'size'),
           typeof exp.frames === 'number' ? fact('Frames', formatCount(exp.frames), 'frames') : null),
+        this.replication(exp.replication),
         h('div', { class: 'card-actions' }, actions));
+    },
+
+    // Upload to the lab's object storage: a bar while it goes, a word when done or failed.
+    replication(r) {
+      if (!r || typeof r !== 'object') return null;
+      const total = Number(r.bytes_total) || 0;
+      const done = Math.min(Number(r.bytes_done) || 0, total);
+      const words = {
+        pending: 'Upload waiting',
+        uploading: `Uploading ${formatBytes(done)} of ${formatBytes(total)}`,
+        verified: 'Uploaded and verified',
+        failed: `Upload failed: ${r.error || 'unknown error'} (retrying)`,
+      };
+      const text = words[r.state] || `Upload ${r.state}`;
+      return h('div', { class: `exp-upload exp-upload-${r.state}`, 'data-testid': 'exp-upload', 'data-state': r.state, title: r.destination || '' },
+        h('progress', { max: String(total || 1), value: String(r.state === 'verified' ? total || 1 : done), 'aria-label': text }),
+        h('span', { class: 'item-sub' }, text));
     },
 
     // --- one experiment in detail ---
