@@ -6,7 +6,7 @@
 # Steps, in order, each with a banner and its time:
 #   deps     tests/lib/install-deps.sh: nasm, ffmpeg; with the full run also the aarch64 cross
 #            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, and
-#            the VM bench's qemu-system-x86, qemu-utils and mmdebstrap
+#            the VM bench's qemu-system-x86, qemu-utils and mmdebstrap; rclone for replication
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
@@ -18,6 +18,11 @@
 #            rustc with RUSTC_BOOTSTRAP=1)
 #   schemathesis tests/schemathesis/run.sh: schemathesis (pinned, in a venv under ~/.cache)
 #            against the release binary, from its own /api/v1/openapi.json, ~100 s
+#   replication tests/replication/run.sh: the release binary replicating experiments to a real
+#            single-node Garage 2.5.0, checked with rclone: upload and verify, SIGKILL mid-upload,
+#            the store down mid-upload, a wrong key, a secret readable by others,
+#            delete_after_upload; ~2.5 min (Garage built into ~/.cache/benchcam-garage when
+#            missing: ~16 min)
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
 #            v4l2loopback), a USB data disk pulled and a disk returning EIO, a clock step, then 5
 #            power cuts, in a Debian VM under qemu-system-x86_64 (TCG); ~20 min with the guest
@@ -35,7 +40,7 @@
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the soak, fuzz, schemathesis, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the soak, fuzz, schemathesis, replication, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -141,6 +146,7 @@ if [ "$install" = 1 ]; then
     if [ "$quick" = 0 ]; then
         if [ "$host_arch" = x86_64 ]; then deps_args+=(--cross --vm); fi
         if [ "$have_browser" = 1 ]; then deps_args+=(--browser); fi
+        deps_args+=(--replication)
     fi
     step deps bash tests/lib/install-deps.sh "${deps_args[@]}"
 fi
@@ -177,6 +183,19 @@ if [ "$quick" = 1 ]; then
 else
     step fuzz fuzz_test
     step schemathesis schemathesis_test
+fi
+
+# ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
+replication_test() {
+    cargo build --release --bin benchcam || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash tests/replication/run.sh "${args[@]}"
+}
+if [ "$quick" = 1 ]; then
+    skip replication "--quick"
+else
+    step replication replication_test
 fi
 
 # ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------
