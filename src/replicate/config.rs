@@ -266,9 +266,11 @@ mod tests {
         assert!(on().validate().is_ok());
     }
 
+    type Change = Box<dyn Fn(&mut ReplicationConfig)>;
+
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ReplicationConfig)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             ("endpoint", Box::new(|c| c.endpoint = "garage:3900".into())),
             ("bucket", Box::new(|c| c.bucket = "Lab_Archive".into())),
             ("prefix", Box::new(|c| c.prefix = "{hostname}/all/".into())),

@@ -917,29 +917,5 @@ fn local_minute(wall_us: i64) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_round_trips_and_matches_the_standard() {
-        assert_eq!(b64(b""), "");
-        assert_eq!(b64(b"f"), "Zg==");
-        assert_eq!(b64(b"fo"), "Zm8=");
-        assert_eq!(b64(b"foobar"), "Zm9vYmFy");
-        // SHA-256("") in base64, as S3 documents it.
-        assert_eq!(
-            b64(&Sha256::digest(b"")),
-            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-        );
-        let digest = Sha256::digest(b"benchcam");
-        assert_eq!(b64_decode(&b64(&digest)).unwrap(), digest.to_vec());
-    }
-
-    #[test]
-    fn hostnames_become_one_key_segment() {
-        assert_eq!(safe_segment("bench-07.lab"), "bench-07.lab");
-        assert_eq!(safe_segment("a/b c"), "a_b_c");
-        assert_eq!(safe_segment(""), "host");
-        assert_eq!(safe_segment(".."), "host..");
-    }
-}
+#[path = "replicator_tests.rs"]
+mod tests;
