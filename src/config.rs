@@ -22,6 +22,7 @@ pub struct Config {
     pub auto_recording: AutoRecordingConfig,
     pub experiments: ExperimentsConfig,
     pub gpio: crate::gpio::GpioConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// `[experiments]`: archive folders.
@@ -777,6 +778,7 @@ impl Config {
         }
 
         self.gpio.validate()?;
+        self.fleet.validate()?;
 
         let a = &self.auto_recording;
         if !is_camera_id(&a.primary_camera) {

@@ -34,6 +34,7 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 use crate::camera::CameraService;
 use crate::config::Config;
 use crate::experiment::ExperimentService;
+use crate::fleet::Fleet;
 use crate::gpio::Gpio;
 use crate::live::LiveStreamingService;
 use admission::{Admission, Busy, Ticket};
@@ -94,6 +95,9 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Host, Origin and login-attempt checks made before routing.
     pub guard: guard::RequestGuard,
+    /// This bench and the others on the LAN (`GET /api/v1/fleet`); the wiring starts its
+    /// mDNS side and feeds it this box's record.
+    pub fleet: Arc<Fleet>,
 }
 
 impl AppState {
@@ -105,7 +109,9 @@ impl AppState {
         config: Config,
     ) -> Arc<AppState> {
         let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
-        let guard = guard::RequestGuard::new(&own_hostname(), &config.service.allowed_hosts);
+        let hostname = own_hostname();
+        let guard = guard::RequestGuard::new(&hostname, &config.service.allowed_hosts);
+        let fleet = Fleet::new(&config.fleet, &hostname);
         Arc::new(AppState {
             auth: Auth::new(&config.service.access_token, config.service.protect_reads),
             service,
@@ -118,6 +124,7 @@ impl AppState {
             gpio,
             admission: Admission::new(),
             guard,
+            fleet,
         })
     }
 }

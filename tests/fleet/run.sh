@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The fleet (issue 12, parts 5 and 6), end to end with the release binary:
+#
+#  1. two benches in two network namespaces joined by a veth pair (10.77.0.1 and 10.77.0.2,
+#     multicast on the link, nothing else): bench-a starts, then bench-b; each must list the
+#     other in GET /api/v1/fleet. Prints the time from bench-b's start until bench-a lists it
+#     ("new box visible after N ms"), and the other way round.
+#  2. bench-b starts recording: bench-a sees cameras_recording go to 1 (the re-announcement).
+#  3. `benchcam fleet-targets` run in bench-a's namespace writes a file_sd file with both.
+#  4. bench-b stops (SIGTERM: goodbye): bench-a drops it; prints how long that took.
+#  5. promtool (when installed, or always with BENCHCAM_REQUIRE_PROMTOOL=1, as tests/run.sh
+#     sets it): `promtool check metrics` on bench-a's live /metrics, `check config` on
+#     packaging/prometheus/prometheus.yml, `check rules` and `test rules` on the alerts.
+#
+#   bash tests/fleet/run.sh            (as root: it creates namespaces; ~15 s)
+#
+# BENCHCAM_BIN picks the binary (default target/release/benchcam). Namespaces, veths and
+# temp dirs are removed on exit. The last line is `fleet: N passed, M failed`.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+bin="${BENCHCAM_BIN:-$root/target/release/benchcam}"
+prom="$root/packaging/prometheus"
+passed=0 failed=0
+
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+finish() {
+    echo "fleet: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+[ -x "$bin" ] || { echo "fleet: no $bin (cargo build --release)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "fleet: needs root (network namespaces)" >&2; exit 1; }
+for tool in ip curl python3; do
+    command -v "$tool" >/dev/null || { echo "fleet: $tool is missing" >&2; exit 1; }
+done
+
+tag="bc$$"
+ns_a="$tag-a" ns_b="$tag-b"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    ip netns del "$ns_a" 2>/dev/null
+    ip netns del "$ns_b" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---- two namespaces, one veth pair ------------------------------------------------------------
+ip netns add "$ns_a" && ip netns add "$ns_b" || { echo "fleet: cannot create namespaces" >&2; exit 1; }
+ip link add "$tag-va" type veth peer name "$tag-vb" || exit 1
+ip link set "$tag-va" netns "$ns_a" && ip link set "$tag-vb" netns "$ns_b" || exit 1
+for side in a b; do
+    ns="$tag-$side" dev="$tag-v$side"
+    addr=$([ "$side" = a ] && echo 10.77.0.1 || echo 10.77.0.2)
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$addr/24" dev "$dev"
+    ip -n "$ns" link set "$dev" multicast on up
+done
+
+start_bench() {  # start_bench SIDE: bench-SIDE in its namespace; sets started_ms
+    local side="$1" ns="$tag-$1" dir="$work/$1"
+    mkdir -p "$dir"
+    cat >"$dir/benchcam.toml" <<TOML
+[service]
+data_dir = "$dir/data"
+listen = "0.0.0.0:8080"
+[camera]
+source = "pattern"
+width = 160
+height = 120
+fps = 5
+[recording]
+clip_length = "2s"
+fragment_duration = "500ms"
+[auto_recording]
+enabled = false
+[gpio]
+backend = "sim"
+[fleet]
+name = "bench-$side"
+TOML
+    started_ms=$(date +%s%3N)
+    ip netns exec "$ns" "$bin" run --config "$dir/benchcam.toml" >"$dir/log" 2>&1 &
+    pids+=($!)
+    eval "pid_$side=$!"
+}
+
+fleet_of() {  # fleet_of SIDE: GET /api/v1/fleet of bench-SIDE
+    local addr=$([ "$1" = a ] && echo 10.77.0.1 || echo 10.77.0.2)
+    ip netns exec "$tag-$1" curl -sf --max-time 2 "http://$addr:8080/api/v1/fleet"
+}
+
+# peer_field SIDE PEER FIELD: FIELD of PEER in SIDE's fleet view ("" when PEER is not listed)
+peer_field() {
+    fleet_of "$1" | python3 -c '
+import json, sys
+name, field = sys.argv[1], sys.argv[2]
+try:
+    view = json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+for p in view["peers"]:
+    if p["name"] == name:
+        print(json.dumps(p[field]) if not isinstance(p[field], str) else p[field])
+' "$2" "$3"
+}
+
+wait_for() {  # wait_for SECONDS COMMAND...: until COMMAND succeeds; 1 on timeout
+    local end=$((SECONDS + $1)); shift
+    while [ "$SECONDS" -lt "$end" ]; do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+healthy() { ip netns exec "$tag-$1" curl -sf --max-time 1 "http://$2:8080/api/v1/health" >/dev/null; }
+lists() { [ "$(peer_field "$1" "$2" name)" = "$2" ]; }
+lists_not() { fleet_of "$1" >/dev/null && ! lists "$1" "$2"; }
+
+start_bench a
+wait_for 20 healthy a 10.77.0.1 || { echo "fleet: bench-a did not start"; cat "$work/a/log"; exit 1; }
+start_bench b
+b_started=$started_ms
+wait_for 20 healthy b 10.77.0.2 || { echo "fleet: bench-b did not start"; cat "$work/b/log"; exit 1; }
+
+# ---- 1. each lists the other ------------------------------------------------------------------
+if wait_for 15 lists a bench-b; then
+    ok "bench-a lists bench-b; new box visible after $(($(date +%s%3N) - b_started)) ms (from bench-b's start)"
+else
+    fail "bench-a does not list bench-b within 15 s: $(fleet_of a)"
+fi
+if wait_for 15 lists b bench-a; then
+    ok "bench-b lists bench-a; visible $(($(date +%s%3N) - b_started)) ms after bench-b's start"
+else
+    fail "bench-b does not list bench-a within 15 s: $(fleet_of b)"
+fi
+url="$(peer_field a bench-b url)"
+[ "$url" = "http://10.77.0.2:8080/" ] && ok "bench-b's link is $url" || fail "bench-b's link is '$url'"
+state="$(peer_field a bench-b state)"
+case "$state" in ok | degraded) ok "bench-b's state: $state" ;; *) fail "bench-b's state: '$state'" ;; esac
+[ "$(peer_field a bench-b cameras)" = 1 ] && ok "bench-b has 1 camera" || fail "bench-b's cameras: $(peer_field a bench-b cameras)"
+free="$(peer_field a bench-b free_bytes)"
+[ "${free:-0}" -gt 0 ] 2>/dev/null && ok "bench-b's free space: $free bytes" || fail "bench-b's free_bytes: '$free'"
+# The page link works from the other namespace: it is bench-b's own page.
+if ip netns exec "$ns_a" curl -sf --max-time 2 "$url" | grep -qi '<html'; then
+    ok "bench-b's page answers at its link from bench-a's namespace"
+else
+    fail "bench-b's page does not answer at $url"
+fi
+
+# ---- 2. a change is re-announced --------------------------------------------------------------
+ip netns exec "$ns_b" curl -sf -X POST "http://10.77.0.2:8080/api/v1/cameras/cam0/recording/start" >/dev/null ||
+    fail "cannot start recording on bench-b"
+t0=$(date +%s%3N)
+recording_seen() { [ "$(peer_field a bench-b cameras_recording)" = 1 ]; }
+if wait_for 15 recording_seen; then
+    ok "bench-a sees bench-b recording after $(($(date +%s%3N) - t0)) ms (announcements rate-limited to 1 per 5 s)"
+else
+    fail "bench-a does not see bench-b recording: $(fleet_of a)"
+fi
+
+# ---- 3. fleet-targets -------------------------------------------------------------------------
+if ip netns exec "$ns_a" "$bin" fleet-targets --seconds 3 --out "$work/targets.json" 2>"$work/targets.log"; then
+    if python3 - "$work/targets.json" <<'PY'
+import json, sys
+groups = json.load(open(sys.argv[1]))
+benches = {g["labels"]["bench"]: g["targets"] for g in groups}
+assert benches.get("bench-b") == ["10.77.0.2:8080"], benches
+assert benches.get("bench-a") == ["10.77.0.1:8080"], benches
+PY
+    then
+        ok "fleet-targets wrote both benches: $(tr -d ' \n' <"$work/targets.json")"
+    else
+        fail "fleet-targets' file: $(cat "$work/targets.json")"
+    fi
+else
+    fail "fleet-targets failed: $(cat "$work/targets.log")"
+fi
+
+# ---- 4. a box that leaves drops out -----------------------------------------------------------
+curl_metrics_ok=0
+ip netns exec "$ns_a" curl -sf --max-time 5 "http://10.77.0.1:8080/metrics" >"$work/metrics.txt" && curl_metrics_ok=1
+# shellcheck disable=SC2154  # set by start_bench through eval
+kill -TERM "$pid_b"
+t0=$(date +%s%3N)
+if wait_for 15 lists_not a bench-b; then
+    ok "bench-a dropped bench-b $(($(date +%s%3N) - t0)) ms after its SIGTERM (goodbye)"
+else
+    fail "bench-a still lists bench-b 15 s after it stopped"
+fi
+
+# ---- 5. promtool ------------------------------------------------------------------------------
+if command -v promtool >/dev/null; then
+    if [ "$curl_metrics_ok" = 1 ] && out="$(promtool check metrics <"$work/metrics.txt" 2>&1)"; then
+        ok "promtool check metrics: bench-a's /metrics ($(grep -c '^# TYPE' "$work/metrics.txt") families) ${out:+($out)}"
+    else
+        fail "promtool check metrics: ${out:-no /metrics scrape}"
+    fi
+    # check config reads the file_sd files it names: give it the one fleet-targets wrote.
+    mkdir -p "$work/prom"
+    cp "$prom/prometheus.yml" "$prom/alerts.yml" "$work/prom/"
+    cp "$work/targets.json" "$work/prom/benchcam-targets.json" 2>/dev/null || echo '[]' >"$work/prom/benchcam-targets.json"
+    sed -i "s#/etc/prometheus/benchcam-targets.json#$work/prom/benchcam-targets.json#; s#/etc/prometheus/benchcam-alerts.yml#$work/prom/alerts.yml#" "$work/prom/prometheus.yml"
+    if out="$(promtool check config "$work/prom/prometheus.yml" 2>&1)"; then
+        ok "promtool check config prometheus.yml"
+    else
+        fail "promtool check config: $out"
+    fi
+    if out="$(promtool check rules "$prom/alerts.yml" 2>&1)"; then
+        ok "promtool check rules alerts.yml: $(echo "$out" | grep -o 'SUCCESS: [0-9]* rules found')"
+    else
+        fail "promtool check rules: $out"
+    fi
+    if out="$(cd "$prom" && promtool test rules alerts.test.yml 2>&1)"; then
+        ok "promtool test rules alerts.test.yml"
+    else
+        fail "promtool test rules: $out"
+    fi
+elif [ "${BENCHCAM_REQUIRE_PROMTOOL:-0}" = 1 ]; then
+    fail "promtool is missing (apt-get install prometheus)"
+else
+    echo "skipped: promtool not installed (apt-get install --no-install-recommends prometheus)"
+fi
+
+finish
