@@ -180,10 +180,13 @@ impl Supervisor {
             .spawn(move || {
                 let mut last_frames: Vec<u64> = Vec::new();
                 let mut lost: Vec<String> = Vec::new();
-                let mut tick = 0u64;
+                // 3: the once-a-second work also runs on the first pass, so the fleet
+                // announces this box right after the start.
+                let mut tick = 3u64;
                 let mut storage_present = state.service.storage.is_present();
                 let mut steps = StepWatch::default();
                 let mut last_experiment: Option<LastExperiment> = None;
+                let mut experiment_lookup_due = true;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
                     tick += 1;
@@ -226,7 +229,11 @@ impl Supervisor {
                     }
                     // The newest experiment: the active one at once, otherwise looked up
                     // every 5 s (it reads the experiments' state files).
-                    if tick.is_multiple_of(20) || state.experiments.active().is_some() {
+                    if experiment_lookup_due
+                        || tick.is_multiple_of(20)
+                        || state.experiments.active().is_some()
+                    {
+                        experiment_lookup_due = false;
                         last_experiment = state.experiments.latest().map(|e| LastExperiment {
                             id: e.experiment_id,
                             method: crate::fleet::record::bounded(

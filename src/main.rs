@@ -144,11 +144,12 @@ fn probe(config: &Config) -> ExitCode {
 }
 
 fn fleet_targets(seconds: u64, out: Option<&std::path::Path>) -> ExitCode {
-    let found = benchcam::fleet::targets::browse(std::time::Duration::from_secs(seconds))
-        .and_then(|peers| {
+    let found = benchcam::fleet::targets::browse(std::time::Duration::from_secs(seconds)).and_then(
+        |peers| {
             benchcam::fleet::targets::write(&peers, out)?;
             Ok(peers.len())
-        });
+        },
+    );
     match found {
         Ok(n) => {
             if let Some(path) = out {

@@ -403,7 +403,13 @@ fn resolved_peer(s: &mdns_sd::ResolvedService) -> (String, String, Vec<IpAddr>, 
         .take(4 * peers::MAX_ADDRESSES)
         .map(|a| a.to_ip_addr())
         .collect();
-    (s.fullname.clone(), s.host.clone(), addresses, s.port, record)
+    (
+        s.fullname.clone(),
+        s.host.clone(),
+        addresses,
+        s.port,
+        record,
+    )
 }
 
 /// The browse thread: applies mDNS events to the table until `stop` (or the daemon ends).
@@ -425,7 +431,10 @@ fn browse_loop(
             ServiceEvent::ServiceResolved(s) if s.fullname != own_instance => {
                 let (instance, host, addresses, port, record) = resolved_peer(&s);
                 let name = record.name.clone();
-                if shared.peers.upsert(&instance, &host, addresses, port, record, now) {
+                if shared
+                    .peers
+                    .upsert(&instance, &host, addresses, port, record, now)
+                {
                     log::info!("fleet: bench {name:?} appeared ({instance})");
                 }
             }

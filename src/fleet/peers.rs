@@ -163,11 +163,25 @@ mod tests {
     fn a_peer_is_added_updated_and_removed() {
         let mut t = PeerTable::default();
         let t0 = Instant::now();
-        assert!(t.upsert("a._benchcam._tcp.local.", "a.local.", vec![addr("10.0.0.2")], 8080, record("a"), t0));
+        assert!(t.upsert(
+            "a._benchcam._tcp.local.",
+            "a.local.",
+            vec![addr("10.0.0.2")],
+            8080,
+            record("a"),
+            t0
+        ));
         let mut changed = record("a");
         changed.state = BenchState::Error;
         let t1 = t0 + Duration::from_secs(5);
-        assert!(!t.upsert("a._benchcam._tcp.local.", "a.local.", vec![addr("10.0.0.2")], 8080, changed, t1));
+        assert!(!t.upsert(
+            "a._benchcam._tcp.local.",
+            "a.local.",
+            vec![addr("10.0.0.2")],
+            8080,
+            changed,
+            t1
+        ));
         let peers = t.sorted();
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].record.state, BenchState::Error);
@@ -186,7 +200,14 @@ mod tests {
             t.upsert(&format!("p{i}"), "h", vec![], 1, record("p"), at);
         }
         // p0 speaks again, so p1 is now the stalest.
-        t.upsert("p0", "h", vec![], 1, record("p"), t0 + Duration::from_secs(10));
+        t.upsert(
+            "p0",
+            "h",
+            vec![],
+            1,
+            record("p"),
+            t0 + Duration::from_secs(10),
+        );
         for i in 0..10 {
             let at = t0 + Duration::from_secs(20 + i);
             t.upsert(&format!("flood{i}"), "h", vec![], 1, record("f"), at);
@@ -206,7 +227,10 @@ mod tests {
         t.upsert(&long, &long, many, 1, record("x"), Instant::now());
         let p = &t.sorted()[0];
         assert_eq!(p.addresses.len(), MAX_ADDRESSES);
-        assert_eq!((p.instance.len(), p.host.len()), (MAX_DNS_NAME, MAX_DNS_NAME));
+        assert_eq!(
+            (p.instance.len(), p.host.len()),
+            (MAX_DNS_NAME, MAX_DNS_NAME)
+        );
     }
 
     #[test]
@@ -214,8 +238,18 @@ mod tests {
         let mut t = PeerTable::default();
         let t0 = Instant::now();
         t.upsert("old", "h", vec![], 1, record("old"), t0);
-        t.upsert("new", "h", vec![], 1, record("new"), t0 + Duration::from_secs(100));
-        assert_eq!(t.expire(t0 + Duration::from_secs(150), Duration::from_secs(90)), 1);
+        t.upsert(
+            "new",
+            "h",
+            vec![],
+            1,
+            record("new"),
+            t0 + Duration::from_secs(100),
+        );
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(150), Duration::from_secs(90)),
+            1
+        );
         assert_eq!(t.sorted()[0].instance, "new");
     }
 

@@ -129,10 +129,12 @@ wait_for 20 healthy a 10.77.0.1 || { echo "fleet: bench-a did not start"; cat "$
 start_bench b
 b_started=$started_ms
 wait_for 20 healthy b 10.77.0.2 || { echo "fleet: bench-b did not start"; cat "$work/b/log"; exit 1; }
+b_ready=$(date +%s%3N)
 
 # ---- 1. each lists the other ------------------------------------------------------------------
 if wait_for 15 lists a bench-b; then
-    ok "bench-a lists bench-b; new box visible after $(($(date +%s%3N) - b_started)) ms (from bench-b's start)"
+    now=$(date +%s%3N)
+    ok "bench-a lists bench-b: new box visible after $((now - b_started)) ms from bench-b's start ($((now - b_ready)) ms after its page answered)"
 else
     fail "bench-a does not list bench-b within 15 s: $(fleet_of a)"
 fi
@@ -205,14 +207,17 @@ if command -v promtool >/dev/null; then
     fi
     # check config reads the file_sd files it names: give it the one fleet-targets wrote.
     mkdir -p "$work/prom"
-    cp "$prom/prometheus.yml" "$prom/alerts.yml" "$work/prom/"
+    cp "$prom/alerts.yml" "$work/prom/"
     cp "$work/targets.json" "$work/prom/benchcam-targets.json" 2>/dev/null || echo '[]' >"$work/prom/benchcam-targets.json"
-    sed -i "s#/etc/prometheus/benchcam-targets.json#$work/prom/benchcam-targets.json#; s#/etc/prometheus/benchcam-alerts.yml#$work/prom/alerts.yml#" "$work/prom/prometheus.yml"
-    if out="$(promtool check config "$work/prom/prometheus.yml" 2>&1)"; then
-        ok "promtool check config prometheus.yml"
-    else
-        fail "promtool check config: $out"
-    fi
+    for config in prometheus.yml prometheus-static.yml; do
+        sed "s#/var/lib/prometheus/benchcam-targets.json#$work/prom/benchcam-targets.json#; s#/etc/prometheus/benchcam-alerts.yml#$work/prom/alerts.yml#" \
+            "$prom/$config" >"$work/prom/$config"
+        if out="$(promtool check config "$work/prom/$config" 2>&1)"; then
+            ok "promtool check config $config"
+        else
+            fail "promtool check config $config: $out"
+        fi
+    done
     if out="$(promtool check rules "$prom/alerts.yml" 2>&1)"; then
         ok "promtool check rules alerts.yml: $(echo "$out" | grep -o 'SUCCESS: [0-9]* rules found')"
     else
