@@ -688,7 +688,7 @@ async function runChecks(context, downloads) {
     assert(shown.length === 4, `${shown.length} benches listed: ${JSON.stringify(shown)}`);
     assert(shown[0].self === 'true' && shown[0].href === null, 'this bench comes first, unlinked');
     assert(shown[1].name === 'bench-b' && shown[1].href === 'http://10.77.0.2:8080/', `bench-b: ${JSON.stringify(shown[1])}`);
-    assert(/2 cameras, 1 recording/.test(shown[1].text) && /last experiment run-7 \(running\)/.test(shown[1].text) && /12 GB free/.test(shown[1].text),
+    assert(/2 cameras, 1 recording/.test(shown[1].text) && /last experiment run-7 \(running\)/.test(shown[1].text) && /12\.0 GB free/.test(shown[1].text),
       `bench-b reads "${shown[1].text}"`);
     assert(shown[2].href === 'http://[fd00::3]:80/' && shown[2].state === 'degraded', `bench-c: ${JSON.stringify(shown[2])}`);
     assert(shown[3].href === null && shown[3].state === 'unknown', `the hostile peer is listed unlinked: ${JSON.stringify(shown[3])}`);

@@ -4,7 +4,10 @@
 #  1. two benches in two network namespaces joined by a veth pair (10.77.0.1 and 10.77.0.2,
 #     multicast on the link, nothing else): bench-a starts, then bench-b; each must list the
 #     other in GET /api/v1/fleet. Prints the time from bench-b's start until bench-a lists it
-#     ("new box visible after N ms"), and the other way round.
+#     ("new box visible after N ms"), and the other way round. When avahi-daemon is
+#     installed (tests/run.sh installs it), bench-a's namespace runs it too, as the image
+#     does, with the image's avahi service file: benchcam and avahi share port 5353, and
+#     avahi must report no name conflict.
 #  2. bench-b starts recording: bench-a sees cameras_recording go to 1 (the re-announcement).
 #  3. `benchcam fleet-targets` run in bench-a's namespace writes a file_sd file with both.
 #  4. bench-b stops (SIGTERM: goodbye): bench-a drops it; prints how long that took.
@@ -124,6 +127,41 @@ healthy() { ip netns exec "$tag-$1" curl -sf --max-time 1 "http://$2:8080/api/v1
 lists() { [ "$(peer_field "$1" "$2" name)" = "$2" ]; }
 lists_not() { fleet_of "$1" >/dev/null && ! lists "$1" "$2"; }
 
+# avahi in bench-a's namespace, as on the image: its own config (no D-Bus, this namespace's
+# interface only) and the image's service file.
+avahi_pid=""
+if command -v avahi-daemon >/dev/null; then
+    mkdir -p "$work/avahi/services"
+    cp "$root/image-build/overlay/etc/avahi/services/benchcam.service" "$work/avahi/services/"
+    cat >"$work/avahi/avahi-daemon.conf" <<CONF
+[server]
+host-name=bench-a-avahi
+use-ipv4=yes
+use-ipv6=no
+allow-interfaces=$tag-va
+enable-dbus=no
+[publish]
+publish-workstation=no
+CONF
+    # avahi reads services only from /etc/avahi/services: ours is bind-mounted there inside
+    # the mount namespace `ip netns exec` makes (a slave of the host's: nothing leaks out).
+    # So is a private /run/avahi-daemon (its pid file): an avahi on the host does not matter.
+    mkdir -p "$work/avahi/run" /run/avahi-daemon
+    ip netns exec "$ns_a" sh -c 'mount --bind "$1/services" /etc/avahi/services &&
+        mount --bind "$1/run" /run/avahi-daemon &&
+        exec avahi-daemon --no-chroot --no-drop-root --no-rlimits --debug -f "$1/avahi-daemon.conf"' \
+        sh "$work/avahi" >"$work/avahi/log" 2>&1 &
+    avahi_pid=$!
+    pids+=("$avahi_pid")
+    avahi_up() { grep -qs 'Server startup complete' "$work/avahi/log"; }
+    if wait_for 10 avahi_up; then
+        ok "avahi-daemon runs in bench-a's namespace ($(grep -o 'avahi-daemon [0-9.]*' "$work/avahi/log" | head -1))"
+    else
+        fail "avahi-daemon did not start: $(tail -5 "$work/avahi/log")"
+        avahi_pid=""
+    fi
+fi
+
 start_bench a
 wait_for 20 healthy a 10.77.0.1 || { echo "fleet: bench-a did not start"; cat "$work/a/log"; exit 1; }
 start_bench b
@@ -151,10 +189,47 @@ case "$state" in ok | degraded) ok "bench-b's state: $state" ;; *) fail "bench-b
 free="$(peer_field a bench-b free_bytes)"
 [ "${free:-0}" -gt 0 ] 2>/dev/null && ok "bench-b's free space: $free bytes" || fail "bench-b's free_bytes: '$free'"
 # The page link works from the other namespace: it is bench-b's own page.
-if ip netns exec "$ns_a" curl -sf --max-time 2 "$url" | grep -qi '<html'; then
+page="$(ip netns exec "$ns_a" curl -sf --max-time 2 "$url")"
+if grep -qi '<html' <<<"$page"; then
     ok "bench-b's page answers at its link from bench-a's namespace"
 else
     fail "bench-b's page does not answer at $url"
+fi
+
+if [ -n "$avahi_pid" ]; then
+    kill -0 "$avahi_pid" 2>/dev/null && ok "avahi still runs beside bench-a" || fail "avahi-daemon exited: $(tail -5 "$work/avahi/log")"
+    if grep -qi 'conflict' "$work/avahi/log"; then
+        fail "avahi reports a conflict: $(grep -i conflict "$work/avahi/log" | head -3)"
+    else
+        ok "avahi reports no name conflict with benchcam's mDNS"
+    fi
+    # avahi still answers on the shared port: an mDNS query for _http._tcp from bench-b's
+    # namespace (from a port other than 5353, so the answer comes back by unicast) gets the
+    # image's service "benchcam on bench-a-avahi".
+    if ip netns exec "$ns_b" python3 - <<'PY'
+import socket, struct, sys, time
+name = b"".join(bytes([len(p)]) + p for p in (b"_http", b"_tcp", b"local")) + b"\0"
+query = struct.pack(">6H", 0, 0, 1, 0, 0, 0) + name + struct.pack(">2H", 12, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("10.77.0.2"))
+s.settimeout(0.5)
+end = time.time() + 5
+while time.time() < end:
+    s.sendto(query, ("224.0.0.251", 5353))
+    try:
+        while True:
+            data, _ = s.recvfrom(9000)
+            if b"benchcam on bench-a-avahi" in data:
+                sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit(1)
+PY
+    then
+        ok "avahi beside bench-a answers an mDNS query for the image's _http._tcp service"
+    else
+        fail "avahi beside bench-a does not answer for _http._tcp: $(grep -i service "$work/avahi/log" | tail -3)"
+    fi
 fi
 
 # ---- 2. a change is re-announced --------------------------------------------------------------
