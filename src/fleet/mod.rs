@@ -438,10 +438,8 @@ fn browse_loop(
                     log::info!("fleet: bench {name:?} appeared ({instance})");
                 }
             }
-            ServiceEvent::ServiceRemoved(_, instance) => {
-                if shared.peers.remove(&instance) {
-                    log::info!("fleet: bench {instance} left");
-                }
+            ServiceEvent::ServiceRemoved(_, instance) if shared.peers.remove(&instance) => {
+                log::info!("fleet: bench {instance} left");
             }
             _ => {}
         }

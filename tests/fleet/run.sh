@@ -11,6 +11,8 @@
 #  2. bench-b starts recording: bench-a sees cameras_recording go to 1 (the re-announcement).
 #  3. `benchcam fleet-targets` run in bench-a's namespace writes a file_sd file with both.
 #  4. bench-b stops (SIGTERM: goodbye): bench-a drops it; prints how long that took.
+#     With BENCHCAM_FLEET_KILL9=1 (~2 min more; not in CI) bench-b is started again and
+#     killed with SIGKILL: prints how long bench-a takes to drop a bench that sent no goodbye.
 #  5. promtool (when installed, or always with BENCHCAM_REQUIRE_PROMTOOL=1, as tests/run.sh
 #     sets it): `promtool check metrics` on bench-a's live /metrics, `check config` on
 #     packaging/prometheus/prometheus.yml, `check rules` and `test rules` on the alerts.
@@ -271,6 +273,22 @@ if wait_for 15 lists_not a bench-b; then
     ok "bench-a dropped bench-b $(($(date +%s%3N) - t0)) ms after its SIGTERM (goodbye)"
 else
     fail "bench-a still lists bench-b 15 s after it stopped"
+fi
+
+# ---- 4b. (BENCHCAM_FLEET_KILL9=1, ~2 min, not in CI) a box that dies without a goodbye -----
+if [ "${BENCHCAM_FLEET_KILL9:-0}" = 1 ]; then
+    start_bench b
+    if wait_for 20 lists a bench-b; then
+        kill -KILL "$pid_b"
+        t0=$(date +%s%3N)
+        if wait_for 200 lists_not a bench-b; then
+            ok "bench-a dropped bench-b $(($(date +%s%3N) - t0)) ms after its kill -9 (no goodbye)"
+        else
+            fail "bench-a still lists bench-b 200 s after its kill -9"
+        fi
+    else
+        fail "the restarted bench-b does not appear"
+    fi
 fi
 
 # ---- 5. promtool ------------------------------------------------------------------------------
