@@ -118,6 +118,19 @@ fn machine_tag(hostname: &str) -> String {
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `own` goes out now, given what was announced last and when: the first time; on a
+/// notable change once [`MIN_ANNOUNCE_INTERVAL`] has passed; every [`REFRESH_INTERVAL`].
+fn announce_due(last: Option<&(BenchRecord, Instant)>, own: &BenchRecord, now: Instant) -> bool {
+    match last {
+        None => true,
+        Some((last, at)) => {
+            let since = now.saturating_duration_since(*at);
+            since >= REFRESH_INTERVAL
+                || (since >= MIN_ANNOUNCE_INTERVAL && last.differs_notably(own))
+        }
+    }
+}
+
 /// What the browse thread and the announcer share.
 #[derive(Default)]
 struct Shared {
@@ -245,15 +258,7 @@ impl Fleet {
             let Some(own) = shared.own.clone() else {
                 return;
             };
-            let due = match &shared.announced {
-                None => true,
-                Some((last, at)) => {
-                    let since = now.saturating_duration_since(*at);
-                    since >= REFRESH_INTERVAL
-                        || (since >= MIN_ANNOUNCE_INTERVAL && last.differs_notably(&own))
-                }
-            };
-            if !due {
+            if !announce_due(shared.announced.as_ref(), &own, now) {
                 return;
             }
             shared.announced = Some((own.clone(), now));
@@ -453,6 +458,32 @@ fn browse_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_are_rate_limited_and_refreshed() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let a = BenchRecord::from_txt([("state", "ok"), ("rec", "0")], "a");
+        let mut b = a.clone();
+        b.cameras_recording = 1;
+        assert!(announce_due(None, &a, t0), "the first one goes out at once");
+        let last = (a.clone(), t0);
+        assert!(
+            !announce_due(Some(&last), &b, at(2)),
+            "a change within 5 s waits"
+        );
+        assert!(
+            announce_due(Some(&last), &b, at(5)),
+            "a change after 5 s goes out"
+        );
+        let mut older = a.clone();
+        older.uptime_s += 20;
+        assert!(
+            !announce_due(Some(&last), &older, at(29)),
+            "no change: wait for the refresh"
+        );
+        assert!(announce_due(Some(&last), &older, at(30)), "the refresh");
+    }
 
     #[test]
     fn names_become_dns_labels() {

@@ -11,8 +11,9 @@
 #  2. bench-b starts recording: bench-a sees cameras_recording go to 1 (the re-announcement).
 #  3. `benchcam fleet-targets` run in bench-a's namespace writes a file_sd file with both.
 #  4. bench-b stops (SIGTERM: goodbye): bench-a drops it; prints how long that took.
-#     With BENCHCAM_FLEET_KILL9=1 (~2 min more; not in CI) bench-b is started again and
-#     killed with SIGKILL: prints how long bench-a takes to drop a bench that sent no goodbye.
+#     With BENCHCAM_FLEET_LONG=1 (~4 min more; not in CI) bench-b is started again, must
+#     still be listed 110 s later (its refreshes keep it), and is then killed with SIGKILL:
+#     prints how long bench-a takes to drop a bench that sent no goodbye.
 #  5. promtool (when installed, or always with BENCHCAM_REQUIRE_PROMTOOL=1, as tests/run.sh
 #     sets it): `promtool check metrics` on bench-a's live /metrics, `check config` on
 #     packaging/prometheus/prometheus.yml, `check rules` and `test rules` on the alerts.
@@ -275,10 +276,18 @@ else
     fail "bench-a still lists bench-b 15 s after it stopped"
 fi
 
-# ---- 4b. (BENCHCAM_FLEET_KILL9=1, ~2 min, not in CI) a box that dies without a goodbye -----
-if [ "${BENCHCAM_FLEET_KILL9:-0}" = 1 ]; then
+# ---- 4b. (BENCHCAM_FLEET_LONG=1, ~4 min, not in CI) refreshes; a box dies without a goodbye --
+if [ "${BENCHCAM_FLEET_LONG:-0}" = 1 ]; then
     start_bench b
     if wait_for 20 lists a bench-b; then
+        # A live bench stays listed past the 100 s limit: its refreshes (every 30 s) count.
+        sleep 110
+        seen="$(peer_field a bench-b last_seen_s)"
+        if python3 -c 'import sys; sys.exit(not 0 <= float(sys.argv[1]) <= 35)' "${seen:-x}" 2>/dev/null; then
+            ok "bench-b still listed after 110 s, last heard ${seen} s ago (refreshes every 30 s)"
+        else
+            fail "after 110 s bench-b's last_seen_s is '${seen}' (dropped, or refreshes not seen)"
+        fi
         kill -KILL "$pid_b"
         t0=$(date +%s%3N)
         if wait_for 200 lists_not a bench-b; then
