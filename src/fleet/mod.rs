@@ -507,6 +507,23 @@ mod tests {
     }
 
     #[test]
+    fn the_config_file_refuses_a_bad_fleet_section_naming_the_key() {
+        use crate::config::Config;
+        let c = Config::parse("[fleet]\nname = \"Optics bench\"\nbrowse = false\n").unwrap();
+        assert_eq!(
+            (c.fleet.name.as_str(), c.fleet.browse),
+            ("Optics bench", false)
+        );
+        let long = format!("[fleet]\nname = \"{}\"\n", "x".repeat(64));
+        let e = Config::parse(&long).unwrap_err().to_string();
+        assert!(e.contains("fleet.name"), "{e}");
+        let e = Config::parse("[fleet]\nannounced = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("announced"), "{e}");
+    }
+
+    #[test]
     fn the_view_of_a_fleet_that_never_started_shows_this_box() {
         let config = FleetConfig {
             name: "bench-a".into(),
