@@ -105,6 +105,10 @@ assemble() {
         grep -qx 'StateDirectory=benchcam' systemd/benchcam.service ||
         { log "systemd/benchcam.service no longer gives the service /var/lib/benchcam"; return 1; }
     install -D -m0644 README.md "$stage/$doc/README.md"
+    # A lab's Prometheus config, alerts and the fleet-targets timer (README "The fleet").
+    for f in packaging/prometheus/*; do
+        install -D -m0644 "$f" "$stage/$doc/prometheus/${f##*/}"
+    done
     install -D -m0644 "$here/copyright" "$stage/$doc/copyright"
     gzip -9n <"$here/changelog" >"$stage/$doc/changelog.Debian.gz"
     chmod 0644 "$stage/$doc/changelog.Debian.gz"

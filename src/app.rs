@@ -12,6 +12,7 @@ use crate::clock::{Clock, StepWatch, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::experiment::ExperimentService;
+use crate::fleet::record::{BenchRecord, BenchState, LastExperiment};
 use crate::gpio::{Backend, Gpio, Health as LedHealth, LedState};
 use crate::record::index::RecordingType;
 use crate::storage::{DataDevice, Limits, SpaceProbe, Statvfs, Storage};
@@ -117,6 +118,8 @@ impl App {
     /// Stops the supervisor, finalises clips, stops capture; GPIO outputs go off when
     /// the last reference to the `Gpio` drops.
     pub fn shutdown(&self) {
+        // The goodbye goes out first: the other benches drop this one at once.
+        self.state.fleet.stop();
         if let Some(s) = self.supervisor.lock().expect("supervisor poisoned").take() {
             s.stop();
         }
@@ -190,9 +193,13 @@ impl Supervisor {
             .spawn(move || {
                 let mut last_frames: Vec<u64> = Vec::new();
                 let mut lost: Vec<String> = Vec::new();
-                let mut tick = 0u64;
+                // 3: the once-a-second work also runs on the first pass, so the fleet
+                // announces this box right after the start.
+                let mut tick = 3u64;
                 let mut storage_present = state.service.storage.is_present();
                 let mut steps = StepWatch::default();
+                let mut last_experiment: Option<LastExperiment> = None;
+                let mut experiment_lookup_due = true;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
                     tick += 1;
@@ -233,6 +240,28 @@ impl Supervisor {
                     if !tick.is_multiple_of(4) {
                         continue;
                     }
+                    // The newest experiment: the active one at once, otherwise looked up
+                    // every 5 s (it reads the experiments' state files).
+                    if experiment_lookup_due
+                        || tick.is_multiple_of(20)
+                        || state.experiments.active().is_some()
+                    {
+                        experiment_lookup_due = false;
+                        last_experiment = state.experiments.latest().map(|e| LastExperiment {
+                            id: e.experiment_id,
+                            method: crate::fleet::record::bounded(
+                                &e.method,
+                                crate::fleet::record::MAX_VALUE,
+                            ),
+                            state: serde_json::to_value(e.phase)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                        });
+                    }
+                    state
+                        .fleet
+                        .publish(bench_record(&state, &health, last_experiment.clone()));
                     // The data drive: checked once a second even when nothing records, so
                     // health shows a pulled drive and its return reloads the index.
                     let storage = &state.service.storage;
@@ -295,6 +324,26 @@ impl Supervisor {
     }
 }
 
+/// This box's fleet record, from its health and its newest experiment.
+fn bench_record(
+    state: &AppState,
+    health: &crate::camera::Health,
+    last_experiment: Option<LastExperiment>,
+) -> BenchRecord {
+    let storage = state.service.storage.report();
+    BenchRecord {
+        name: state.fleet.name.clone(),
+        version: health.version.to_string(),
+        state: BenchState::parse(health.status),
+        cameras: health.cameras.len() as u32,
+        cameras_recording: health.cameras.iter().filter(|c| c.recording).count() as u32,
+        last_experiment,
+        free_bytes: storage.presence.is_present().then_some(storage.free),
+        uptime_s: health.uptime_s,
+        path: "/".into(),
+    }
+}
+
 /// Runs the service until `shutdown` fires: the web server on `listener`, everything
 /// else on threads. Returns after clips are finalised.
 pub fn run(
@@ -304,6 +353,8 @@ pub fn run(
     shutdown: async_channel::Receiver<()>,
 ) -> Result<()> {
     let app = App::start(config, hardware)?;
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    app.state.fleet.start(port);
     let listener = smol::net::TcpListener::try_from(listener)
         .map_err(|e| Error::io(e, "registering listener"))?;
     log::info!(

@@ -23,6 +23,7 @@ pub struct Config {
     pub experiments: ExperimentsConfig,
     pub gpio: crate::gpio::GpioConfig,
     pub replication: crate::replicate::ReplicationConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// `[experiments]`: archive folders.
@@ -793,6 +794,7 @@ impl Config {
                 "needs [replication] enabled = true (nothing is deleted before it is uploaded)",
             ));
         }
+        self.fleet.validate()?;
 
         let a = &self.auto_recording;
         if !is_camera_id(&a.primary_camera) {

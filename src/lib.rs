@@ -9,6 +9,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod experiment;
+pub mod fleet;
 pub mod frame;
 pub mod gpio;
 pub mod host;

@@ -14,6 +14,10 @@ USAGE:
     benchcam [run] [--config PATH]          run the service (default)
     benchcam probe [--config PATH]          list cameras, their modes, and the board
     benchcam check-config [--config PATH]   validate and print the effective config
+    benchcam fleet-targets [--seconds N] [--out FILE]
+                                            browse mDNS for N seconds (default 5) and write
+                                            the benches found as Prometheus file_sd JSON
+                                            (to FILE atomically, or to stdout)
     benchcam --version | --help
 
 Without --config the built-in defaults are used: V4L2 cameras or a test pattern,
@@ -23,12 +27,15 @@ enum Command {
     Run,
     Probe,
     CheckConfig,
+    FleetTargets,
 }
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut command = None;
     let mut config_path: Option<PathBuf> = None;
+    let mut seconds: u64 = 5;
+    let mut out: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--help" | "-h" => {
@@ -43,10 +50,21 @@ fn main() -> ExitCode {
                 Some(p) => config_path = Some(PathBuf::from(p)),
                 None => return usage("--config needs a path"),
             },
-            "run" | "probe" | "check-config" if command.is_none() => {
+            "--seconds" if matches!(command, Some(Command::FleetTargets)) => {
+                match args.next().and_then(|s| s.parse().ok()) {
+                    Some(n) if (1..=3600).contains(&n) => seconds = n,
+                    _ => return usage("--seconds needs a number of seconds from 1 to 3600"),
+                }
+            }
+            "--out" if matches!(command, Some(Command::FleetTargets)) => match args.next() {
+                Some(p) => out = Some(PathBuf::from(p)),
+                None => return usage("--out needs a file path"),
+            },
+            "run" | "probe" | "check-config" | "fleet-targets" if command.is_none() => {
                 command = Some(match arg.as_str() {
                     "run" => Command::Run,
                     "probe" => Command::Probe,
+                    "fleet-targets" => Command::FleetTargets,
                     _ => Command::CheckConfig,
                 })
             }
@@ -88,6 +106,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Probe => probe(&config),
+        Command::FleetTargets => fleet_targets(seconds, out.as_deref()),
         Command::Run => run(config),
     }
 }
@@ -122,6 +141,27 @@ fn probe(config: &Config) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn fleet_targets(seconds: u64, out: Option<&std::path::Path>) -> ExitCode {
+    let found = benchcam::fleet::targets::browse(std::time::Duration::from_secs(seconds)).and_then(
+        |peers| {
+            benchcam::fleet::targets::write(&peers, out)?;
+            Ok(peers.len())
+        },
+    );
+    match found {
+        Ok(n) => {
+            if let Some(path) = out {
+                eprintln!("benchcam: {n} bench(es) written to {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("benchcam: fleet-targets: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(config: Config) -> ExitCode {

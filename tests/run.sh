@@ -5,8 +5,9 @@
 #
 # Steps, in order, each with a banner and its time:
 #   deps     tests/lib/install-deps.sh: nasm, ffmpeg; with the full run also the aarch64 cross
-#            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, and
-#            the VM bench's qemu-system-x86, qemu-utils and mmdebstrap; rclone for replication
+#            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, the
+#            VM bench's qemu-system-x86, qemu-utils and mmdebstrap, rclone for replication, and the
+#            fleet step's prometheus (promtool) and avahi-daemon
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
@@ -23,6 +24,11 @@
 #            the store down mid-upload, a wrong key, a secret readable by others,
 #            delete_after_upload; ~2.5 min (Garage built into ~/.cache/benchcam-garage when
 #            missing: ~16 min)
+#   fleet    tests/fleet/run.sh (as root, ~15 s): two benches (release binary) in two network
+#            namespaces joined by a veth pair, avahi-daemon beside one as on the image: each lists
+#            the other in GET /api/v1/fleet (prints the time for a new box to appear), sees a
+#            change, drops the other when it stops; `benchcam fleet-targets`; promtool check
+#            metrics on a live /metrics, check config/rules and test rules on packaging/prometheus
 #   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
 #            v4l2loopback), a USB data disk pulled and a disk returning EIO, a clock step, then 5
 #            power cuts, in a Debian VM under qemu-system-x86_64 (TCG); ~20 min with the guest
@@ -40,7 +46,7 @@
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the soak, fuzz, schemathesis, replication, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the soak, fuzz, schemathesis, replication, fleet, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -147,6 +153,7 @@ if [ "$install" = 1 ]; then
         if [ "$host_arch" = x86_64 ]; then deps_args+=(--cross --vm); fi
         if [ "$have_browser" = 1 ]; then deps_args+=(--browser); fi
         deps_args+=(--replication)
+        deps_args+=(--fleet)
     fi
     step deps bash tests/lib/install-deps.sh "${deps_args[@]}"
 fi
@@ -196,6 +203,19 @@ if [ "$quick" = 1 ]; then
     skip replication "--quick"
 else
     step replication replication_test
+fi
+
+# ---- the fleet: two benches over mDNS in two network namespaces, promtool ---------------------
+fleet_test() {
+    cargo build --release --bin benchcam || return 1
+    BENCHCAM_REQUIRE_PROMTOOL=1 BENCHCAM_BIN="$root/target/release/benchcam" bash tests/fleet/run.sh
+}
+if [ "$quick" = 1 ]; then
+    skip fleet "--quick"
+elif [ "$(id -u)" != 0 ]; then
+    skip fleet "needs root (network namespaces)"
+else
+    step fleet fleet_test
 fi
 
 # ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------

@@ -102,6 +102,13 @@ impl ExperimentService {
         self.active.lock().expect("experiments poisoned").clone()
     }
 
+    /// The armed or running experiment, else the newest one (reads every experiment's
+    /// state file: call it seldom).
+    pub fn latest(&self) -> Option<Experiment> {
+        self.active()
+            .or_else(|| self.list_experiments().into_iter().next())
+    }
+
     fn folder(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }

@@ -87,6 +87,7 @@ pub enum Endpoint {
     ReplicationRetry,
     Gpio,
     GpioSim,
+    Fleet,
 }
 
 /// One route: a method, a path template (`{name}` stands for one path segment) and what
@@ -167,6 +168,7 @@ pub static ROUTES: &[Route] = {
         r(POST, "/api/v1/replication/retry", ReplicationRetry),
         r(GET, "/api/v1/gpio", Gpio),
         r(POST, "/api/v1/gpio/sim/{input}", GpioSim),
+        r(GET, "/api/v1/fleet", Fleet),
     ]
 };
 
@@ -277,6 +279,10 @@ pub async fn handle(
         Endpoint::Login => login(req, &state, conn.peer.ip()).await,
         Endpoint::Logout => json_with_cookie(Auth::logout_cookie()),
         Endpoint::Health => health(&state),
+        Endpoint::Fleet => json(
+            StatusCode::OK,
+            &state.fleet.view(state.config.listen_addr().port()),
+        ),
         Endpoint::Cameras => json(StatusCode::OK, &cameras_json(&state)),
         Endpoint::Rescan => rescan(&state).await,
         Endpoint::RecordingStart | Endpoint::RecordingStop => {

@@ -35,6 +35,7 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 use crate::camera::CameraService;
 use crate::config::Config;
 use crate::experiment::ExperimentService;
+use crate::fleet::Fleet;
 use crate::gpio::Gpio;
 use crate::live::LiveStreamingService;
 use admission::{Admission, Busy, Ticket};
@@ -97,6 +98,9 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Host, Origin and login-attempt checks made before routing.
     pub guard: guard::RequestGuard,
+    /// This bench and the others on the LAN (`GET /api/v1/fleet`); the wiring starts its
+    /// mDNS side and feeds it this box's record.
+    pub fleet: Arc<Fleet>,
 }
 
 impl AppState {
@@ -109,8 +113,9 @@ impl AppState {
         config: Config,
     ) -> Arc<AppState> {
         let live = LiveStreamingService::new(Arc::clone(&service), &config.streaming);
-        let guard =
-            guard::RequestGuard::new(&crate::host::hostname(), &config.service.allowed_hosts);
+        let hostname = crate::host::hostname();
+        let guard = guard::RequestGuard::new(&hostname, &config.service.allowed_hosts);
+        let fleet = Fleet::new(&config.fleet, &hostname);
         Arc::new(AppState {
             auth: Auth::new(&config.service.access_token, config.service.protect_reads),
             service,
@@ -124,6 +129,7 @@ impl AppState {
             replication,
             admission: Admission::new(),
             guard,
+            fleet,
         })
     }
 }

@@ -7,6 +7,7 @@
 // plot shows the frame count and the dropped frames that frames.csv holds (and counts drops
 // it is given); a 2-minute span downloads as one MP4 that ffmpeg decodes fully, with the
 // duration its headers announce (±1 frame); the storage history plot and hours left; the
+// Benches card (this bench, and peers from a stubbed GET /api/v1/fleet, each linked); the
 // login flow; the first-visit hint; the no_frame banner and the MJPEG fallback; and at
 // 320x640, 390x844 and 844x390 (landscape) every tab is screenshotted, fits the width and
 // has no serious or critical axe-core violation (dark, and light at 390x844).
@@ -653,6 +654,46 @@ async function runChecks(context, downloads) {
     assert(shown.rate.includes('1.2 GB per hour'), `rate reads "${shown.rate}"`);
     assert(shown.points === '288', `${shown.points} points drawn`);
     await p.locator('[data-testid="storage-card"]').screenshot({ path: path.join(SHOTS, '18-storage-plot.png') }).catch(() => {});
+    await p.close();
+  });
+
+  await check('the Benches card lists this bench and every peer GET /api/v1/fleet names, each linked to its page', async () => {
+    const fleet = await apiGet('/api/v1/fleet');
+    await openTab(page, 'status');
+    await waitInPage(page, (name) => document.querySelector('#bench-list li[data-self="true"]')?.dataset.name === name,
+      fleet.this.name, 10000, `this bench (${fleet.this.name}) in the Benches card`);
+    // Two peers as mDNS would report them, and one whose link is not a plain http:// page.
+    const peer = (name, url, extra) => ({
+      name, instance: `${name}-1a2b3c4d._benchcam._tcp.local.`, host: `${name}-1a2b3c4d.local`, addresses: [],
+      port: 8080, url, last_seen_s: 4.2, version: '0.1.0', state: 'ok', cameras: 2, cameras_recording: 1,
+      last_experiment: null, free_bytes: 12e9, uptime_s: 600, ...extra,
+    });
+    const body = JSON.stringify({
+      announcing: true, browsing: true, peers_evicted: 0, this: fleet.this,
+      peers: [
+        peer('bench-b', 'http://10.77.0.2:8080/', { last_experiment: { id: 'run-7', method: 'drop', state: 'running' } }),
+        peer('bench-c', 'http://[fd00::3]:80/', { state: 'degraded' }),
+        peer('hostile', 'javascript:alert(1)', { state: '<b>x</b>' }),
+      ],
+    });
+    const p = await context.newPage();
+    watch(p, 'benches');
+    await p.route('**/api/v1/fleet', (route) => route.fulfill({ contentType: 'application/json', body }));
+    await p.goto(`${BASE}/#status`);
+    await p.waitForSelector('#bench-list li[data-name="hostile"]', { timeout: 10000 });
+    const shown = await p.evaluate(() => Array.from(document.querySelectorAll('#bench-list li')).map((li) => ({
+      name: li.dataset.name, self: li.dataset.self, href: li.querySelector('a')?.getAttribute('href') ?? null,
+      state: li.querySelector('.status-badge').dataset.status, text: li.textContent,
+    })));
+    assert(shown.length === 4, `${shown.length} benches listed: ${JSON.stringify(shown)}`);
+    assert(shown[0].self === 'true' && shown[0].href === null, 'this bench comes first, unlinked');
+    assert(shown[1].name === 'bench-b' && shown[1].href === 'http://10.77.0.2:8080/', `bench-b: ${JSON.stringify(shown[1])}`);
+    assert(/2 cameras, 1 recording/.test(shown[1].text) && /last experiment run-7 \(running\)/.test(shown[1].text) && /12\.0 GB free/.test(shown[1].text),
+      `bench-b reads "${shown[1].text}"`);
+    assert(shown[2].href === 'http://[fd00::3]:80/' && shown[2].state === 'degraded', `bench-c: ${JSON.stringify(shown[2])}`);
+    assert(shown[3].href === null && shown[3].state === 'unknown', `the hostile peer is listed unlinked: ${JSON.stringify(shown[3])}`);
+    assert(await p.evaluate(() => document.querySelector('#benches-count').textContent) === '3 other benches', 'the count');
+    await p.locator('[data-testid="benches"]').screenshot({ path: path.join(SHOTS, '19-benches.png') }).catch(() => {});
     await p.close();
   });
 

@@ -2,7 +2,7 @@
 # Installs what tests/run.sh needs on a Debian bookworm machine (as root), idempotently:
 # nothing is fetched, and `apt-get update` is not run, when everything is already there.
 #
-#   bash tests/lib/install-deps.sh [--host] [--cross] [--browser] [--vm] [--replication]
+#   bash tests/lib/install-deps.sh [--host] [--cross] [--browser] [--vm] [--replication] [--fleet]
 #
 #   --host     nasm (openh264's x86 assembly; without it openh264 builds at 1/3 speed) and
 #              ffmpeg/ffprobe (tests judge clips by a full decode)
@@ -19,13 +19,17 @@
 #              python3 and ffmpeg/ffprobe (the host-side checkers)
 #   --replication  tests/replication: rclone (the independent S3 client that checks what reached
 #              Garage) and python3; Garage itself is built by that script into ~/.cache
+#   --fleet    tests/fleet: prometheus (for promtool), avahi-daemon (run beside benchcam in a
+#              network namespace, as on the image), iproute2, curl, python3. On a machine that
+#              runs systemd, installing them also starts a Prometheus server (:9090) and avahi;
+#              CI's machines run none, and the test keeps its avahi's pid file apart anyway.
 # With no flag: all five.
 #
 # Debian's rustc-web puts rustc in /usr/bin only; rustup's ~/.cargo/bin stays first on PATH, so
 # normal builds keep using rustup's toolchain. Only the cross step sets RUSTC=/usr/bin/rustc.
 set -euo pipefail
 
-want_host=0 want_cross=0 want_browser=0 want_vm=0 want_replication=0
+want_host=0 want_cross=0 want_browser=0 want_vm=0 want_replication=0 want_fleet=0
 for a in "$@"; do
     case "$a" in
         --host) want_host=1 ;;
@@ -33,11 +37,12 @@ for a in "$@"; do
         --browser) want_browser=1 ;;
         --vm) want_vm=1 ;;
         --replication) want_replication=1 ;;
+        --fleet) want_fleet=1 ;;
         *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
     esac
 done
-if [ $((want_host + want_cross + want_browser + want_vm + want_replication)) -eq 0 ]; then
-    want_host=1 want_cross=1 want_browser=1 want_vm=1 want_replication=1
+if [ $((want_host + want_cross + want_browser + want_vm + want_replication + want_fleet)) -eq 0 ]; then
+    want_host=1 want_cross=1 want_browser=1 want_vm=1 want_replication=1 want_fleet=1
 fi
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -110,6 +115,13 @@ fi
 
 if [ "$want_replication" = 1 ]; then
     need_cmd_pkg rclone rclone
+    need_cmd_pkg python3 python3
+fi
+if [ "$want_fleet" = 1 ]; then
+    need_cmd_pkg promtool prometheus
+    need_cmd_pkg avahi-daemon avahi-daemon
+    need_cmd_pkg ip iproute2
+    need_cmd_pkg curl curl
     need_cmd_pkg python3 python3
 fi
 

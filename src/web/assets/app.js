@@ -2390,6 +2390,58 @@
   }
 
   // ---------------------------------------------------------------------------
+  // Benches: this box and the others found on the LAN over mDNS (GET /api/v1/fleet); each
+  // links to its own page
+  // ---------------------------------------------------------------------------
+
+  /** A link the page may follow: this page ("/...") or a peer's plain http:// page. */
+  function benchHref(url) {
+    return typeof url === 'string' && (/^\/(?!\/)/.test(url) || /^http:\/\/[^/\s]+\/\S*$/.test(url)) ? url : null;
+  }
+
+  function benchItem(bench, self) {
+    const state = ['ok', 'degraded', 'error'].includes(bench.state) ? bench.state : 'unknown';
+    const facts = [];
+    const cams = typeof bench.cameras === 'number' ? bench.cameras : 0;
+    const rec = typeof bench.cameras_recording === 'number' ? bench.cameras_recording : 0;
+    facts.push(`${cams} camera${cams === 1 ? '' : 's'}, ${rec} recording`);
+    const exp = bench.last_experiment;
+    if (exp && typeof exp.id === 'string') facts.push(`last experiment ${exp.id}${exp.state ? ` (${exp.state})` : ''}`);
+    if (typeof bench.free_bytes === 'number') facts.push(`${formatBytes(bench.free_bytes)} free`);
+    if (!self && typeof bench.last_seen_s === 'number') facts.push(`heard ${formatDuration(bench.last_seen_s)} ago`);
+    const name = String(bench.name || bench.instance || '?');
+    const href = self ? null : benchHref(bench.url);
+    const title = href ? h('a', { href, 'data-testid': 'bench-link' }, name) : h('strong', {}, name);
+    return h('li', { 'data-name': name, 'data-self': String(self) },
+      h('span', { class: 'status-badge', 'data-status': state }, state),
+      h('div', { class: 'bench-main' },
+        h('span', {}, title, self ? h('span', { class: 'muted small' }, ' (this bench)') : null),
+        h('span', { class: 'bench-facts muted small' }, facts.join(' · '))));
+  }
+
+  async function loadBenches() {
+    let fleet;
+    try {
+      fleet = await api('GET', '/api/v1/fleet');
+    } catch (err) {
+      $('#benches-note').textContent = err.status === 404 ? 'This service does not look for other benches.' : `Benches unknown: ${err.message}`;
+      $('#benches-note').hidden = false;
+      return;
+    }
+    fleet = fleet || {};
+    const peers = Array.isArray(fleet.peers) ? fleet.peers : [];
+    const items = [];
+    if (fleet.this) items.push(benchItem(fleet.this, true));
+    for (const peer of peers) items.push(benchItem(peer, false));
+    $('#bench-list').replaceChildren(...items);
+    $('#benches-count').textContent = `${peers.length} other bench${peers.length === 1 ? '' : 'es'}`;
+    const note = $('#benches-note');
+    note.textContent = fleet.browsing === false ? 'Not looking for other benches (fleet.enabled, fleet.browse in the config).'
+      : peers.length === 0 ? 'No other bench found on this network yet.' : '';
+    note.hidden = !note.textContent;
+  }
+
+  // ---------------------------------------------------------------------------
   // Storage over the last 24 hours and the hours of recording left
   // (GET /api/v1/storage/history: samples every interval_s, the recording rate, hours_left)
   // ---------------------------------------------------------------------------
@@ -2518,7 +2570,7 @@
 
   function initStatus() {
     const refresh = poller(async () => {
-      await Promise.all([refreshHealth(), loadGpio(), storageHistory.load()]);
+      await Promise.all([refreshHealth(), loadGpio(), storageHistory.load(), loadBenches()]);
     }, 3000, () => app.tab === 'status');
     tabEnter.status = refresh;
     window.addEventListener('resize', () => { if (app.tab === 'status') storageHistory.render(); });
