@@ -751,9 +751,13 @@ impl Summary {
             return Some(format!("replication: {p}"));
         }
         (self.failing_s >= self.failing_after_s).then(|| {
+            let for_ = if self.failing_s < 120.0 {
+                format!("{:.0} s", self.failing_s)
+            } else {
+                format!("{:.0} min", self.failing_s / 60.0)
+            };
             format!(
-                "replication: uploads failing for {:.0} min: {}",
-                self.failing_s / 60.0,
+                "replication: uploads failing for {for_}: {}",
                 self.last_error.as_deref().unwrap_or("unknown error")
             )
         })

@@ -117,6 +117,16 @@ impl S3 {
         })
     }
 
+    /// A request that got no reply: the network, or the store is down.
+    fn unreachable(&self, what: &str, e: ureq::Error) -> Error {
+        let host = self.bucket.base_url().host_str().unwrap_or("?").to_string();
+        let port = self.bucket.base_url().port_or_known_default().unwrap_or(0);
+        Error::new(
+            ErrorKind::Io,
+            format!("{what}: no reply from {host}:{port}: {e}"),
+        )
+    }
+
     /// Reads a response: the body on 2xx, else an error saying what the server said.
     fn finish(
         &self,
@@ -156,6 +166,10 @@ fn s3_error(what: &str, status: u16, body: &str) -> Error {
         _ => ErrorKind::InvalidInput,
     };
     let said = match (code.is_empty(), message.is_empty()) {
+        // A HEAD reply has no body to say why.
+        (true, _) if status == 403 => "HTTP 403 (access denied: check replication.access_key_id, \
+             the secret, and the key's rights on the bucket)"
+            .to_string(),
         (true, _) => format!("HTTP {status}"),
         (false, true) => format!("HTTP {status} {code}"),
         (false, false) => format!("HTTP {status} {code}: {message}"),
@@ -322,7 +336,7 @@ impl ObjectStore for S3 {
             .head(url.as_str())
             .header("x-amz-checksum-mode", "ENABLED")
             .call()
-            .map_err(|e| Error::new(ErrorKind::Io, format!("HEAD {key}: {e}")))?;
+            .map_err(|e| self.unreachable(&format!("HEAD {key}"), e))?;
         let status = response.status().as_u16();
         if status == 404 {
             return Ok(None);
