@@ -58,16 +58,17 @@ pub fn retry(state: &AppState) -> Response<Body> {
     }
 }
 
-/// Adds `replication` (or null) to an experiment's JSON object.
+/// With replication on, adds `replication` (null until the experiment is planned) to an
+/// experiment's JSON object; with it off the object stays as it is (the manifest as filed).
 pub fn decorate(state: &AppState, value: &mut Value) {
+    let Some(r) = &state.replication else {
+        return;
+    };
     let Some(id) = value["experiment_id"].as_str().map(str::to_string) else {
         return;
     };
     if let Some(obj) = value.as_object_mut() {
-        let status = state
-            .replication
-            .as_ref()
-            .and_then(|r| r.experiment_status(&id));
+        let status = r.experiment_status(&id);
         obj.insert("replication".into(), status.unwrap_or(Value::Null));
     }
 }
