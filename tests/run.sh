@@ -43,6 +43,8 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
+# The vm step runs in the background from after fuzz until after appliance (the light steps
+# between run beside its one-core guest); its log is printed when it ends.
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
@@ -143,6 +145,29 @@ skip() {  # skip NAME REASON
     banner "$1: skipped ($2)"
 }
 
+# step_bg NAME COMMAND... : starts a step in the background (its output goes to its log);
+# step_join NAME waits for it, prints its log and records it like `step` does.
+declare -A bg_pid bg_t0
+step_bg() {
+    local name="$1"; shift
+    banner "$name (in the background; its log follows when it ends): $*"
+    bg_t0[$name]=$SECONDS
+    ( "$@" ) >"$step_logs/$name.bg.log" 2>&1 &
+    bg_pid[$name]=$!
+}
+step_join() {
+    local name="$1"
+    [ -n "${bg_pid[$name]:-}" ] || return 0
+    wait "${bg_pid[$name]}"
+    local rc=$?
+    # Recorded through `step`, which prints the log and the outcome; the time is the
+    # background run's.
+    local t_bg=$((SECONDS - bg_t0[$name]))
+    step "$name" bash -c "cat '$step_logs/$name.bg.log'; exit $rc"
+    times[${#times[@]}-1]=$t_bg
+    unset "bg_pid[$name]"
+}
+
 have_browser=0
 if [ -d tests/browser ] && [ -f tests/browser/run.sh ]; then have_browser=1; fi
 
@@ -186,9 +211,32 @@ schemathesis_test() {
 }
 if [ "$quick" = 1 ]; then
     skip fuzz "--quick"
-    skip schemathesis "--quick"
 else
     step fuzz fuzz_test
+fi
+# ---- VM bench: real V4L2 drivers in a qemu guest, in the background -------------------------
+# The guest is one TCG core; the light steps after it (schemathesis, replication, fleet,
+# appliance) run beside it, and the run waits for it before the heavy builds (aarch64 on).
+vm_test() {
+    # The guest runs the release binary (built by `host`), copied so nothing replaces it.
+    cargo build --release --bin benchcam || return 1
+    cp "$root/target/release/benchcam" "$step_logs/benchcam-vm" || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    BENCHCAM_BIN="$step_logs/benchcam-vm" bash tests/vm/ci.sh "${args[@]}"
+}
+
+if [ "$quick" = 1 ]; then
+    skip vm "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip vm "host is $host_arch, not x86_64"
+else
+    step_bg vm vm_test
+fi
+
+if [ "$quick" = 1 ]; then
+    skip schemathesis "--quick"
+else
     step schemathesis schemathesis_test
 fi
 
@@ -218,27 +266,12 @@ else
     step fleet fleet_test
 fi
 
-# ---- VM bench: real V4L2 drivers in a qemu guest ----------------------------------------------
-vm_test() {
-    # The guest runs the release binary (cached by `host`); the bench copies it in at boot.
-    cargo build --release --bin benchcam || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    BENCHCAM_BIN="$root/target/release/benchcam" bash tests/vm/ci.sh "${args[@]}"
-}
-
-if [ "$quick" = 1 ]; then
-    skip vm "--quick"
-elif [ "$host_arch" != x86_64 ]; then
-    skip vm "host is $host_arch, not x86_64"
-else
-    step vm vm_test
-fi
-
 # The image's first-boot settings script, against a scratch tree (1 s). The image build and
 # its boot under qemu-system take 15+ min uncached: `bash image-build/build.sh &&
 # bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.
 step appliance bash image-build/test-setup.sh
+
+step_join vm
 
 # ---- aarch64 cross build + tests under qemu -------------------------------------------------
 cross_test() {
