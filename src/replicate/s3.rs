@@ -123,7 +123,7 @@ impl S3 {
         let port = self.bucket.base_url().port_or_known_default().unwrap_or(0);
         Error::new(
             ErrorKind::Io,
-            format!("{what}: no reply from {host}:{port}: {e}"),
+            format!("{what}: the connection to {host}:{port} failed: {e}"),
         )
     }
 
@@ -133,8 +133,7 @@ impl S3 {
         what: &str,
         response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<(ureq::http::HeaderMap, String)> {
-        let mut response =
-            response.map_err(|e| Error::new(ErrorKind::Io, format!("{what}: {e}")))?;
+        let mut response = response.map_err(|e| self.unreachable(what, e))?;
         let status = response.status();
         let body = response
             .body_mut()
