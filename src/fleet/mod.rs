@@ -131,6 +131,35 @@ fn announce_due(last: Option<&(BenchRecord, Instant)>, own: &BenchRecord, now: I
     }
 }
 
+/// How many non-loopback interfaces that are up have an IPv4 or IPv6 address.
+fn interfaces_with_addresses() -> std::io::Result<usize> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list it allocates (freed below).
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut count = 0;
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` walks the list getifaddrs returned; each node and its ifa_addr (when
+        // not null) stay valid until freeifaddrs.
+        let ifa = unsafe { &*at };
+        let up = ifa.ifa_flags & libc::IFF_UP as libc::c_uint != 0;
+        let loopback = ifa.ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
+        if up && !loopback && !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null and points at a sockaddr.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET || family == libc::AF_INET6 {
+                count += 1;
+            }
+        }
+        at = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(count)
+}
+
 /// What the browse thread and the announcer share.
 #[derive(Default)]
 struct Shared {
@@ -199,6 +228,17 @@ impl Fleet {
         if !self.config.enabled || !(self.config.announce || self.config.browse) {
             log::info!("fleet: mDNS off (fleet.enabled/announce/browse)");
             return;
+        }
+        // mdns-sd lists interfaces with getifaddrs and treats a failure as "none", silently:
+        // say so here (a sandbox without AF_NETLINK is the usual cause).
+        match interfaces_with_addresses() {
+            Ok(0) => log::warn!(
+                "fleet: no network interface has an address yet; mDNS starts when one does"
+            ),
+            Ok(_) => {}
+            Err(e) => log::error!(
+                "fleet: cannot list network interfaces (getifaddrs: {e}; under systemd, RestrictAddressFamilies= must allow AF_NETLINK); mDNS will not reach the LAN"
+            ),
         }
         let mdns = match ServiceDaemon::new() {
             Ok(d) => d,
@@ -483,6 +523,12 @@ mod tests {
             "no change: wait for the refresh"
         );
         assert!(announce_due(Some(&last), &older, at(30)), "the refresh");
+    }
+
+    #[test]
+    fn this_machine_has_interfaces_to_list() {
+        // getifaddrs works here (no sandbox); the count is whatever the machine has.
+        assert!(interfaces_with_addresses().is_ok());
     }
 
     #[test]
