@@ -192,13 +192,7 @@ impl Replicator {
                     continue;
                 };
                 let job = format!("experiment:{id}");
-                let known = self
-                    .shared
-                    .lock()
-                    .expect("replication poisoned")
-                    .entries
-                    .get(&job)
-                    .cloned();
+                let known = self.entry(&job);
                 let entry = match known {
                     Some(e) if e.state == JobState::Verified => continue,
                     Some(e) => e,
@@ -234,13 +228,7 @@ impl Replicator {
             for clip in index.complete_oldest_first(&camera) {
                 let job = format!("rolling:{camera}/{}", clip.file);
                 live.insert(job.clone());
-                let known = self
-                    .shared
-                    .lock()
-                    .expect("replication poisoned")
-                    .entries
-                    .get(&job)
-                    .cloned();
+                let known = self.entry(&job);
                 match known {
                     Some(e) if e.state == JobState::Verified => {}
                     Some(e) => jobs.push(e),
@@ -349,6 +337,12 @@ impl Replicator {
         });
         let destination = format!("{}{prefix}", self.store.location());
         Ok(Entry::new(format!("experiment:{id}"), destination, files))
+    }
+
+    /// The journal's entry of a job, as last saved.
+    fn entry(&self, job: &str) -> Option<Entry> {
+        let shared = self.shared.lock().expect("replication poisoned");
+        shared.entries.get(job).cloned()
     }
 
     fn save(&self, entry: &Entry) {
@@ -874,39 +868,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn b64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = B64.iter().position(|&x| x == c)? as u32;
-        acc = acc << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
 /// Minutes after local midnight of a wall time.
