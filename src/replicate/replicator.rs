@@ -389,6 +389,12 @@ impl Replicator {
                 );
                 Ok(())
             }
+            // Cut off by the service stopping: not a failure of the store; the next start
+            // resumes from the journal.
+            Err(e) if self.stopping() => {
+                self.save(&entry);
+                Err(e)
+            }
             Err(e) => {
                 let e = e.context(entry.job.clone());
                 entry.state = JobState::Failed;
