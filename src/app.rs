@@ -60,6 +60,8 @@ impl App {
     /// Opens storage (recovering clips left open by a crash), discovers cameras,
     /// starts capture and, if configured, rolling recording.
     pub fn start(config: Config, hardware: Hardware) -> Result<App> {
+        // Here rather than in main: the benches and tests then measure the service as it runs.
+        crate::malloc::limit_arenas();
         // Settings changed from the web page (data_dir/settings.toml) override the file.
         let config = crate::settings::overlay_saved(config);
         let (config_auto, config_experiments) =
@@ -163,7 +165,7 @@ fn start_gpio(
             log::info!("gpio: {} backend on {}", gpio.backend_name(), gpio.board());
             crate::web::experiments::spawn_trigger_loop(
                 Arc::clone(experiments),
-                Arc::clone(&gpio),
+                Arc::downgrade(&gpio),
                 rx,
                 clock,
             );

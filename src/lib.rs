@@ -14,6 +14,7 @@ pub mod frame;
 pub mod gpio;
 pub mod host;
 pub mod live;
+pub mod malloc;
 pub mod record;
 pub mod replicate;
 pub mod settings;

@@ -216,9 +216,12 @@ pub async fn gpio_sim(
 }
 
 /// Feeds trigger events from the GPIO service to the experiments, off the executor.
+/// Runs until the GPIO service is dropped: its input threads hold the event senders, so
+/// this thread holds it only weakly (a strong reference kept it, its threads and this
+/// one alive after the app shut down).
 pub fn spawn_trigger_loop(
     experiments: Arc<ExperimentService>,
-    gpio: Arc<crate::gpio::Gpio>,
+    gpio: std::sync::Weak<crate::gpio::Gpio>,
     events: async_channel::Receiver<crate::gpio::TriggerEvent>,
     clock: Arc<dyn crate::clock::Clock>,
 ) -> std::thread::JoinHandle<()> {
@@ -245,7 +248,9 @@ pub fn spawn_trigger_loop(
                 let running = experiments
                     .active()
                     .is_some_and(|e| e.phase == crate::experiment::Phase::Running);
-                gpio.set_experiment_running(running);
+                if let Some(gpio) = gpio.upgrade() {
+                    gpio.set_experiment_running(running);
+                }
             }
         })
         .expect("spawning the trigger thread")
