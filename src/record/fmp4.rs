@@ -150,6 +150,43 @@ pub fn init_segment(width: u32, height: u32, codec: &TrackCodec, out: &mut Vec<u
     Ok(())
 }
 
+/// Whether one whole `moov` or `moof` box (header included) holds only the boxes this
+/// writer writes, each within its parent. Checked before mp4-atom decodes a box read from
+/// disk: mp4-atom 0.17 decodes any box it knows wherever it appears, and some (`sgpd` with
+/// a large entry count and empty entries) loop without reading, until memory runs out
+/// (found by the fmp4_scan and fmp4_repair fuzz targets). A clip benchcam did not write
+/// is not one it needs to read.
+pub fn written_by_us(atom: &[u8]) -> bool {
+    fn walk(mut b: &[u8], depth: u32) -> bool {
+        while !b.is_empty() {
+            if b.len() < 8 {
+                return false;
+            }
+            let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            let kind: [u8; 4] = [b[4], b[5], b[6], b[7]];
+            // Our writer never uses 64-bit or to-the-end sizes inside moov/moof.
+            if size < 8 || size > b.len() {
+                return false;
+            }
+            let body = &b[8..size];
+            let fine = match &kind {
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"dinf" | b"stbl" | b"mvex" | b"moof"
+                | b"traf" => depth < 6 && walk(body, depth + 1),
+                b"mvhd" | b"tkhd" | b"mdhd" | b"hdlr" | b"vmhd" | b"dref" | b"stsd" | b"stts"
+                | b"stsc" | b"stsz" | b"stco" | b"trex" | b"mehd" | b"mfhd" | b"tfhd" | b"tfdt"
+                | b"trun" => true,
+                _ => false,
+            };
+            if !fine {
+                return false;
+            }
+            b = &b[size..];
+        }
+        true
+    }
+    walk(atom, 0)
+}
+
 fn mux_error(what: &str, e: mp4_atom::Error) -> Error {
     Error::new(ErrorKind::Codec, format!("{what}: {e}"))
 }
@@ -356,7 +393,10 @@ pub fn scan_fragments<R: Read + Seek>(
                 let mut whole = Vec::with_capacity(size as usize);
                 whole.extend_from_slice(&head[..header_len as usize]);
                 whole.extend_from_slice(&body);
-                if let Ok(moov) = Moov::decode(&mut whole.as_slice()) {
+                let decoded = written_by_us(&whole)
+                    .then(|| Moov::decode(&mut whole.as_slice()).ok())
+                    .flatten();
+                if let Some(moov) = decoded {
                     if let Some(trak) = moov.trak.first() {
                         scan.width = trak.tkhd.width.integer() as u32;
                         scan.height = trak.tkhd.height.integer() as u32;
@@ -376,6 +416,9 @@ pub fn scan_fragments<R: Read + Seek>(
                 let mut whole = Vec::with_capacity(size as usize);
                 whole.extend_from_slice(&head[..header_len as usize]);
                 whole.extend_from_slice(&body);
+                if !written_by_us(&whole) {
+                    break;
+                }
                 let Ok(moof) = Moof::decode(&mut whole.as_slice()) else {
                     break;
                 };
@@ -479,6 +522,45 @@ mod tests {
         }
         File::create(path).unwrap().write_all(&out).unwrap();
         ends
+    }
+
+    #[test]
+    fn boxes_the_writer_never_writes_are_refused_before_decoding() {
+        // The fuzzers' out-of-memory case: an `sgpd` in moov, version 0, 2^32-1 entries of
+        // an unknown grouping type that mp4-atom decodes without reading a byte.
+        let sgpd = [
+            &[0, 0, 0, 20][..],
+            b"sgpd",
+            &[0, 0, 0, 0],
+            b"zzzz",
+            &[0xff, 0xff, 0xff, 0xff],
+        ]
+        .concat();
+        let moov = [&(8 + sgpd.len() as u32).to_be_bytes()[..], b"moov", &sgpd].concat();
+        assert!(!written_by_us(&moov));
+        // What the writer writes passes, for both codecs; the same init with the sgpd
+        // put inside its moov is refused by the scan (no init, nothing valid).
+        for codec in [
+            TrackCodec::H264 {
+                sps: vec![0x67, 0x42, 0, 0x1f],
+                pps: vec![0x68, 0xce],
+            },
+            TrackCodec::Jpeg,
+        ] {
+            let mut init = Vec::new();
+            init_segment(64, 48, &codec, &mut init).unwrap();
+            let at = init.windows(4).position(|w| w == b"moov").unwrap() - 4;
+            assert!(written_by_us(&init[at..]), "our own moov");
+            let scan = scan_reader(&mut std::io::Cursor::new(&init), init.len() as u64).unwrap();
+            assert!(scan.has_init);
+            let mut bad = init[..at].to_vec();
+            let moov_len = u32::from_be_bytes(init[at..at + 4].try_into().unwrap());
+            bad.extend_from_slice(&(moov_len + sgpd.len() as u32).to_be_bytes());
+            bad.extend_from_slice(&init[at + 4..]);
+            bad.extend_from_slice(&sgpd);
+            let scan = scan_reader(&mut std::io::Cursor::new(&bad), bad.len() as u64).unwrap();
+            assert!(!scan.has_init && scan.valid_len == 0, "{scan:?}");
+        }
     }
 
     #[test]

@@ -328,6 +328,9 @@ fn not_ours(what: &str) -> Error {
 }
 
 fn decode_moof(bytes: &[u8]) -> Result<Moof> {
+    if !crate::record::fmp4::written_by_us(bytes) {
+        return Err(not_ours("a box the writer does not write"));
+    }
     let moof = Moof::decode(&mut &bytes[..]).map_err(|e| not_ours(&format!("moof: {e}")))?;
     if moof.traf.len() != 1 || moof.traf[0].trun.len() != 1 {
         return Err(not_ours("one traf with one trun expected"));
