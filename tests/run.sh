@@ -165,6 +165,7 @@ step_join() {
     local t_bg=$((SECONDS - bg_t0[$name]))
     step "$name" bash -c "cat '$step_logs/$name.bg.log'; exit $rc"
     times[${#times[@]}-1]=$t_bg
+    echo "== $name: ran ${t_bg}s in the background"
     unset "bg_pid[$name]"
 }
 
