@@ -279,12 +279,12 @@ impl Replicator {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
-            let sha = sha256_range(&path, 0, meta.len(), &self.stop)?;
+            let sha256 = crate::experiment::sha256_file(&path)?;
             files.push(FileEntry {
                 key: format!("{prefix}{name}"),
                 name,
                 size: meta.len(),
-                sha256: hex(&sha),
+                sha256,
                 ..Default::default()
             });
         }
