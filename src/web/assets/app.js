@@ -501,7 +501,356 @@
   }
 
   // ---------------------------------------------------------------------------
-  // Live view: WebSocket (DESIGN §5) with an MJPEG <img> fallback
+  // Live H.264: the service's fMP4 (one init segment, then one moof+mdat per frame, over
+  // the WebSocket, DESIGN §5) played with Media Source Extensions, held at the live edge
+  // ---------------------------------------------------------------------------
+
+  /** ManagedMediaSource where present (iOS Safari 17.1+ has only that), else MediaSource. */
+  function mseClass() { return window.ManagedMediaSource || window.MediaSource || null; }
+  /** Asked about before the service names its codec: Constrained Baseline, level 3.1. */
+  const H264_PROBE_CODEC = 'avc1.42c01f';
+  const h264Type = (codec) => `video/mp4; codecs="${codec}"`;
+  function mseSupports(codec) {
+    const Source = mseClass();
+    try { return !!Source && Source.isTypeSupported(h264Type(codec)); } catch { return false; }
+  }
+  /** The playhead jumps to the live edge when it falls this far behind what is buffered (s)… */
+  const LIVE_MAX_BEHIND_S = 0.5;
+  /** …to this much before the newest frame (s). */
+  const LIVE_TARGET_BEHIND_S = 0.1;
+  /** Between these two the video plays 10 % fast to catch up without a visible jump (s). */
+  const LIVE_CATCHUP_FROM_S = 0.2;
+  const LIVE_CATCHUP_UNTIL_S = 0.12;
+  /** Video kept behind the playhead (s); older is removed, in steps of 2 s or more, so a
+   *  page left open for hours holds ~10 s of video. */
+  const MSE_KEEP_S = 10;
+  /** Fragments waiting for the SourceBuffer beyond this (3 s at 30 fps): the decoder does
+   *  not keep up; they are dropped and appending resumes at the next keyframe. */
+  const MSE_QUEUE_MAX = 90;
+  /** No decoded picture this long after the first fragment: MSE counts as failed. */
+  const MSE_FIRST_PICTURE_MS = 3000;
+
+  /** The first box named `type` directly inside bytes [start, end) of `view`:
+   *  {start, end} of its payload, or null. Sizes that do not fit end the walk. */
+  function findBox(view, start, end, type) {
+    let at = start;
+    while (at + 8 <= end) {
+      let size = view.getUint32(at);
+      let header = 8;
+      if (size === 1 && at + 16 <= end) { size = Number(view.getBigUint64(at + 8)); header = 16; } else if (size === 0) size = end - at;
+      if (size < header || at + size > end) return null;
+      const name = String.fromCharCode(view.getUint8(at + 4), view.getUint8(at + 5), view.getUint8(at + 6), view.getUint8(at + 7));
+      if (name === type) return { start: at + header, end: at + size };
+      at += size;
+    }
+    return null;
+  }
+
+  /** The payload of the box at `path` (e.g. ['moof', 'traf', 'tfdt']), or null. */
+  function boxAt(buffer, path) {
+    const view = new DataView(buffer);
+    let box = { start: 0, end: buffer.byteLength };
+    for (const type of path) {
+      box = findBox(view, box.start, box.end, type);
+      if (!box) return null;
+    }
+    return { view, ...box };
+  }
+
+  /** A fragment's baseMediaDecodeTime (tfdt, in the track's timescale), or null. */
+  function fragmentDecodeTime(buffer) {
+    const box = boxAt(buffer, ['moof', 'traf', 'tfdt']);
+    if (!box || box.end - box.start < 8) return null;
+    const version = box.view.getUint8(box.start);
+    if (version === 1) return box.end - box.start >= 12 ? Number(box.view.getBigUint64(box.start + 4)) : null;
+    return box.view.getUint32(box.start + 4);
+  }
+
+  /** The video track's timescale from the init segment's mdhd, or null. */
+  function initTimescale(buffer) {
+    const box = boxAt(buffer, ['moov', 'trak', 'mdia', 'mdhd']);
+    if (!box) return null;
+    const offset = box.view.getUint8(box.start) === 1 ? 20 : 12;
+    return box.end - box.start >= offset + 4 ? box.view.getUint32(box.start + offset) || null : null;
+  }
+
+  /**
+   * One init segment's stream in the <video>: a MediaSource (or ManagedMediaSource) with one
+   * SourceBuffer, fed in order from a queue (appendBuffer is never called while updating),
+   * the playhead held near the newest frame and old video removed. A new init segment gets
+   * a new player (the old one is closed first). `events.fail(reason)` is called once when
+   * MSE fails (SourceBuffer or decode error, no picture in time); `events.picture()` on the
+   * first decoded picture; `events.blocked()` when the browser refuses to play and
+   * `events.playing()` when a tap then started it.
+   */
+  class H264Player {
+    constructor(video, init, events) {
+      this.video = video;
+      this.codec = init.codec;
+      this.width = init.width;
+      this.height = init.height;
+      this.events = events;
+      /** ArrayBuffers waiting for the SourceBuffer, oldest first; the init segment first. */
+      this.queue = [];
+      this.sourceBuffer = null;
+      this.closed = false;
+      this.failed = false;
+      /** Fragments were dropped: the next one appended must be a keyframe. */
+      this.waitKeyframe = false;
+      this.dropped = 0;
+      this.jumps = 0;
+      this.jumpedAt = -Infinity;
+      this.timescale = 90000;
+      /** decode time (timescale ticks) → performance.now() when the fragment arrived, newest ~150. */
+      this.arrivals = new Map();
+      /** performance.now() of pictures shown in the last 2 s (requestVideoFrameCallback). */
+      this.shownTimes = [];
+      /** Milliseconds from a fragment's arrival to its picture on screen, newest 60. */
+      this.displayDelays = [];
+      this.behindS = null;
+      this.pictureSeen = false;
+      this.firstFragmentAt = 0;
+      this.pictureTimer = null;
+      this.frameCallback = null;
+      this.playing = false;
+      /** The browser refused to start playing (autoplay policy): a tap starts it. */
+      this.blocked = false;
+
+      const Source = mseClass();
+      const managed = !!window.ManagedMediaSource && Source === window.ManagedMediaSource;
+      this.source = new Source();
+      video.muted = true;
+      // ManagedMediaSource plays only with remote playback (AirPlay) off or given its own source.
+      if (managed) video.disableRemotePlayback = true;
+      // One way of attaching at a time: an object URL in src, srcObject cleared.
+      if ('srcObject' in video && video.srcObject) video.srcObject = null;
+      this.objectUrl = URL.createObjectURL(this.source);
+      video.src = this.objectUrl;
+      this.source.addEventListener('sourceopen', () => this.onSourceOpen(), { once: true });
+      this.onVideoError = () => {
+        const err = video.error;
+        this.fail(err ? `decode error ${err.code}${err.message ? `: ${err.message}` : ''}` : 'video error');
+      };
+      this.onLoadedData = () => this.checkPicture(false);
+      video.addEventListener('error', this.onVideoError);
+      video.addEventListener('loadeddata', this.onLoadedData);
+      if (typeof video.requestVideoFrameCallback === 'function') {
+        const onFrame = (now, meta) => {
+          if (this.closed) return;
+          this.onShown(now, meta);
+          this.frameCallback = video.requestVideoFrameCallback(onFrame);
+        };
+        this.frameCallback = video.requestVideoFrameCallback(onFrame);
+      }
+    }
+
+    onSourceOpen() {
+      if (this.closed) return;
+      // The object URL has done its job once the source is open.
+      URL.revokeObjectURL(this.objectUrl);
+      this.objectUrl = null;
+      let sourceBuffer;
+      try {
+        sourceBuffer = this.source.addSourceBuffer(h264Type(this.codec));
+      } catch (err) {
+        this.fail(`addSourceBuffer(${this.codec}): ${err.name}`);
+        return;
+      }
+      this.sourceBuffer = sourceBuffer;
+      sourceBuffer.addEventListener('updateend', () => {
+        if (this.closed) return;
+        this.keepLive();
+        this.pump();
+      });
+      sourceBuffer.addEventListener('error', () => this.fail('SourceBuffer error'));
+      this.pump();
+    }
+
+    appendInit(data) {
+      this.timescale = initTimescale(data) || this.timescale;
+      this.queue.push(data);
+      this.pump();
+    }
+
+    /** One frame's moof+mdat; `arrivedAt` is performance.now() when its message came. */
+    appendFragment(data, keyframe, arrivedAt) {
+      if (this.closed) return;
+      if (this.waitKeyframe && !keyframe) { this.dropped += 1; return; }
+      this.waitKeyframe = false;
+      if (this.queue.length >= MSE_QUEUE_MAX) {
+        // The decoder falls behind: drop what waits (never the init segment) and go on at a keyframe.
+        const keep = this.sourceBuffer ? [] : this.queue.slice(0, 1);
+        this.dropped += this.queue.length - keep.length;
+        this.queue = keep;
+        if (!keyframe) { this.waitKeyframe = true; this.dropped += 1; return; }
+      }
+      const decodeTime = fragmentDecodeTime(data);
+      if (decodeTime !== null) {
+        this.arrivals.set(decodeTime, arrivedAt);
+        if (this.arrivals.size > 150) this.arrivals.delete(this.arrivals.keys().next().value);
+      }
+      if (!this.firstFragmentAt) {
+        this.firstFragmentAt = performance.now();
+        this.pictureTimer = setTimeout(() => this.checkPicture(true), MSE_FIRST_PICTURE_MS);
+      }
+      this.queue.push(data);
+      this.pump();
+    }
+
+    pump() {
+      const sourceBuffer = this.sourceBuffer;
+      if (this.closed || !sourceBuffer || sourceBuffer.updating || this.source.readyState !== 'open') return;
+      if (this.trim(MSE_KEEP_S, 2)) return; // a remove() runs; its updateend pumps again
+      const data = this.queue.shift();
+      if (!data) return;
+      try {
+        sourceBuffer.appendBuffer(data);
+      } catch (err) {
+        if (err.name !== 'QuotaExceededError') { this.fail(`appendBuffer: ${err.name}`); return; }
+        // The browser's buffer is full: free all but the last second before the playhead
+        // and try again; with nothing to free, drop what waits and go on at a keyframe.
+        this.queue.unshift(data);
+        if (!this.trim(1, 0.1)) {
+          this.dropped += this.queue.length;
+          this.queue = [];
+          this.waitKeyframe = true;
+        }
+      }
+    }
+
+    /** Removes video older than `keepS` before the playhead, once at least `stepS` would go;
+     *  true when a remove() was started. */
+    trim(keepS, stepS) {
+      const sourceBuffer = this.sourceBuffer;
+      const buffered = sourceBuffer.buffered;
+      if (!buffered.length) return false;
+      const start = buffered.start(0);
+      const upTo = this.video.currentTime - keepS;
+      if (upTo - start < stepS) return false;
+      try {
+        sourceBuffer.remove(start, upTo);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+
+    /** Holds the playhead near the newest frame: latency must not grow over minutes. */
+    keepLive() {
+      const video = this.video;
+      const buffered = video.buffered;
+      if (!buffered.length) return;
+      const start = buffered.start(buffered.length - 1);
+      const end = buffered.end(buffered.length - 1);
+      const behind = end - video.currentTime;
+      // A jump takes a moment; judged again once it has landed, and not more than once a
+      // second for lag alone (a burst of fragments would otherwise seek on every append).
+      if (video.seeking) return;
+      const outside = video.currentTime < start || behind < -LIVE_MAX_BEHIND_S;
+      const lagging = behind > LIVE_MAX_BEHIND_S && performance.now() - this.jumpedAt > 1000;
+      if (outside || lagging) {
+        this.jumpedAt = performance.now();
+        // Also the first fragment (the stream's times do not start at 0) and a gap left
+        // by frames the service dropped for this viewer.
+        video.currentTime = Math.max(start, end - LIVE_TARGET_BEHIND_S);
+        this.jumps += 1;
+        if (video.playbackRate !== 1) video.playbackRate = 1;
+      } else if (behind > LIVE_CATCHUP_FROM_S && video.playbackRate === 1) {
+        video.playbackRate = 1.1;
+      } else if (behind < LIVE_CATCHUP_UNTIL_S && video.playbackRate !== 1) {
+        video.playbackRate = 1;
+      }
+      this.behindS = Math.max(0, end - video.currentTime);
+      if (video.paused && !this.playing) this.play();
+    }
+
+    play() {
+      this.playing = true;
+      const started = this.video.play();
+      if (started && typeof started.then === 'function') {
+        started.then(() => {
+          this.playing = false;
+          if (this.blocked) { this.blocked = false; this.events.playing(); }
+        }, (err) => {
+          this.playing = false;
+          if (!this.closed && err && err.name === 'NotAllowedError') { this.blocked = true; this.events.blocked(); }
+        });
+      } else {
+        this.playing = false;
+      }
+    }
+
+    onShown(now, meta) {
+      this.shownTimes.push(now);
+      while (this.shownTimes.length > 0 && now - this.shownTimes[0] > 2000) this.shownTimes.shift();
+      const arrived = this.arrivals.get(Math.round(meta.mediaTime * this.timescale));
+      if (arrived !== undefined) {
+        this.displayDelays.push((meta.expectedDisplayTime || now) - arrived);
+        if (this.displayDelays.length > 60) this.displayDelays.shift();
+      }
+      this.checkPicture(false);
+    }
+
+    /** A decoded picture: a frame callback came, or the video has data and decoded frames. */
+    checkPicture(deadline) {
+      if (this.closed || this.pictureSeen) return;
+      const quality = typeof this.video.getVideoPlaybackQuality === 'function' ? this.video.getVideoPlaybackQuality() : null;
+      const decoded = this.shownTimes.length > 0
+        || (this.video.readyState >= 2 && (!quality || quality.totalVideoFrames > 0));
+      if (decoded) {
+        this.pictureSeen = true;
+        clearTimeout(this.pictureTimer);
+        this.events.picture();
+      } else if (deadline) {
+        this.fail(`no picture ${MSE_FIRST_PICTURE_MS / 1000} s after the first frame`);
+      }
+    }
+
+    /** Pictures shown per second over the last 2 s; null without requestVideoFrameCallback. */
+    shownFps() {
+      if (this.frameCallback === null) return null;
+      const now = performance.now();
+      const times = this.shownTimes.filter((t) => now - t <= 2000);
+      return times.length >= 2 ? (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000) : 0;
+    }
+
+    /** Median ms from a fragment's arrival to its picture on screen; null when unknown. */
+    displayDelayMs() {
+      if (this.displayDelays.length === 0) return null;
+      const sorted = [...this.displayDelays].sort((a, b) => a - b);
+      return sorted[Math.floor(sorted.length / 2)];
+    }
+
+    fail(reason) {
+      if (this.closed || this.failed) return;
+      this.failed = true;
+      this.events.fail(reason);
+    }
+
+    /** Detaches the MediaSource from the <video> and lets go of its memory. */
+    close() {
+      if (this.closed) return;
+      this.closed = true;
+      clearTimeout(this.pictureTimer);
+      const video = this.video;
+      if (this.frameCallback !== null && typeof video.cancelVideoFrameCallback === 'function') {
+        video.cancelVideoFrameCallback(this.frameCallback);
+      }
+      video.removeEventListener('error', this.onVideoError);
+      video.removeEventListener('loadeddata', this.onLoadedData);
+      this.queue = [];
+      this.arrivals.clear();
+      video.removeAttribute('src');
+      if ('srcObject' in video && video.srcObject) video.srcObject = null;
+      video.load();
+      if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
+      this.objectUrl = null;
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Live view: WebSocket (DESIGN §5) carrying H.264 (played by H264Player) or JPEG frames,
+  // with an MJPEG <img> fallback
   // ---------------------------------------------------------------------------
 
   const NO_FRAME_TEXT = {
@@ -519,8 +868,19 @@
   const MJPEG_CHECK_MS = 4000;
   const BLANK_GIF = 'data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==';
 
+  /** What the picture is, as the mode chip says it. */
+  const MODE_TEXT = { h264: 'H.264', jpeg: 'JPEG', mjpeg: 'MJPEG', pending: '…' };
+
   const live = {
     mode: 'ws',            // 'ws' or 'mjpeg'
+    codec: '',             // what the WebSocket carries: 'h264', 'jpeg', or '' until known
+    /** The camera whose service answered h264_unavailable (JPEG frames for it), and why;
+     *  tried again for another camera or after Reconnect. */
+    h264Unavailable: null,
+    h264UnavailableWhy: '',
+    /** Why H.264 via MSE failed on this page load (JPEG frames from then on); '' when not. */
+    mseFailed: '',
+    player: null,          // H264Player of the current init segment
     connection: 'connecting', // connecting | live | reconnecting | mjpeg | offline | paused
     streaming: 'stopped',  // streaming | no_frame | stopped
     ws: null,
@@ -553,6 +913,8 @@
       $('#viewer').classList.remove('stale');
       this.setOverlay('Connecting…');
       this.mode = 'ws';
+      this.codec = '';
+      this.h264Unavailable = null;
       this.failures = 0;
       this.attempt = 0;
       this.frameCount = 0;
@@ -592,7 +954,40 @@
       }
       this.closeSocket();
       this.probing = false;
+      this.stopPlayer();
       if (this.mjpegRunning()) this.stopMjpegImage();
+    },
+
+    /** H.264 is asked for when this browser's MSE plays it, it has not failed on this page
+     *  and the service has not said the camera has none. */
+    wantH264() {
+      return mseSupports(H264_PROBE_CODEC) && !this.mseFailed && this.h264Unavailable !== app.camera;
+    },
+
+    /** 'h264', 'jpeg', 'mjpeg', or 'pending' before the first answer. */
+    viewMode() {
+      return this.mode === 'mjpeg' ? 'mjpeg' : (this.codec || 'pending');
+    },
+
+    setCodec(codec) {
+      if (this.codec === codec) return;
+      this.codec = codec;
+      this.scheduleChips();
+    },
+
+    /** Closes the H.264 player and shows the <img> again. A reconnect keeps the player (its
+     *  last picture stays, greyed) until the new init segment or a switch to JPEG. */
+    stopPlayer() {
+      if (this.player) {
+        this.player.close();
+        this.player = null;
+      }
+      $('#live-video').hidden = true;
+      $('#live-img').hidden = false;
+    },
+
+    hasPicture() {
+      return !!this.shownUrl || !!(this.player && this.player.pictureSeen) || (this.mode === 'mjpeg' && this.streaming === 'streaming');
     },
 
     closeSocket() {
@@ -614,6 +1009,14 @@
       this.timers.retry = null;
       this.closeSocket();
       if (!app.camera) return;
+      if (typeof window.WebSocket !== 'function') {
+        // Nothing to try again later either: MJPEG for good.
+        if (!probe) {
+          toast('This browser has no WebSocket: using MJPEG');
+          this.startMjpeg();
+        }
+        return;
+      }
       const generation = this.generation;
       this.probing = probe;
       this.gotMessage = false;
@@ -626,13 +1029,14 @@
         this.onClose(generation, { code: 1006, reason: String(err) });
         return;
       }
-      ws.binaryType = 'blob';
+      // MSE takes ArrayBuffers; JPEGs go to the <img> as Blobs either way.
+      ws.binaryType = this.wantH264() ? 'arraybuffer' : 'blob';
       this.ws = ws;
       this.watchSilence(generation, CONNECT_TIMEOUT_MS);
       ws.onopen = () => {
         if (generation !== this.generation) return;
         this.send({ type: 'set_quality', quality: app.quality });
-        this.send({ type: 'subscribe' });
+        this.subscribe();
         this.timers.ping = setInterval(() => this.send({ type: 'ping' }), PING_MS);
       };
       ws.onmessage = (event) => {
@@ -647,7 +1051,19 @@
     },
 
     send(message) {
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+      if (this.ws && this.ws.readyState === 1 /* OPEN */) this.ws.send(JSON.stringify(message));
+    },
+
+    /** Asks for H.264 when this page can play it, else for JPEG frames. */
+    subscribe() {
+      if (this.wantH264()) {
+        this.ws.binaryType = 'arraybuffer';
+        this.send({ type: 'subscribe', codec: 'h264' });
+      } else {
+        this.ws.binaryType = 'blob';
+        this.send({ type: 'subscribe' });
+        this.setCodec('jpeg');
+      }
     },
 
     /** Closes the socket when nothing arrives for `ms`; re-armed by every message. */
@@ -684,14 +1100,18 @@
       if (typeof event.data !== 'string') {
         const meta = this.pendingMeta;
         this.pendingMeta = null;
-        if (meta) this.onFrame(meta, event.data);
+        if (!meta) return;
+        if (meta.type === 'init') this.onInit(meta, event.data);
+        else if (meta.codec === 'h264') this.onH264Frame(meta, event.data);
+        else this.onFrame(meta, event.data);
         return;
       }
       let msg;
       try { msg = JSON.parse(event.data); } catch { return; }
       switch (msg.type) {
         case 'frame':
-          this.pendingMeta = msg;
+        case 'init':
+          this.pendingMeta = msg; // its bytes are the next binary message
           break;
         case 'no_frame':
           this.pendingMeta = null;
@@ -701,24 +1121,95 @@
           this.onStatus(msg);
           break;
         case 'error':
-          toast(`Live view: ${msg.message || msg.code || 'error'}`, 'error');
+          if (msg.code === 'h264_unavailable') {
+            // Expected for an MJPEG-recording camera: JPEG frames on the same socket.
+            this.h264Unavailable = app.camera;
+            this.h264UnavailableWhy = String(msg.message || 'the camera has no H.264 stream').replace(/\.$/, '');
+            this.subscribe();
+          } else {
+            toast(`Live view: ${msg.message || msg.code || 'error'}`, 'error');
+          }
           break;
         default:
           break; // pong and anything newer
       }
     },
 
-    onFrame(meta, data) {
-      const now = performance.now();
+    /** Counts a frame that arrived (either codec) for the chips. */
+    noteFrame(now) {
       this.frameCount += 1;
       this.lastFrameAt = new Date();
       this.frameTimes.push(now);
       while (this.frameTimes.length > 0 && now - this.frameTimes[0] > 2000) this.frameTimes.shift();
-      if (meta.quality) this.serverQuality = meta.quality;
       if (this.streaming !== 'streaming') {
         this.setStreaming('streaming');
         this.hideBanner();
       }
+    },
+
+    /** An init segment: a new player (a new encoder or picture size means a fresh start). */
+    onInit(meta, data) {
+      this.stopPlayer();
+      const codec = typeof meta.codec === 'string' && meta.codec ? meta.codec : H264_PROBE_CODEC;
+      if (!mseSupports(codec)) {
+        this.onH264Failed(`this browser does not play ${codec}`);
+        return;
+      }
+      let player = null;
+      const events = {
+        fail: (why) => this.onH264Failed(why, player),
+        picture: () => {
+          if (player !== this.player) return;
+          $('#viewer').classList.remove('stale');
+          if (!player.blocked) this.setOverlay('');
+          this.scheduleChips();
+        },
+        blocked: () => { if (player === this.player) this.setOverlay('Tap the picture to play'); },
+        playing: () => { if (player === this.player) this.setOverlay(''); },
+      };
+      try {
+        player = new H264Player($('#live-video'), { ...meta, codec }, events);
+      } catch (err) {
+        this.onH264Failed(`MediaSource: ${err && err.name ? err.name : err}`);
+        return;
+      }
+      this.player = player;
+      player.appendInit(data);
+      this.releaseBlobs();
+      $('#live-img').removeAttribute('src');
+      $('#live-img').hidden = true;
+      $('#live-video').hidden = false;
+      if (!this.hasPicture()) this.setOverlay('Starting video…');
+      this.setCodec('h264');
+    },
+
+    onH264Frame(meta, data) {
+      if (!this.player) return; // a fragment without its init segment cannot be decoded
+      const now = performance.now();
+      this.noteFrame(now);
+      this.player.appendFragment(data, meta.keyframe === true, now);
+      if (this.player && this.player.pictureSeen) $('#viewer').classList.remove('stale');
+      this.scheduleChips();
+    },
+
+    /** MSE failed: JPEG frames for the rest of this page load, and the page says so. */
+    onH264Failed(why, player) {
+      if (player && player !== this.player) return;
+      this.mseFailed = why;
+      console.warn(`benchcam live view: H.264 via MSE failed (${why}); using JPEG frames`);
+      toast(`H.264 video failed (${why}): showing JPEG frames`, 'error');
+      this.stopPlayer();
+      this.setCodec('jpeg');
+      // A fresh socket: the service may not take a second subscribe on this one.
+      if (this.active()) this.connect();
+    },
+
+    onFrame(meta, data) {
+      // A JPEG frame: the answer to a plain subscribe, or a service that does not know H.264.
+      if (this.player) this.stopPlayer();
+      this.setCodec('jpeg');
+      this.noteFrame(performance.now());
+      if (meta.quality) this.serverQuality = meta.quality;
       const blob = data instanceof Blob
         ? (data.type ? data : new Blob([data], { type: 'image/jpeg' }))
         : new Blob([data], { type: 'image/jpeg' });
@@ -790,7 +1281,7 @@
       const [title, detail] = NO_FRAME_TEXT[reason] || ['No live picture', `The service has no frame to send (${reason || 'unknown reason'}).`];
       this.showBanner(title, detail, reason === 'camera_error' ? 'error' : 'warn', reason || 'unknown');
       $('#viewer').classList.add('stale');
-      if (!this.shownUrl) this.setOverlay(title);
+      if (!this.hasPicture()) this.setOverlay(title);
       this.scheduleChips();
     },
 
@@ -892,6 +1383,7 @@
       this.timers.retry = null;
       if (!app.camera) return;
       this.releaseBlobs();
+      this.stopPlayer();
       this.mode = 'mjpeg';
       this.setConnection('mjpeg');
       this.setOverlay('Loading MJPEG…');
@@ -925,7 +1417,7 @@
     /** Tries the WebSocket again while MJPEG keeps showing; switches back on its first message. */
     probe() {
       this.timers.probe = null;
-      if (!this.active() || this.mode !== 'mjpeg') return;
+      if (!this.active() || this.mode !== 'mjpeg' || typeof window.WebSocket !== 'function') return;
       this.connect({ probe: true });
     },
 
@@ -993,6 +1485,27 @@
       });
     },
 
+    /** Frames that arrived per second over the last 2 s. */
+    arrivalFps() {
+      const now = performance.now();
+      const times = this.frameTimes.filter((t) => now - t <= 2000);
+      return times.length >= 2 ? (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000) : 0;
+    },
+
+    /** What the quality buttons change in this mode, and why H.264 is not used if it is not. */
+    qualityNote(mode) {
+      if (mode === 'h264') {
+        return 'H.264: the recording\'s stream, the same for every viewer; quality applies to the JPEG/MJPEG fallback only.';
+      }
+      let why = '';
+      if (this.mseFailed) why = ` H.264 video failed on this page (${this.mseFailed}).`;
+      else if (this.h264Unavailable === app.camera && this.h264Unavailable) why = ` No H.264 from this camera: ${this.h264UnavailableWhy}.`;
+      else if (!mseSupports(H264_PROBE_CODEC)) why = ' This browser does not play H.264 video here (no Media Source Extensions).';
+      if (mode === 'jpeg') return `JPEG frames: quality sets their size, frame rate and compression.${why}`;
+      if (mode === 'mjpeg') return `MJPEG stream: quality sets its size, frame rate and compression.${why}`;
+      return 'Quality sets the size, frame rate and compression of JPEG and MJPEG pictures; H.264 video is the recording\'s stream.';
+    },
+
     renderChips() {
       const set = (id, text, attrs = {}) => {
         const chip = $(id);
@@ -1006,11 +1519,39 @@
         mjpeg: 'mjpeg fallback', offline: 'offline', paused: 'paused',
       }[this.connection];
       set('#chip-connection', connectionText, { state: this.connection });
-      const shownQuality = this.serverQuality && this.serverQuality !== app.quality
-        ? `${this.serverQuality} (asked ${app.quality})`
-        : app.quality;
-      set('#chip-quality', `quality ${shownQuality}`);
-      if (this.mode === 'mjpeg' && this.mjpegRunning()) {
+      const mode = this.viewMode();
+      set('#chip-mode', MODE_TEXT[mode], { mode });
+      const viewer = $('#viewer');
+      if (viewer.dataset.mode !== mode) viewer.dataset.mode = mode;
+      const note = this.qualityNote(mode);
+      if ($('#quality-note').textContent !== note) $('#quality-note').textContent = note;
+      const player = mode === 'h264' ? this.player : null;
+      const behind = $('#chip-behind');
+      behind.hidden = !player;
+      if (player) {
+        // The H.264 stream is the recording's: the quality buttons do not change it.
+        set('#chip-quality', player.width && player.height ? `video ${player.width}×${player.height}` : 'video');
+        const delay = player.displayDelayMs();
+        set('#chip-behind', player.behindS === null ? 'live edge –' : `${player.behindS.toFixed(2)} s behind live`, {
+          value: player.behindS === null ? '' : player.behindS.toFixed(3),
+          displayDelayMs: delay === null ? '' : String(Math.round(delay)),
+          dropped: String(player.dropped),
+          jumps: String(player.jumps),
+        });
+      } else {
+        const shownQuality = this.serverQuality && this.serverQuality !== app.quality
+          ? `${this.serverQuality} (asked ${app.quality})`
+          : app.quality;
+        set('#chip-quality', `quality ${shownQuality}`);
+      }
+      if (player) {
+        // Frames are those that arrived; fps counts pictures shown where the browser says.
+        set('#chip-frames', `${this.frameCount} frames`, { value: String(this.frameCount) });
+        set('#chip-last', this.lastFrameAt ? `last ${clockTime(this.lastFrameAt)}` : 'no frame yet');
+        const shown = player.shownFps();
+        const fps = shown ?? this.arrivalFps();
+        set('#chip-fps', `${fps.toFixed(1)} fps`, { value: fps.toFixed(1) });
+      } else if (this.mode === 'mjpeg' && this.mjpegRunning()) {
         // An <img> showing MJPEG tells nothing per frame (Chrome fires `load` once).
         set('#chip-frames', 'frames n/a', { value: '' });
         set('#chip-last', this.lastFrameAt ? `stream since ${clockTime(this.lastFrameAt)}` : 'no frame yet');
@@ -1018,10 +1559,7 @@
       } else {
         set('#chip-frames', `${this.frameCount} frames`, { value: String(this.frameCount) });
         set('#chip-last', this.lastFrameAt ? `last ${clockTime(this.lastFrameAt)}` : 'no frame yet');
-        const now = performance.now();
-        const times = this.frameTimes.filter((t) => now - t <= 2000);
-        let fps = 0;
-        if (times.length >= 2) fps = (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000);
+        const fps = this.arrivalFps();
         set('#chip-fps', `${fps.toFixed(1)} fps`, { value: fps.toFixed(1) });
       }
       const rec = $('#live-rec-toggle');
@@ -1090,6 +1628,8 @@
     const img = $('#live-img');
     img.addEventListener('load', () => live.onImageLoad());
     img.addEventListener('error', () => live.onImageError());
+    // Where autoplay is refused (the overlay says so), a tap on the picture starts it.
+    $('#viewer').addEventListener('click', () => { if (live.player && live.player.blocked) live.player.play(); });
     for (const button of $$('[data-quality]')) {
       button.addEventListener('click', () => live.setQuality(button.dataset.quality));
     }
