@@ -1,44 +1,19 @@
-//! Live-view JPEG: reads YUV rows straight from a raw frame (no RGB round trip),
-//! scaling down by nearest neighbour, into a reused output buffer.
+//! JPEG from raw frames, for live view, snapshots and the MJPEG fallback: I420 goes to
+//! the encoder (`jpeg_planar`) straight from the frame; other formats are converted to
+//! I420, and presets smaller than the frame are scaled by nearest neighbour, into a
+//! buffer kept per thread and reused.
 
-use jpeg_encoder::{Encoder, ImageBuffer, JpegColorType};
+use std::cell::RefCell;
 
-use super::yuv::sample;
+use super::jpeg_planar;
+use super::yuv::{to_i420, I420};
 use crate::capture::PixelFormat;
 use crate::error::{Error, ErrorKind, Result};
 
-struct ScaledYuv<'a> {
-    format: PixelFormat,
-    data: &'a [u8],
-    src_w: usize,
-    src_h: usize,
-    dst_w: u16,
-    dst_h: u16,
-}
-
-impl ImageBuffer for ScaledYuv<'_> {
-    fn get_jpeg_color_type(&self) -> JpegColorType {
-        JpegColorType::Ycbcr
-    }
-
-    fn width(&self) -> u16 {
-        self.dst_w
-    }
-
-    fn height(&self) -> u16 {
-        self.dst_h
-    }
-
-    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-        let sy = y as usize * self.src_h / self.dst_h as usize;
-        for x in 0..self.dst_w as usize {
-            let sx = x * self.src_w / self.dst_w as usize;
-            let (yy, cb, cr) = sample(self.format, self.data, self.src_w, self.src_h, sx, sy);
-            buffers[0].push(yy);
-            buffers[1].push(cb);
-            buffers[2].push(cr);
-        }
-    }
+thread_local! {
+    /// Pictures converted to I420 (YUYV, NV12) and scaled to the preset, reused by the
+    /// next frame on this thread: a live encoder thread allocates them once.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Output size for a source of `w`x`h` fitted inside `max_w`x`max_h`, keeping the
@@ -75,18 +50,40 @@ pub fn encode_raw(
         ));
     }
     let (dst_w, dst_h) = fit(width, height, max.0, max.1);
-    let image = ScaledYuv {
-        format,
-        data,
-        src_w: width as usize,
-        src_h: height as usize,
-        dst_w: dst_w as u16,
-        dst_h: dst_h as u16,
-    };
-    out.clear();
-    Encoder::new(&mut *out, quality)
-        .encode_image(image)
-        .map_err(|e| Error::new(ErrorKind::Codec, format!("JPEG encode: {e}")))
+    if format == PixelFormat::I420 && (dst_w, dst_h) == (width, height) {
+        return jpeg_planar::encode(&I420::from_packed(data, width, height)?, quality, out);
+    }
+    SCRATCH.with_borrow_mut(|(converted, scaled)| {
+        let source = if format == PixelFormat::I420 {
+            I420::from_packed(data, width, height)?
+        } else {
+            to_i420(format, data, width, height, converted)?;
+            I420::from_packed(converted, width, height)?
+        };
+        if (dst_w, dst_h) == (width, height) {
+            return jpeg_planar::encode(&source, quality, out);
+        }
+        let (dw, dh) = (dst_w as usize, dst_h as usize);
+        let (dcw, dch) = (dw.div_ceil(2), dh.div_ceil(2));
+        let (scw, sch) = (source.width.div_ceil(2), source.height.div_ceil(2));
+        scaled.clear();
+        scale_plane(source.y, source.width, source.height, dw, dh, scaled);
+        scale_plane(source.u, scw, sch, dcw, dch, scaled);
+        scale_plane(source.v, scw, sch, dcw, dch, scaled);
+        jpeg_planar::encode(&I420::from_packed(scaled, dst_w, dst_h)?, quality, out)
+    })
+}
+
+/// Appends `plane` (`sw`x`sh`, rows packed) scaled to `dw`x`dh` by nearest neighbour
+/// (`dw` ≤ `sw`, `dh` ≤ `sh`) to `out`.
+fn scale_plane(plane: &[u8], sw: usize, sh: usize, dw: usize, dh: usize, out: &mut Vec<u8>) {
+    // 16.16 fixed-point steps: (d - 1) * step >> 16 < s, so no index leaves the plane.
+    let step_x = (sw << 16) / dw;
+    let step_y = (sh << 16) / dh;
+    for y in 0..dh {
+        let row = &plane[((y * step_y) >> 16) * sw..][..sw];
+        out.extend((0..dw).map(|x| row[(x * step_x) >> 16]));
+    }
 }
 
 /// Encodes a packed I420 picture at full size.

@@ -3,6 +3,9 @@
 
 pub mod h264;
 pub mod jpeg;
+pub mod jpeg_fdct;
+pub mod jpeg_huffman;
+pub mod jpeg_planar;
 pub mod jpeg_scan;
 pub mod mjpeg;
 pub mod placeholder;

@@ -1,0 +1,302 @@
+//! JPEG encode figures, printed by `cargo bench --bench jpeg`: ms of CPU per 1280x720 I420
+//! frame for benchcam's encoder (`jpeg::encode_raw`, what live view and snapshots run)
+//! beside libjpeg-turbo's `tjCompressFromYUVPlanes` and jpeg-encoder, on the same frames,
+//! at the same quality, 4:2:0, baseline, standard Huffman tables; with output sizes.
+//!
+//! Frames: 30 of the moving test pattern with sensor grain (every coefficient busy: the
+//! Huffman coder's worst case) and 30 without (smooth: the DCT's share shows). Quality 80
+//! (the `high` preset) and 75/85 around it. Times are thread CPU time, best of 3 passes.
+//!
+//! libjpeg-turbo is loaded at run time (`dlopen("libturbojpeg.so.0")`), so this bench
+//! builds and runs on a machine without it and only the ratio is then missing
+//! (Debian: `apt-get install libturbojpeg0`). Its TurboJPEG 2 API is used because the
+//! `turbojpeg` crate 1.x needs libjpeg-turbo 3 (Debian bookworm and trixie ship 2.1.5).
+
+use std::ffi::{c_char, c_int, c_uchar, c_ulong, c_void};
+use std::time::Duration;
+
+use benchcam::capture::pattern::PatternDevice;
+use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
+use benchcam::clock::{Clock, SimClock};
+use benchcam::encode::jpeg;
+use benchcam::encode::yuv::I420;
+
+const W: u32 = 1280;
+const H: u32 = 720;
+const FRAMES: usize = 30;
+
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; the thread CPU clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// ms of CPU per frame for `f` over every frame, best of three passes; and the mean
+/// output size in bytes that `f` returns.
+fn per_frame(frames: &[Vec<u8>], mut f: impl FnMut(&[u8]) -> usize) -> (f64, f64) {
+    let mut bytes = 0usize;
+    let ms = (0..3)
+        .map(|_| {
+            bytes = 0;
+            let t0 = thread_cpu_s();
+            for frame in frames {
+                bytes += f(frame);
+            }
+            (thread_cpu_s() - t0) * 1000.0 / frames.len() as f64
+        })
+        .fold(f64::INFINITY, f64::min);
+    (ms, bytes as f64 / frames.len() as f64)
+}
+
+fn pattern_frames(noise: bool) -> Vec<Vec<u8>> {
+    // A simulated clock that jumps ahead on every sleep: frames come as fast as they draw.
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SimClock::new(0, 0, true));
+    let device = PatternDevice::new(0, W, H, 30, clock)
+        .with_formats(&[PixelFormat::I420])
+        .with_noise(noise);
+    let mut source = device
+        .open(&ModeRequest {
+            width: W,
+            height: H,
+            fps: 30,
+            formats: vec![PixelFormat::I420],
+        })
+        .expect("pattern opens");
+    let mut frames = Vec::new();
+    while frames.len() < FRAMES {
+        source
+            .next_frame(Duration::from_secs(1), &mut |f| {
+                frames.push(f.data.to_vec())
+            })
+            .expect("pattern frame");
+    }
+    frames
+}
+
+/// libjpeg-turbo's TurboJPEG 2 API, looked up in the system library at run time.
+struct TurboJpeg {
+    handle: *mut c_void,
+    compress: unsafe extern "C" fn(
+        *mut c_void,
+        *const *const c_uchar,
+        c_int,
+        *const c_int,
+        c_int,
+        c_int,
+        *mut *mut c_uchar,
+        *mut c_ulong,
+        c_int,
+        c_int,
+    ) -> c_int,
+    error: unsafe extern "C" fn(*mut c_void) -> *mut c_char,
+    buffer: *mut c_uchar,
+    capacity: c_ulong,
+}
+
+const TJSAMP_420: c_int = 2;
+const TJFLAG_NOREALLOC: c_int = 1024;
+const TJFLAG_FASTDCT: c_int = 2048;
+
+impl TurboJpeg {
+    fn load() -> Option<TurboJpeg> {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; each symbol is cast to the
+        // signature turbojpeg.h (2.0 and later) declares for it.
+        unsafe {
+            let lib = libc::dlopen(c"libturbojpeg.so.0".as_ptr(), libc::RTLD_NOW);
+            if lib.is_null() {
+                return None;
+            }
+            let sym = |name: &std::ffi::CStr| {
+                let p = libc::dlsym(lib, name.as_ptr());
+                (!p.is_null()).then_some(p)
+            };
+            let init: unsafe extern "C" fn() -> *mut c_void =
+                std::mem::transmute(sym(c"tjInitCompress")?);
+            let buf_size: unsafe extern "C" fn(c_int, c_int, c_int) -> c_ulong =
+                std::mem::transmute(sym(c"tjBufSize")?);
+            let alloc: unsafe extern "C" fn(c_int) -> *mut c_uchar =
+                std::mem::transmute(sym(c"tjAlloc")?);
+            let compress = std::mem::transmute::<*mut c_void, _>(sym(c"tjCompressFromYUVPlanes")?);
+            let error = std::mem::transmute::<*mut c_void, _>(sym(c"tjGetErrorStr2")?);
+            let handle = init();
+            let capacity = buf_size(W as c_int, H as c_int, TJSAMP_420);
+            let buffer = alloc(capacity as c_int);
+            if handle.is_null() || buffer.is_null() {
+                return None;
+            }
+            Some(TurboJpeg {
+                handle,
+                compress,
+                error,
+                buffer,
+                capacity,
+            })
+        }
+    }
+
+    /// Compresses one I420 picture; returns the JPEG's length (bytes in `self.buffer`).
+    fn encode(&mut self, picture: &I420, quality: u8, flags: c_int) -> usize {
+        let planes = [picture.y.as_ptr(), picture.u.as_ptr(), picture.v.as_ptr()];
+        let cw = picture.width.div_ceil(2) as c_int;
+        let strides = [picture.width as c_int, cw, cw];
+        let mut out = self.buffer;
+        let mut size = self.capacity;
+        // SAFETY: the planes hold the picture; the buffer was sized by tjBufSize for
+        // this size and NOREALLOC keeps libjpeg-turbo from replacing it.
+        let rc = unsafe {
+            (self.compress)(
+                self.handle,
+                planes.as_ptr(),
+                picture.width as c_int,
+                strides.as_ptr(),
+                picture.height as c_int,
+                TJSAMP_420,
+                &mut out,
+                &mut size,
+                quality as c_int,
+                flags | TJFLAG_NOREALLOC,
+            )
+        };
+        if rc != 0 {
+            // SAFETY: tjGetErrorStr2 returns a NUL-terminated static or per-handle string.
+            let msg = unsafe { std::ffi::CStr::from_ptr((self.error)(self.handle)) };
+            panic!("libjpeg-turbo: {}", msg.to_string_lossy());
+        }
+        size as usize
+    }
+
+    fn output(&self, len: usize) -> &[u8] {
+        // SAFETY: the last `encode` wrote `len` bytes into the buffer.
+        unsafe { std::slice::from_raw_parts(self.buffer, len) }
+    }
+}
+
+/// jpeg-encoder fed from the planes row by row (luma copied, chroma doubled across:
+/// jpeg-encoder takes full-width rows and subsamples itself): its best case for I420.
+struct PlanarRows<'a>(I420<'a>);
+
+impl jpeg_encoder::ImageBuffer for PlanarRows<'_> {
+    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
+        jpeg_encoder::JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.0.width as u16
+    }
+
+    fn height(&self) -> u16 {
+        self.0.height as u16
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let p = &self.0;
+        let y = y as usize;
+        let cw = p.width.div_ceil(2);
+        buffers[0].extend_from_slice(&p.y[y * p.width..][..p.width]);
+        for (plane, buffer) in [p.u, p.v].into_iter().zip(&mut buffers[1..3]) {
+            let row = &plane[(y / 2) * cw..][..cw];
+            buffer.extend(row.iter().flat_map(|&c| [c, c]).take(p.width));
+        }
+    }
+}
+
+fn jpeg_encoder_rows(picture: I420, quality: u8, out: &mut Vec<u8>) {
+    out.clear();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut *out, quality);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    encoder.encode_image(PlanarRows(picture)).expect("encodes");
+}
+
+/// PSNR of a decoded picture's luma against the source's, in dB.
+fn luma_psnr(jpeg: &[u8], source: &[u8]) -> f64 {
+    let options = zune_jpeg::zune_core::options::DecoderOptions::default()
+        .jpeg_set_out_colorspace(zune_jpeg::zune_core::colorspace::ColorSpace::YCbCr);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(
+        zune_jpeg::zune_core::bytestream::ZCursor::new(jpeg),
+        options,
+    );
+    let ycbcr = d.decode().expect("decodes");
+    let n = (W * H) as usize;
+    let se: f64 = ycbcr
+        .chunks_exact(3)
+        .zip(&source[..n])
+        .map(|(p, &s)| (p[0] as f64 - s as f64).powi(2))
+        .sum();
+    10.0 * (255.0f64 * 255.0 / (se / n as f64)).log10()
+}
+
+fn main() {
+    let mut turbo = TurboJpeg::load();
+    if turbo.is_none() {
+        println!(
+            "libjpeg-turbo not found (libturbojpeg.so.0; Debian: apt-get install libturbojpeg0): \
+             its column and the ratios are left out"
+        );
+    }
+    let mut out = Vec::with_capacity(1 << 20);
+    println!(
+        "JPEG encode, {W}x{H} I420 → 4:2:0 baseline, {FRAMES} pattern frames each; \
+         ms of CPU per frame (best of 3 passes), mean KiB per frame, luma PSNR of frame 0"
+    );
+    for (name, noise) in [("grain", true), ("smooth", false)] {
+        let frames = pattern_frames(noise);
+        for quality in [75u8, 80, 85] {
+            let mut rows: Vec<(&str, f64, f64, f64)> = Vec::new();
+            let (ms, bytes) = per_frame(&frames, |frame| {
+                jpeg::encode_i420(frame, W, H, quality, &mut out).expect("encodes");
+                out.len()
+            });
+            jpeg::encode_i420(&frames[0], W, H, quality, &mut out).expect("encodes");
+            rows.push((
+                "benchcam encode_raw",
+                ms,
+                bytes,
+                luma_psnr(&out, &frames[0]),
+            ));
+
+            let (ms, bytes) = per_frame(&frames, |frame| {
+                let picture = I420::from_packed(frame, W, H).expect("I420");
+                jpeg_encoder_rows(picture, quality, &mut out);
+                out.len()
+            });
+            let picture = I420::from_packed(&frames[0], W, H).expect("I420");
+            jpeg_encoder_rows(picture, quality, &mut out);
+            rows.push((
+                "jpeg-encoder 0.7, rows",
+                ms,
+                bytes,
+                luma_psnr(&out, &frames[0]),
+            ));
+
+            let mut turbo_ms = None;
+            if let Some(turbo) = turbo.as_mut() {
+                for (label, flags) in [
+                    ("libjpeg-turbo", 0),
+                    ("libjpeg-turbo FASTDCT", TJFLAG_FASTDCT),
+                ] {
+                    let (ms, bytes) = per_frame(&frames, |frame| {
+                        let picture = I420::from_packed(frame, W, H).expect("I420");
+                        turbo.encode(&picture, quality, flags)
+                    });
+                    let picture = I420::from_packed(&frames[0], W, H).expect("I420");
+                    let len = turbo.encode(&picture, quality, flags);
+                    rows.push((label, ms, bytes, luma_psnr(turbo.output(len), &frames[0])));
+                    turbo_ms.get_or_insert(ms);
+                }
+            }
+            println!("-- {name}, quality {quality}");
+            for (label, ms, bytes, psnr) in rows {
+                let ratio =
+                    turbo_ms.map_or(String::new(), |t| format!("{:5.2}× libjpeg-turbo", ms / t));
+                println!(
+                    "{label:24} {ms:6.2} ms  {:6.1} KiB  {psnr:5.2} dB  {ratio}",
+                    bytes / 1024.0
+                );
+            }
+        }
+    }
+}
