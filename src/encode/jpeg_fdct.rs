@@ -131,6 +131,8 @@ fn round(x: f32) -> i32 {
 
 /// One AAN pass down each of the eight columns at once (jfdctflt.c's butterflies; the
 /// outputs are scaled by the AAN factors, which the quantiser undoes).
+// `c` is the lane: every row is read at the same column, which is what vectorises.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn dct_columns(b: &mut [[f32; 8]; 8]) {
     for c in 0..8 {
@@ -149,7 +151,7 @@ fn dct_columns(b: &mut [[f32; 8]; 8]) {
         let tmp12 = tmp1 - tmp2;
         b[0][c] = tmp10 + tmp11;
         b[4][c] = tmp10 - tmp11;
-        let z1 = (tmp12 + tmp13) * 0.707_106_78;
+        let z1 = (tmp12 + tmp13) * std::f32::consts::FRAC_1_SQRT_2;
         b[2][c] = tmp13 + z1;
         b[6][c] = tmp13 - z1;
 
@@ -159,7 +161,7 @@ fn dct_columns(b: &mut [[f32; 8]; 8]) {
         let z5 = (tmp10 - tmp12) * 0.382_683_43;
         let z2 = 0.541_196_1 * tmp10 + z5;
         let z4 = 1.306_563 * tmp12 + z5;
-        let z3 = tmp11 * 0.707_106_78;
+        let z3 = tmp11 * std::f32::consts::FRAC_1_SQRT_2;
         let z11 = tmp7 + z3;
         let z13 = tmp7 - z3;
         b[5][c] = z13 + z2;

@@ -210,13 +210,13 @@ mod tests {
     #[test]
     fn codes_are_canonical() {
         // T.81 Table K.3: DC luma category 0 is `00`, 1 is `010`, 11 is `111111110`.
-        assert_eq!(LUMA_DC.codes[0], 0b00 << 8 | 2);
+        assert_eq!(LUMA_DC.codes[0], 2); // `00`, length 2
         assert_eq!(LUMA_DC.codes[1], 0b010 << 8 | 3);
         assert_eq!(LUMA_DC.codes[11], 0b1_1111_1110 << 8 | 9);
         // Table K.5: AC luma EOB `1010`, ZRL `11111111001`, 0/1 `00`.
         assert_eq!(LUMA_AC.codes[EOB], 0b1010 << 8 | 4);
         assert_eq!(LUMA_AC.codes[ZRL], 0b111_1111_1001 << 8 | 11);
-        assert_eq!(LUMA_AC.codes[0x01], 0b00 << 8 | 2);
+        assert_eq!(LUMA_AC.codes[0x01], 2); // `00`, length 2
     }
 
     #[test]
