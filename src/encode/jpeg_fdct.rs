@@ -1,6 +1,6 @@
 //! Forward DCT and quantisation of the JPEG encoder (`jpeg_planar`): libjpeg's float AAN
 //! DCT (jfdctflt.c) written lane-wise over eight columns, so that the compiler turns each
-//! pass into vector instructions (SSE2/AVX2 on x86-64, NEON on aarch64), with the AAN
+//! pass into vector instructions (SSE2 on x86-64, NEON on aarch64), with the AAN
 //! scale factors folded into the quantiser's multipliers.
 //!
 //! Coefficients come out transposed (`coefs[v * 8 + u]` for vertical frequency u and

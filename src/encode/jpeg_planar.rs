@@ -3,8 +3,10 @@
 //! (T.81 Annex K), no restart markers, one interleaved scan. The DCT and quantiser are
 //! in `jpeg_fdct`, the Huffman coder in `jpeg_huffman`.
 //!
-//! On x86-64 the whole loop is compiled twice, for the baseline (SSE2) and for AVX2
-//! (with BMI and LZCNT), and the CPU picks one at run time; aarch64 always has NEON.
+//! The DCT vectorises with the target's baseline vector unit (SSE2 on x86-64, NEON on
+//! aarch64). A copy compiled for AVX2 and picked at run time measured no faster
+//! (`cargo bench --bench jpeg`: 1.28-1.37x libjpeg-turbo with SSE2 alone, 1.25-1.41x
+//! with AVX2), so there is none.
 
 use super::jpeg_fdct::{nonzero_zigzag, Quantizer, CHROMA_QUANT, LUMA_QUANT, ZIGZAG};
 use super::jpeg_huffman::{BitWriter, HuffmanTable, CHROMA_AC, CHROMA_DC, LUMA_AC, LUMA_DC};
@@ -32,25 +34,9 @@ pub fn encode(picture: &I420, quality: u8, out: &mut Vec<u8>) -> Result<()> {
     let chroma = Quantizer::new(&CHROMA_QUANT, quality);
     out.clear();
     write_headers(out, w as u16, h as u16, &luma, &chroma);
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("bmi1")
-        && std::is_x86_feature_detected!("lzcnt")
-    {
-        // SAFETY: the CPU has the features `scan_avx2` is compiled for (checked above).
-        unsafe { scan_avx2(picture, &luma, &chroma, out) };
-        out.extend_from_slice(&[0xFF, 0xD9]);
-        return Ok(());
-    }
     scan(picture, &luma, &chroma, out);
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(())
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1,lzcnt")]
-unsafe fn scan_avx2(picture: &I420, luma: &Quantizer, chroma: &Quantizer, out: &mut Vec<u8>) {
-    scan(picture, luma, chroma, out)
 }
 
 /// One component's plane, its quantiser and tables, and its DC predictor.
@@ -97,7 +83,6 @@ impl Component<'_> {
 }
 
 /// The entropy-coded scan: MCUs of four luma blocks (16x16) then one Cb and one Cr.
-#[inline(always)]
 fn scan(picture: &I420, luma: &Quantizer, chroma: &Quantizer, out: &mut Vec<u8>) {
     let (w, h) = (picture.width, picture.height);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
