@@ -150,7 +150,8 @@ fn sustained() -> f64 {
     svc.start_recording("cam0", RecordingType::Rolling)
         .expect("recording");
     std::thread::sleep(Duration::from_secs(2));
-    let rec = || threads_cpu("rec-") + threads_cpu("clipw-");
+    // The encoder stage encodes; the recorder cuts fragments; the writer writes.
+    let rec = || threads_cpu("enc-") + threads_cpu("rec-") + threads_cpu("clipw-");
     let recorded = || svc.health_check().cameras[0].frames_recorded;
     let (cpu0, frames0, t0) = (rec(), recorded(), Instant::now());
     std::thread::sleep(Duration::from_secs(10));
@@ -159,7 +160,7 @@ fn sustained() -> f64 {
     let wall = t0.elapsed().as_secs_f64();
     svc.shutdown();
     let per_frame = cpu / frames.max(1) as f64;
-    println!("sustained recording, {W}x{H} H.264, one recorder thread:");
+    println!("sustained recording, {W}x{H} H.264 (encoder stage + recorder + clip writer):");
     println!("  frames recorded         {frames}");
     println!(
         "  recorder CPU per frame  {:.2} ms  => {:.1} fps on one core",

@@ -12,9 +12,10 @@ use serde::Serialize;
 use crate::capture::worker::{CaptureLoop, CaptureShared, CaptureState};
 use crate::capture::{explain_mode, CameraInfo, CaptureDevice, Mode, ModeRequest};
 use crate::clock::{rfc3339_ms, Clock};
-use crate::config::Config;
+use crate::config::{Codec, Config};
+use crate::encode::stage::{EncoderStage, H264Viewer, NoH264, StageSettings};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{Delivery, Frame};
+use crate::frame::Frame;
 use crate::record::index::RecordingType;
 use crate::record::recorder::{Recorder, RecorderSettings, RecorderStats};
 use crate::storage::Storage;
@@ -28,6 +29,8 @@ pub struct Camera {
     pub mode_choice: String,
     pub device: Arc<dyn CaptureDevice>,
     pub capture: Arc<CaptureShared>,
+    /// The one encode of each frame shared by the recorder and live H.264 viewers.
+    pub encoder: Arc<EncoderStage>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recorder: Mutex<Option<Recorder>>,
     /// What the recorders that already stopped counted, so health and metrics count since
@@ -40,7 +43,6 @@ pub struct Camera {
 struct RecorderTotals {
     dropped: AtomicU64,
     failed: AtomicU64,
-    corrupt: AtomicU64,
     recorded: AtomicU64,
 }
 
@@ -60,9 +62,13 @@ impl Camera {
         past.load(Ordering::Relaxed) + recorder.as_ref().map_or(0, current)
     }
 
-    /// Frames the recorders lost (fell behind) since the service started.
+    /// Frames the recording lost since the service started: the recorders fell behind
+    /// the encoder, the encoder fell behind capture while recording, or its ring was full.
     pub fn recorder_drops(&self) -> u64 {
+        let stage = &self.encoder.stats;
         self.since_start(&self.past.dropped, |r| r.frames_dropped())
+            + stage.dropped_while_recording.load(Ordering::Relaxed)
+            + stage.ring_full.load(Ordering::Relaxed)
     }
 
     /// Frames written to clips since the service started.
@@ -72,20 +78,20 @@ impl Camera {
         })
     }
 
-    /// Frames the recorders could not encode or write since the service started.
+    /// Frames the encoder could not encode or the recorders could not record since the
+    /// service started.
     pub fn recorder_failed(&self) -> u64 {
-        self.since_start(&self.past.failed, |r| {
-            r.stats.frames_failed.load(Ordering::Relaxed)
-        })
+        self.encoder.stats.frames_failed.load(Ordering::Relaxed)
+            + self.since_start(&self.past.failed, |r| {
+                r.stats.frames_failed.load(Ordering::Relaxed)
+            })
     }
 
     /// Damaged camera frames skipped: by the capture source (cut short) and by the
-    /// recorders' MJPEG decoder (damaged inside).
+    /// encoder's MJPEG decoder (damaged inside).
     pub fn corrupt_frames(&self) -> u64 {
         self.capture.stats.corrupt_frames.load(Ordering::Relaxed)
-            + self.since_start(&self.past.corrupt, |r| {
-                r.stats.frames_corrupt.load(Ordering::Relaxed)
-            })
+            + self.encoder.stats.frames_corrupt.load(Ordering::Relaxed)
     }
 
     /// Stops the recorder (finalising its clip) and keeps its counts.
@@ -100,10 +106,6 @@ impl Camera {
         add(
             &self.past.failed,
             stats.frames_failed.load(Ordering::Relaxed),
-        );
-        add(
-            &self.past.corrupt,
-            stats.frames_corrupt.load(Ordering::Relaxed),
         );
         add(
             &self.past.recorded,
@@ -297,12 +299,14 @@ impl CameraService {
                 .name(format!("cap-{id}"))
                 .spawn(move || worker.run())
                 .map_err(|e| Error::io(e, "spawning capture thread"))?;
+            let encoder = EncoderStage::new(&id, Arc::clone(&shared.fanout));
             cameras.push(Arc::new(Camera {
                 id,
                 info,
                 mode_choice,
                 device,
                 capture: shared,
+                encoder,
                 thread: Mutex::new(Some(thread)),
                 recorder: Mutex::new(None),
                 past: RecorderTotals::default(),
@@ -338,28 +342,43 @@ impl CameraService {
         }
         let config = self.config();
         let r = &config.recording;
-        // The ring keeps three slots for capture, the live view and the snapshot.
-        let queue = config.camera.ring_slots.saturating_sub(3).max(1);
-        let subscription = camera
-            .capture
-            .fanout
-            .subscribe("recorder", Delivery::InOrder(queue));
+        let stage_settings = stage_settings(&config);
+        if let Some(running) = camera.encoder.running_settings() {
+            if running != stage_settings {
+                // A viewer keeps the encoder running with older settings: the clips
+                // would not follow the new ones.
+                log::info!(
+                    "recording {id}: the encoder runs with earlier settings (for live viewers); they apply once it restarts"
+                );
+            }
+        }
+        let user = camera.encoder.attach(&stage_settings)?;
+        let subscription = camera.encoder.subscribe_recorder();
+        // The first frame from now on starts the clip.
+        user.request_keyframe();
         let settings = RecorderSettings {
             camera: id.to_string(),
             recording_type,
             clip_length: r.clip_length.0,
             fragment_duration: r.fragment_duration.0,
-            codec: r.codec,
             bitrate_kbps: r.bitrate_kbps,
             fps: config.camera.fps,
         };
         *slot = Some(Recorder::start(
             subscription,
+            user,
             Arc::clone(&self.storage),
             settings,
         )?);
         log::info!("recording {id}: started");
         Ok(())
+    }
+
+    /// A live H.264 viewer of `id`: the recording's encode (started for the viewer when
+    /// nothing records). Err(NoH264) when clips are MJPEG.
+    pub fn watch_h264(&self, id: &str) -> Result<std::result::Result<H264Viewer, NoH264>> {
+        let camera = self.camera(id)?;
+        Ok(camera.encoder.watch(&stage_settings(&self.config())))
     }
 
     /// stop_recording: finalises the open clip and waits for it to be on disk.
@@ -392,6 +411,8 @@ impl CameraService {
         r.stats
             .cut_after_us
             .store(after_us.max(1), Ordering::Release);
+        // The first frame captured after the boundary starts the next clip: a keyframe.
+        camera.encoder.request_keyframe_at(after_us + 1);
         Ok(Some(r.stats.clone()))
     }
 
@@ -549,5 +570,21 @@ impl CameraService {
             camera.stop_recorder();
             camera.stop_capture();
         }
+    }
+}
+
+/// How the encoder stages encode, from the config.
+pub fn stage_settings(config: &Config) -> StageSettings {
+    StageSettings {
+        codec: match config.recording.codec {
+            Codec::Mjpeg => Codec::Mjpeg,
+            Codec::Auto | Codec::H264 => Codec::H264,
+        },
+        bitrate_kbps: config.recording.bitrate_kbps,
+        fps: config.camera.fps,
+        fragment_duration: config.recording.fragment_duration.0,
+        // The raw ring keeps three slots for capture, the JPEG live view and the snapshot.
+        raw_queue: config.camera.ring_slots.saturating_sub(3).max(1),
+        max_viewers: config.streaming.max_sessions,
     }
 }

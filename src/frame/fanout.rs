@@ -1,5 +1,5 @@
-//! Per-consumer frame delivery. The capture thread offers every frame to every
-//! subscriber and never waits: an in-order subscriber (the recorder) gets a bounded
+//! Per-consumer delivery of frames (and of encoded units: the fanout is generic over what
+//! it carries). The producer offers every item to every subscriber and never waits: an in-order subscriber (the recorder) gets a bounded
 //! queue, a latest-only subscriber (live view, callbacks) a single mailbox. Whatever
 //! does not fit is dropped and counted on that subscriber.
 //!
@@ -24,10 +24,10 @@ pub enum Delivery {
 }
 
 /// One subscriber's mailbox and counters.
-pub struct Subscriber {
+pub struct Subscriber<T = Frame> {
     name: String,
     delivery: Delivery,
-    queue: Mutex<VecDeque<Frame>>,
+    queue: Mutex<VecDeque<T>>,
     ready: Condvar,
     delivered: AtomicU64,
     dropped: AtomicU64,
@@ -38,8 +38,8 @@ pub struct Subscriber {
     wake: AtomicBool,
 }
 
-impl Subscriber {
-    fn offer(&self, frame: &Frame) {
+impl<T: Clone> Subscriber<T> {
+    fn offer(&self, frame: &T) {
         // A closed subscriber drains what it has and takes nothing new: a recorder that
         // is behind capture would otherwise never reach an empty queue and never stop.
         if self.closed.load(Ordering::Acquire) {
@@ -65,7 +65,7 @@ impl Subscriber {
     }
 
     /// Waits up to `timeout` for the next frame. `None` on timeout or after close.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Frame> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
         let mut queue = self.queue.lock().expect("subscriber queue poisoned");
         loop {
             if let Some(frame) = queue.pop_front() {
@@ -103,7 +103,7 @@ impl Subscriber {
     }
 
     /// Takes a waiting frame without blocking.
-    pub fn try_recv(&self) -> Option<Frame> {
+    pub fn try_recv(&self) -> Option<T> {
         self.queue
             .lock()
             .expect("subscriber queue poisoned")
@@ -130,25 +130,32 @@ impl Subscriber {
 }
 
 /// The list of subscribers of one camera.
-#[derive(Default)]
-pub struct Fanout {
-    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+pub struct Fanout<T = Frame> {
+    subscribers: Mutex<Vec<Arc<Subscriber<T>>>>,
 }
 
-impl Fanout {
-    pub fn new() -> Arc<Fanout> {
+impl<T> Default for Fanout<T> {
+    fn default() -> Self {
+        Fanout {
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Clone> Fanout<T> {
+    pub fn new() -> Arc<Fanout<T>> {
         Arc::new(Fanout::default())
     }
 
     /// Offers `frame` to every subscriber. Never blocks beyond the short list lock.
-    pub fn publish(&self, frame: &Frame) {
+    pub fn publish(&self, frame: &T) {
         for subscriber in self.subscribers.lock().expect("fanout poisoned").iter() {
             subscriber.offer(frame);
         }
     }
 
     /// Adds a subscriber; it receives frames until the returned guard is dropped.
-    pub fn subscribe(self: &Arc<Self>, name: &str, delivery: Delivery) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, name: &str, delivery: Delivery) -> Subscription<T> {
         let capacity = match delivery {
             Delivery::InOrder(n) => n,
             Delivery::Latest => 1,
@@ -172,6 +179,10 @@ impl Fanout {
             fanout: Arc::clone(self),
             subscriber,
         }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().expect("fanout poisoned").len()
     }
 
     /// Names, delivered and dropped counts of the current subscribers.
@@ -205,26 +216,26 @@ impl Fanout {
 }
 
 /// RAII guard for one subscriber: dropping it unsubscribes and releases queued frames.
-pub struct Subscription {
-    fanout: Arc<Fanout>,
-    subscriber: Arc<Subscriber>,
+pub struct Subscription<T = Frame> {
+    fanout: Arc<Fanout<T>>,
+    subscriber: Arc<Subscriber<T>>,
 }
 
-impl Subscription {
-    pub fn subscriber(&self) -> &Arc<Subscriber> {
+impl<T> Subscription<T> {
+    pub fn subscriber(&self) -> &Arc<Subscriber<T>> {
         &self.subscriber
     }
 }
 
-impl std::ops::Deref for Subscription {
-    type Target = Subscriber;
+impl<T> std::ops::Deref for Subscription<T> {
+    type Target = Subscriber<T>;
 
-    fn deref(&self) -> &Subscriber {
+    fn deref(&self) -> &Subscriber<T> {
         &self.subscriber
     }
 }
 
-impl Drop for Subscription {
+impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
         self.fanout
             .subscribers

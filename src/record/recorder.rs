@@ -1,7 +1,9 @@
-//! The rolling clip recorder of one camera: an in-order frame subscriber that encodes
-//! every frame, cuts fragments (each starting with a keyframe) and clips (at the first
-//! frame past `clip_length`), and hands finished fragments to its own writer thread,
-//! which appends them to the clip file, fsyncs, and keeps the clip index current.
+//! The rolling clip recorder of one camera: an in-order subscriber of the camera's encoder
+//! stage that cuts its encoded frames into fragments (each starting at a keyframe on the
+//! stage's grid, so every `fragment_duration`) and clips (at the first keyframe past
+//! `clip_length`: it asks the stage for one), and hands finished fragments to its own
+//! writer thread, which appends them to the clip file, fsyncs, and keeps the clip index
+//! current.
 //!
 //! Sample times are the frames' capture times; the last sample of a fragment gets its
 //! duration from the first frame of the next, so consecutive clips tile time exactly.
@@ -15,15 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
+use super::fmp4::{self, FragmentBuilder, SampleInfo};
 use super::index::{clip_file_name, frames_file_name, ClipRecord, RecordingType, FRAMES_HEADER};
-use crate::capture::PixelFormat;
-use crate::config::Codec;
-use crate::encode::h264::{self, H264Encode};
-use crate::encode::mjpeg::MjpegDecoder;
-use crate::encode::{jpeg, yuv};
+use crate::encode::ring::{StreamParams, Unit};
+use crate::encode::stage::StageUser;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::frame::{Frame, Subscription};
+use crate::frame::Subscription;
 use crate::storage::{volume, Storage};
 
 /// What a recorder needs to know, fixed for its lifetime.
@@ -33,7 +32,7 @@ pub struct RecorderSettings {
     pub recording_type: RecordingType,
     pub clip_length: Duration,
     pub fragment_duration: Duration,
-    pub codec: Codec,
+    /// The stream's target rate: sizes the fragment buffers.
     pub bitrate_kbps: u32,
     /// Nominal rate: sizes buffers and gives the very last sample its duration.
     pub fps: u32,
@@ -46,10 +45,12 @@ pub struct RecorderStats {
     pub clips_closed: AtomicU64,
     /// Frames not recorded because storage was full (recording paused).
     pub frames_skipped_storage_full: AtomicU64,
-    /// Frames that could not be encoded (wrong format, codec error).
+    /// Frames that could not be recorded (time went backwards, a stream without
+    /// parameters); encoding failures are the encoder stage's.
     pub frames_failed: AtomicU64,
-    /// Camera JPEGs that could not be decoded for H.264 (torn, truncated): skipped.
-    pub frames_corrupt: AtomicU64,
+    /// Frames not recorded while the recorder waited for a keyframe to start a clip
+    /// (the stage was already running for a viewer, or after a gap).
+    pub frames_before_keyframe: AtomicU64,
     pub paused_storage_full: AtomicBool,
     /// Non-zero: close the open clip after the first frame captured after this monotonic
     /// time (µs), so an experiment's window ends inside complete clips and the next clip
@@ -67,15 +68,17 @@ impl RecorderStats {
 
 /// A running recorder; dropping it without `stop` also stops it.
 pub struct Recorder {
-    subscription: Option<Subscription>,
+    subscription: Option<Subscription<Unit>>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<RecorderStats>,
 }
 
 impl Recorder {
-    /// Starts recording the frames of `subscription` (an `InOrder` subscriber).
+    /// Starts recording the units of `subscription` (the stage's recorder subscriber);
+    /// `stage` keeps the encoder running and takes keyframe requests.
     pub fn start(
-        subscription: Subscription,
+        subscription: Subscription<Unit>,
+        stage: StageUser,
         storage: Arc<Storage>,
         settings: RecorderSettings,
     ) -> Result<Recorder> {
@@ -86,10 +89,10 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let mut state = RecorderState::new(settings, storage, thread_stats);
+                let mut state = RecorderState::new(settings, storage, thread_stats, stage);
                 loop {
                     match subscriber.recv_timeout(Duration::from_millis(250)) {
-                        Some(frame) => state.on_frame(&frame),
+                        Some(unit) => state.on_frame(&unit),
                         None if subscriber.is_closed() => break,
                         None => {}
                     }
@@ -160,15 +163,14 @@ enum WriterMsg {
     Close,
 }
 
-/// The clip being built on the encoding side.
+/// The clip being built.
 struct OpenClip {
     start_us: u64,
     fragment_start_us: u64,
     sequence: u32,
     frame_count: u64,
-    width: u32,
-    height: u32,
-    format: PixelFormat,
+    /// The stream its samples come from; another stream starts another clip.
+    params: Arc<StreamParams>,
 }
 
 /// A sample encoded into the current fragment, waiting for its duration.
@@ -185,16 +187,12 @@ struct RecorderState {
     settings: RecorderSettings,
     storage: Arc<Storage>,
     stats: Arc<RecorderStats>,
-    h264: Option<Box<dyn H264Encode>>,
+    stage: StageUser,
     clip: Option<OpenClip>,
     pending: Option<PendingSample>,
     samples: Vec<SampleInfo>,
     builder: FragmentBuilder,
     current: Option<FragmentBuf>,
-    /// Converted picture for raw formats other than I420 (and decoded MJPEG).
-    i420: Vec<u8>,
-    /// Decodes MJPEG camera frames for H.264 recording.
-    mjpeg: MjpegDecoder,
     to_writer: SyncSender<WriterMsg>,
     free_buffers: Receiver<FragmentBuf>,
     writer: Option<JoinHandle<()>>,
@@ -205,7 +203,12 @@ struct RecorderState {
 }
 
 impl RecorderState {
-    fn new(settings: RecorderSettings, storage: Arc<Storage>, stats: Arc<RecorderStats>) -> Self {
+    fn new(
+        settings: RecorderSettings,
+        storage: Arc<Storage>,
+        stats: Arc<RecorderStats>,
+        stage: StageUser,
+    ) -> Self {
         let frames_per_fragment =
             (settings.fps as u64 * settings.fragment_duration.as_millis() as u64 / 1000 + 2)
                 as usize
@@ -248,12 +251,10 @@ impl RecorderState {
             settings,
             storage,
             stats,
-            h264: None,
+            stage,
             clip: None,
             pending: None,
             current: None,
-            i420: Vec::new(),
-            mjpeg: MjpegDecoder::new(),
             to_writer,
             free_buffers,
             writer: Some(writer),
@@ -263,7 +264,7 @@ impl RecorderState {
         }
     }
 
-    fn on_frame(&mut self, frame: &Frame) {
+    fn on_frame(&mut self, frame: &Unit) {
         if self.writer_failed.swap(false, Ordering::AcqRel) {
             // The writer could not write (disk full or I/O error) and gave the clip up.
             self.clip = None;
@@ -307,33 +308,8 @@ impl RecorderState {
                 self.settings.camera
             );
         }
-        let cut = self.stats.cut_after_us.load(Ordering::Acquire);
         let result = self.record(frame);
-        if result.is_ok() && cut != 0 && frame.timestamp_us > cut {
-            // The first frame captured after the boundary ends the clip: an experiment's
-            // clips reach just past its window, and the next clip starts after it.
-            self.close_clip(None);
-            // A newer request (a later boundary) stays for its own frame.
-            let _ = self.stats.cut_after_us.compare_exchange(
-                cut,
-                0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
         if let Err(e) = result {
-            if e.kind == ErrorKind::Corrupt {
-                // Damaged camera frames are normal with USB webcams: skipped, counted,
-                // logged at the 1st, 10th, 100th, ...
-                let n = self.stats.frames_corrupt.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 10u64.pow(n.ilog10()) {
-                    log::warn!(
-                        "recorder {}: skipped {n} damaged frame(s), latest: {e}",
-                        self.settings.camera
-                    );
-                }
-                return;
-            }
             if e.kind == ErrorKind::StorageFull || volume::is_storage_error(&e) {
                 self.storage.report_write_error(&e);
                 self.stats
@@ -353,7 +329,7 @@ impl RecorderState {
 
     /// Stops writing until `ensure_room` passes again (checked once a second), with the
     /// reason for health: the drive is gone or read-only, or it is full.
-    fn pause_for_storage(&mut self, frame: &Frame) {
+    fn pause_for_storage(&mut self, frame: &Unit) {
         self.close_clip(None);
         self.stats
             .paused_storage_full
@@ -370,26 +346,28 @@ impl RecorderState {
         self.last_room_check_us = frame.timestamp_us;
     }
 
-    fn record(&mut self, frame: &Frame) -> Result<()> {
-        // A camera JPEG is decoded (or, for passthrough, checked by decoding) before anything
-        // else: a damaged one is skipped before it can settle the previous sample's duration
-        // (which would shift the sample times after it by a frame until the next fragment).
-        if frame.format == PixelFormat::Mjpeg {
-            if self.settings.codec == Codec::Mjpeg {
-                // Passthrough stores the camera's bytes: check them whole first.
-                self.mjpeg.check(frame.data(), frame.width, frame.height)?;
-            } else {
-                self.mjpeg
-                    .decode_i420(frame.data(), frame.width, frame.height, &mut self.i420)?;
-            }
-        }
-        // Settle the previous sample's duration now that the next frame's time is known.
+    /// An experiment's boundary passed: the clip must end at the next keyframe (the
+    /// first frame captured after the boundary is still in it, unless it is a keyframe
+    /// itself and starts the next clip). Returns the boundary.
+    fn cut_due(&self, frame: &Unit) -> Option<u64> {
+        let cut = self.stats.cut_after_us.load(Ordering::Acquire);
+        (cut != 0 && frame.timestamp_us > cut).then_some(cut)
+    }
+
+    /// Marks the experiment's cut as made; a newer request (a later boundary) stays.
+    fn cut_done(&self, cut: u64) {
+        let _ =
+            self.stats
+                .cut_after_us
+                .compare_exchange(cut, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    fn record(&mut self, frame: &Unit) -> Result<()> {
+        let cut = self.cut_due(frame);
         if let Some(clip) = &self.clip {
-            let changed =
-                (clip.width, clip.height, clip.format) != (frame.width, frame.height, frame.format);
-            if changed {
+            if !Arc::ptr_eq(&clip.params, &frame.params) {
+                // Another stream (new size, encoder restarted): another clip.
                 self.close_clip(None);
-                self.h264 = None;
             } else if frame.timestamp_us <= self.pending.as_ref().map_or(0, |p| p.timestamp_us) {
                 return Err(Error::new(
                     ErrorKind::Codec,
@@ -397,36 +375,53 @@ impl RecorderState {
                 ));
             }
         }
-        if self.clip.is_some() {
-            let since_clip = frame.timestamp_us - self.clip.as_ref().expect("checked").start_us;
-            if since_clip >= self.settings.clip_length.as_micros() as u64 {
+        if let Some(clip) = &self.clip {
+            let since_clip = frame.timestamp_us - clip.start_us;
+            let full = since_clip >= self.settings.clip_length.as_micros() as u64;
+            if (full || cut.is_some()) && frame.keyframe {
+                // The clip ends where this keyframe starts the next one.
                 self.close_clip(Some(frame.timestamp_us));
+                if let Some(cut) = cut {
+                    self.cut_done(cut);
+                }
             } else {
+                if full || cut.is_some() {
+                    self.stage.request_keyframe();
+                }
                 self.settle_pending(frame.timestamp_us);
                 let clip = self.clip.as_ref().expect("checked");
-                if frame.timestamp_us - clip.fragment_start_us
-                    >= self.settings.fragment_duration.as_micros() as u64
+                let elapsed = frame.timestamp_us - clip.fragment_start_us;
+                // Fragments start on the stage's keyframe grid (requested keyframes for
+                // viewers fall inside them); a late grid keyframe still ends one.
+                if frame.keyframe
+                    && (frame.boundary
+                        || elapsed >= self.settings.fragment_duration.as_micros() as u64)
                 {
                     self.flush_fragment(frame.timestamp_us)?;
                 }
             }
+        } else if let Some(cut) = cut {
+            // No clip is open: nothing to cut.
+            self.cut_done(cut);
         }
-        let starts_fragment = self.samples.is_empty() && self.pending.is_none();
+        if self.clip.is_none() && !frame.keyframe {
+            // A clip starts at a keyframe: ask for one; this frame stays out.
+            self.stage.request_keyframe();
+            self.stats
+                .frames_before_keyframe
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         if self.clip.is_none() {
             self.storage.ensure_room(&self.settings.camera)?;
         }
+        let starts_fragment = self.samples.is_empty() && self.pending.is_none();
         let mut buf = match self.current.take() {
             Some(buf) => buf,
             None => self.take_buffer()?,
         };
-        let encoded = self.encode(frame, starts_fragment, &mut buf.data);
-        let (size, keyframe) = match encoded {
-            Ok(v) => v,
-            Err(e) => {
-                self.current = Some(buf);
-                return Err(e);
-            }
-        };
+        let sample = frame.sample();
+        buf.data.extend_from_slice(sample);
         self.current = Some(buf);
         if self.clip.is_none() {
             self.open_clip(frame)?;
@@ -437,8 +432,8 @@ impl RecorderState {
         }
         clip.frame_count += 1;
         self.pending = Some(PendingSample {
-            size,
-            keyframe,
+            size: sample.len() as u32,
+            keyframe: frame.keyframe,
             timestamp_us: frame.timestamp_us,
             wall_us: frame.wall_us,
             frame: frame.number,
@@ -449,92 +444,8 @@ impl RecorderState {
         Ok(())
     }
 
-    /// Encodes `frame` into `out`; returns (bytes, keyframe).
-    fn encode(&mut self, frame: &Frame, keyframe: bool, out: &mut Vec<u8>) -> Result<(u32, bool)> {
-        let before = out.len();
-        let codec = match self.settings.codec {
-            Codec::Mjpeg => Codec::Mjpeg,
-            Codec::Auto | Codec::H264 => Codec::H264,
-        };
-        match (codec, frame.format) {
-            (Codec::Mjpeg, PixelFormat::Mjpeg) => {
-                out.extend_from_slice(frame.data());
-                Ok(((out.len() - before) as u32, true))
-            }
-            (Codec::Mjpeg, _) => {
-                let mut jpeg_out = std::mem::take(&mut self.i420);
-                jpeg::encode_raw(
-                    frame.format,
-                    frame.data(),
-                    frame.width,
-                    frame.height,
-                    (frame.width, frame.height),
-                    85,
-                    &mut jpeg_out,
-                )?;
-                out.extend_from_slice(&jpeg_out);
-                self.i420 = jpeg_out;
-                Ok(((out.len() - before) as u32, true))
-            }
-            _ => {
-                if self.h264.is_none() {
-                    let encoder = h264::open(
-                        frame.width,
-                        frame.height,
-                        self.settings.fps,
-                        self.settings.bitrate_kbps,
-                    )?;
-                    log::info!(
-                        "recorder {}: H.264 by {}",
-                        self.settings.camera,
-                        encoder.backend()
-                    );
-                    self.h264 = Some(encoder);
-                }
-                let picture = if frame.format == PixelFormat::I420 {
-                    yuv::I420::from_packed(frame.data(), frame.width, frame.height)?
-                } else if frame.format == PixelFormat::Mjpeg {
-                    // Decoded into `i420` at the top of `record`.
-                    yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
-                } else {
-                    yuv::to_i420(
-                        frame.format,
-                        frame.data(),
-                        frame.width,
-                        frame.height,
-                        &mut self.i420,
-                    )?;
-                    yuv::I420::from_packed(&self.i420, frame.width, frame.height)?
-                };
-                let encoder = self.h264.as_mut().expect("created above");
-                let e = encoder.encode(&picture, keyframe, out)?;
-                if keyframe && !e.keyframe {
-                    return Err(Error::new(
-                        ErrorKind::Codec,
-                        "encoder ignored a forced keyframe",
-                    ));
-                }
-                Ok((e.len as u32, e.keyframe))
-            }
-        }
-    }
-
-    fn open_clip(&mut self, frame: &Frame) -> Result<()> {
-        let codec = match (&self.h264, self.settings.codec) {
-            (_, Codec::Mjpeg) => TrackCodec::Jpeg,
-            (Some(enc), _) => {
-                let (sps, pps) = enc.parameter_sets().ok_or_else(|| {
-                    Error::new(ErrorKind::Codec, "no SPS/PPS after the first keyframe")
-                })?;
-                TrackCodec::H264 {
-                    sps: sps.to_vec(),
-                    pps: pps.to_vec(),
-                }
-            }
-            (None, _) => return Err(Error::new(ErrorKind::Codec, "no encoder")),
-        };
-        let mut init = Vec::with_capacity(1024);
-        fmp4::init_segment(frame.width, frame.height, &codec, &mut init)?;
+    fn open_clip(&mut self, frame: &Unit) -> Result<()> {
+        let init = frame.params.init.to_vec();
         // The name says when (wall clock) and which frame; after a backwards clock step
         // it could repeat an existing one, so it moves on by a millisecond until free.
         let mut name_us = frame.wall_us;
@@ -575,10 +486,11 @@ impl RecorderState {
             fragment_start_us: frame.timestamp_us,
             sequence: 0,
             frame_count: 0,
-            width: frame.width,
-            height: frame.height,
-            format: frame.format,
+            params: Arc::clone(&frame.params),
         });
+        // The next clip starts at the first frame past clip_length: a keyframe then.
+        self.stage
+            .request_keyframe_at(frame.timestamp_us + self.settings.clip_length.as_micros() as u64);
         Ok(())
     }
 

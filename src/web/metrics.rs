@@ -149,6 +149,35 @@ pub fn render(state: &AppState) -> Response<Body> {
             c.recorder_drops(),
         );
     }
+    // The encoder stage: one encode per frame for clips and live H.264 viewers.
+    let encoder_counters: [EncoderFigure; 8] = [
+        ("encoder_frames_total", "counter", "Frames the encoder stage encoded (clips and live H.264 share them).", |s| s.frames_encoded.load(Ordering::Relaxed)),
+        ("encoder_keyframes_total", "counter", "Keyframes among them.", |s| s.keyframes.load(Ordering::Relaxed)),
+        ("encoder_keyframes_requested_total", "counter", "Keyframes made on request (a clip or a live viewer starting).", |s| s.keyframes_requested.load(Ordering::Relaxed)),
+        ("encoder_seconds_total", "counter", "Time spent encoding (decode of camera JPEGs included).", |s| s.encode_us_total.load(Ordering::Relaxed) / 1_000_000),
+        ("encoder_bytes_total", "counter", "Bytes of encoded samples.", |s| s.bytes_encoded.load(Ordering::Relaxed)),
+        ("encoder_frames_dropped_total", "counter", "Raw frames the encoder lost by falling behind capture, or encoded frames not published (ring full).", |s| s.raw_dropped.load(Ordering::Relaxed) + s.ring_full.load(Ordering::Relaxed)),
+        ("encoder_viewer_frames_dropped_total", "counter", "Encoded frames live H.264 viewers lost (mailbox full or waiting for a keyframe).", |s| s.viewer_drops.load(Ordering::Relaxed)),
+        ("encoder_ring_slots_grown", "gauge", "Encoded-ring slots whose buffer exists (most held at once).", |s| s.ring_slots_grown.load(Ordering::Relaxed)),
+    ];
+    for (name, kind, help, value) in encoder_counters {
+        m.family(name, kind, help);
+        for c in &cameras {
+            m.sample(name, &[("camera", &c.id)], value(&c.encoder.stats));
+        }
+    }
+    m.family(
+        "live_h264_viewers",
+        "gauge",
+        "Live viewers of the recording's H.264 stream.",
+    );
+    for c in &cameras {
+        m.sample(
+            "live_h264_viewers",
+            &[("camera", &c.id)],
+            c.encoder.viewer_count(),
+        );
+    }
     m.family(
         "subscriber_frames_delivered_total",
         "counter",
@@ -156,7 +185,12 @@ pub fn render(state: &AppState) -> Response<Body> {
     );
     let stats: Vec<_> = cameras
         .iter()
-        .map(|c| (c.id.as_str(), c.capture.fanout.stats()))
+        .map(|c| {
+            // Raw frames (the encoder stage, live JPEG) and encoded ones (the recorder).
+            let mut subs = c.capture.fanout.stats();
+            subs.extend(c.encoder.unit_subscribers());
+            (c.id.as_str(), subs)
+        })
         .collect();
     for (id, subs) in &stats {
         for (name, delivered, _) in subs {
@@ -457,3 +491,11 @@ pub fn render(state: &AppState) -> Response<Body> {
         .body(full(m.0))
         .expect("static headers are valid")
 }
+
+/// A metric of the encoder stage: name, type, help, and how to read it.
+type EncoderFigure = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::encode::stage::StageStats) -> u64,
+);

@@ -1,13 +1,18 @@
 //! The WebSocket live view of DESIGN §5 at `GET /api/v1/cameras/{cam}/ws`.
 //!
-//! Client → server (JSON text): `request_frame`, `subscribe`, `set_quality`, `ping`.
+//! Client → server (JSON text): `request_frame`, `subscribe` (with `"codec": "h264"` for
+//! the recording's H.264), `set_quality`, `ping`.
 //! Server → client: `frame` (JSON) + one binary message with the JPEG, `no_frame` with a
 //! reason, `status` about once a second, `error` for bad messages (the session stays
 //! open), `pong`. Over capacity: close 1013; a client message over 4 KiB: close 1009.
+//! H.264: `init` (codec string, size) + the fMP4 init segment, then per frame `frame`
+//! (with `keyframe`) + that frame's `moof` + `mdat`, from a keyframe on; `error`
+//! `h264_unavailable` when clips are MJPEG (the page then asks for JPEG).
 //!
 //! One task per session waits on three things at once: the client's next message, the
-//! next live frame (only while subscribed or a pull is pending), and a 250 ms tick for
-//! status, deadlines and quality changes. Every send has the stall limit as a timeout.
+//! next live frame or H.264 unit (only while subscribed or a pull is pending), and a 250 ms
+//! tick for status, deadlines and quality changes. Every send has the stall limit as a
+//! timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +32,8 @@ use smol_hyper::rt::FuturesIo;
 use super::http::{empty, error_response, timeout, Body, StallGuard, STALL_LIMIT};
 use super::AppState;
 use crate::camera::NoFrame;
+use crate::encode::ring::{StreamParams, Unit};
+use crate::encode::stage::{H264Viewer, NoH264};
 use crate::live::{LiveFrame, Quality, Refused, Session, SessionKind, Viewer};
 
 /// The socket under a WebSocket session (what `serve_connection` gave hyper).
@@ -132,7 +139,10 @@ pub fn upgrade(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMessage {
     Ping,
-    Subscribe,
+    /// `h264`: the recording's H.264 stream instead of JPEGs.
+    Subscribe {
+        h264: bool,
+    },
     RequestFrame,
     SetQuality(Quality),
 }
@@ -160,7 +170,14 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, BadMessage> {
     };
     match kind {
         "ping" => Ok(ClientMessage::Ping),
-        "subscribe" => Ok(ClientMessage::Subscribe),
+        "subscribe" => match value.get("codec").map(|c| c.as_str()) {
+            None | Some(Some("jpeg")) => Ok(ClientMessage::Subscribe { h264: false }),
+            Some(Some("h264")) => Ok(ClientMessage::Subscribe { h264: true }),
+            Some(_) => bad(
+                "bad_codec",
+                "\"codec\" must be \"h264\" or \"jpeg\"".into(),
+            ),
+        },
         "request_frame" => Ok(ClientMessage::RequestFrame),
         "set_quality" => match value
             .get("quality")
@@ -186,6 +203,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, BadMessage> {
 enum Event {
     Client(Option<Result<Message, WsError>>),
     Frame(Option<Arc<LiveFrame>>),
+    Unit(Option<Unit>),
     Tick,
 }
 
@@ -201,6 +219,15 @@ struct Conn {
     /// Registered with the hub while subscribed or pulling; `None` otherwise, so an idle
     /// session costs no encoding.
     viewer: Option<Viewer>,
+    /// The recording's H.264 while subscribed with `codec: h264` (then `viewer` serves
+    /// pulls only).
+    h264: Option<H264Viewer>,
+    /// Subscribed with `codec: h264` (the viewer is made again if the camera comes back).
+    wants_h264: bool,
+    /// The stream whose init segment the client has; another one is sent first.
+    h264_stream: Option<Arc<StreamParams>>,
+    /// A unit was left out (bandwidth): the next one sent must be a keyframe.
+    h264_resync: bool,
     subscribed: bool,
     /// A `request_frame` waiting for a frame until this instant.
     pull_deadline: Option<Instant>,
@@ -248,6 +275,10 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
         session,
         camera,
         viewer: None,
+        h264: None,
+        wants_h264: false,
+        h264_stream: None,
+        h264_resync: false,
         subscribed: false,
         pull_deadline: None,
         last_pull: None,
@@ -263,7 +294,12 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
         let wants_frame = conn.subscribed || conn.pull_deadline.is_some();
         let event = {
             let ws = &mut conn.ws;
-            let viewer = conn.viewer.as_ref().filter(|_| wants_frame);
+            // Pulls are JPEG; a JPEG subscription too unless it is H.264.
+            let viewer = conn
+                .viewer
+                .as_ref()
+                .filter(|_| conn.pull_deadline.is_some() || (wants_frame && conn.h264.is_none()));
+            let h264 = conn.h264.as_ref().filter(|_| conn.subscribed);
             let ticker = &mut ticker;
             let client = async { Event::Client(ws.next().await) };
             let frame = async {
@@ -272,6 +308,13 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
                     None => futures_lite::future::pending().await,
                 }
             };
+            let unit = async {
+                match h264 {
+                    Some(v) => Event::Unit(v.next().await),
+                    None => futures_lite::future::pending().await,
+                }
+            };
+            let frame = futures_lite::future::race(frame, unit);
             let tick = async {
                 ticker.next().await;
                 Event::Tick
@@ -290,6 +333,12 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
                 break;
             }
             Event::Frame(Some(frame)) => conn.on_frame(frame).await,
+            Event::Unit(None) => {
+                // The camera went away (rescan, unplug): the tick asks again.
+                conn.h264 = None;
+                Ok(())
+            }
+            Event::Unit(Some(unit)) => conn.on_unit(unit).await,
             Event::Tick => {
                 ticks = ticks.wrapping_add(1);
                 conn.on_tick(ticks.is_multiple_of(STATUS_TICKS)).await
@@ -357,6 +406,84 @@ impl Conn {
         Ok(())
     }
 
+    async fn send_unit(&mut self, unit: Unit) -> Result<(), Gone> {
+        let new_stream = self
+            .h264_stream
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(s, &unit.params));
+        if new_stream {
+            let p = &unit.params;
+            let init = json!({
+                "type": "init", "codec": p.codec_string, "width": p.width, "height": p.height,
+            });
+            self.send_json(init).await?;
+            self.send(Message::Binary(p.init.clone())).await?;
+            self.h264_stream = Some(Arc::clone(&unit.params));
+        }
+        let fragment = unit.fragment();
+        let meta = format!(
+            r#"{{"type":"frame","camera":"{}","frame_number":{},"timestamp_us":{},"size":{},"codec":"h264","keyframe":{}}}"#,
+            self.camera,
+            unit.number,
+            unit.timestamp_us,
+            fragment.len(),
+            unit.keyframe
+        );
+        self.send(Message::text(meta)).await?;
+        self.send(Message::Binary(fragment.clone())).await?;
+        self.session.frame_sent();
+        Ok(())
+    }
+
+    /// Starts (or keeps) the H.264 viewer; false when the camera has none to give.
+    async fn watch_h264(&mut self) -> Result<bool, Gone> {
+        if self.h264.is_some() {
+            return Ok(true);
+        }
+        match self.state.service.watch_h264(&self.camera) {
+            Ok(Ok(viewer)) => {
+                self.h264 = Some(viewer);
+                self.h264_resync = false;
+                Ok(true)
+            }
+            Ok(Err(NoH264::ClipsAreMjpeg)) => {
+                self.wants_h264 = false;
+                self.send_error(
+                    "h264_unavailable",
+                    "this camera's clips are MJPEG, so there is no H.264 stream; subscribe without codec for JPEG frames",
+                )
+                .await?;
+                Ok(false)
+            }
+            Ok(Err(NoH264::NotStarted(why))) => {
+                self.wants_h264 = false;
+                self.send_error(
+                    "h264_unavailable",
+                    &format!("the H.264 encoder did not start: {why}"),
+                )
+                .await?;
+                Ok(false)
+            }
+            // Gone after a rescan: the tick tries again.
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn on_unit(&mut self, unit: Unit) -> Result<(), Gone> {
+        self.last_frame = Instant::now();
+        self.no_frame_sent = false;
+        if self.h264_resync && !unit.keyframe {
+            return Ok(());
+        }
+        if !self.session.admit(unit.fragment().len()) {
+            // Over the session's bandwidth: this unit and the rest up to a keyframe.
+            self.h264_resync = true;
+            return Ok(());
+        }
+        self.h264_resync = false;
+        self.send_unit(unit).await
+    }
+
     async fn send_status(&mut self) -> Result<(), Gone> {
         let live = &self.state.live;
         let camera = self.state.service.camera(&self.camera).ok();
@@ -373,6 +500,7 @@ impl Conn {
             "requested_quality": self.session.requested_quality(),
             "streaming": live.is_enabled(),
             "subscribed": self.subscribed,
+            "codec": if self.h264.is_some() { "h264" } else { "jpeg" },
             "sent_fps": self.session.fps(),
             "bytes_sent": self.session.bytes_sent(),
         });
@@ -458,18 +586,35 @@ impl Conn {
         };
         match message {
             ClientMessage::Ping => self.send_json(json!({"type": "pong"})).await,
-            ClientMessage::Subscribe => {
-                self.subscribed = true;
+            ClientMessage::Subscribe { h264 } => {
                 self.no_frame_sent = false;
                 self.last_frame = Instant::now();
+                if !h264 {
+                    self.wants_h264 = false;
+                    self.h264 = None;
+                    self.h264_stream = None;
+                }
                 match self.source_problem() {
                     Some(NoFrame::StreamingDisabled) => {
+                        self.subscribed = true;
+                        self.wants_h264 = h264;
                         self.send_no_frame(NoFrame::StreamingDisabled).await
                     }
                     problem => {
+                        if h264 {
+                            self.wants_h264 = true;
+                            if !self.watch_h264().await? && !self.wants_h264 {
+                                // Refused (MJPEG clips): the subscription stays as it was.
+                                return Ok(());
+                            }
+                            self.viewer = None;
+                        }
+                        self.subscribed = true;
                         // Watch even while the camera has no frame: frames flow as soon
                         // as it recovers.
-                        self.start_watching();
+                        if !self.wants_h264 {
+                            self.start_watching();
+                        }
                         match problem {
                             Some(reason) => self.send_no_frame(reason).await,
                             None => Ok(()),
@@ -528,8 +673,14 @@ impl Conn {
         if !live.is_enabled() {
             // Streaming switched off: stop the encoder for this session, say why once.
             self.viewer = None;
+            self.h264 = None;
             if self.subscribed && !self.no_frame_sent {
                 self.send_no_frame(NoFrame::StreamingDisabled).await?;
+            }
+        } else if self.subscribed && self.wants_h264 {
+            if self.h264.is_none() {
+                self.last_frame = now;
+                self.watch_h264().await?;
             }
         } else if self.subscribed {
             if self.viewer.is_none() {
@@ -549,7 +700,8 @@ impl Conn {
                 self.send_no_frame(reason).await?;
             }
         }
-        if self.subscribed && self.viewer.is_some() && !self.no_frame_sent {
+        let watching = self.viewer.is_some() || self.h264.is_some();
+        if self.subscribed && watching && !self.no_frame_sent {
             // A camera known to be gone is said at once (within a tick); frames that just
             // stopped coming get NO_FRAME_AFTER to turn up.
             let idle = now.duration_since(self.last_frame);
