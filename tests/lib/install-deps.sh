@@ -4,8 +4,9 @@
 #
 #   bash tests/lib/install-deps.sh [--host] [--cross] [--browser] [--vm] [--replication] [--fleet]
 #
-#   --host     nasm (openh264's x86 assembly; without it openh264 builds at 1/3 speed) and
-#              ffmpeg/ffprobe (tests judge clips by a full decode)
+#   --host     nasm (openh264's x86 assembly; without it openh264 builds at 1/3 speed),
+#              ffmpeg/ffprobe (tests judge clips by a full decode; the benches' peers) and
+#              libturbojpeg0 (the JPEG bench's peer, loaded at run time; never linked)
 #   --cross    the aarch64 cross toolchain and emulator (DESIGN.md §11): arm64 as a foreign
 #              architecture, Debian's rustc-web (/usr/bin/rustc) with libstd-rust-web-dev:arm64
 #              of the same version, gcc/g++-aarch64-linux-gnu, qemu-user-static, binfmt-support;
@@ -73,6 +74,7 @@ if [ "$want_host" = 1 ]; then
     if [ "$(uname -m)" = x86_64 ]; then need_cmd_pkg nasm nasm; fi
     need_cmd_pkg ffmpeg ffmpeg
     need_cmd_pkg ffprobe ffmpeg
+    need_pkg libturbojpeg0
 fi
 
 rust_web_ver=""
