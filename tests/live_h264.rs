@@ -288,7 +288,20 @@ fn the_recorder_drops_nothing_while_16_h264_viewers_watch_one_stalled() {
     let rss_late = rss();
     let health = t.health();
     let cam = &health["cameras"][0];
-    assert_eq!(camera.recorder_drops(), 0, "recorder drops; health {cam}");
+    // Nothing the viewers do costs the recorder a frame: it never waits behind them and
+    // they never take its slots.
+    let recorder = camera.encoder.unit_subscribers();
+    assert_eq!(recorder.len(), 1, "{recorder:?}");
+    assert_eq!(
+        recorder[0].2, 0,
+        "the recorder fell behind the encoder: {recorder:?}"
+    );
+    assert_eq!(camera.encoder.stats.ring_full.load(Ordering::Relaxed), 0);
+    // Under qemu-user (the aarch64 CI step) the encoder itself cannot keep up with 30 fps
+    // of 640x480, so capture → encoder drops are not the viewers' doing there.
+    if !emulated() {
+        assert_eq!(camera.recorder_drops(), 0, "recorder drops; health {cam}");
+    }
     assert!(
         camera.frames_recorded() > 30 * (seconds - 2),
         "recorded {}",
