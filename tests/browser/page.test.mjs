@@ -448,6 +448,14 @@ async function runChecks(context, downloads) {
     console.log(`note: H.264 ${after.video.width}x${after.video.height}, frames ${before.picture.frame} → ${after.picture.frame} in the picture, `
       + `${decoded} decoded, ${played.toFixed(2)} s played in 1 s, ${behind.toFixed(2)} s behind the buffered end`);
     await shot(page, '01-live-h264');
+    // Quality does not change the H.264 stream (it is the recording's): pressing it leaves
+    // the video playing as it is.
+    await page.click('#quality-low');
+    await page.waitForTimeout(700);
+    const low = { picture: await readPicture(page, '#live-video'), mode: await viewMode(page), width: (await videoState(page)).width };
+    await page.click('#quality-medium');
+    assert(low.mode === 'h264' && low.width === after.video.width, `after Low: mode ${low.mode}, ${low.width} px wide`);
+    assert(low.picture.frame > after.picture.frame, `after Low the picture stayed at frame ${low.picture.frame}`);
   });
 
   await check('live H.264 capture → picture latency, read off the clock in the picture', async () => {
@@ -1304,7 +1312,8 @@ async function runChecks(context, downloads) {
     const expected = ((Date.now() - watcherStart.at) / 1000) * cameraMode.fps;
     console.log(`note: the second viewer after ${minutes.toFixed(1)} min: ${formatLatency(latency)} (at the start p95 ${watcherStart.latency.p95.toFixed(0)} ms); `
       + `${kept.toFixed(1)} s buffered, ${decoded} frames decoded of ~${expected.toFixed(0)} sent, ${video.droppedFrames} dropped by the browser, `
-      + `${chip.jumps} jumps to the live edge, ${chip.dropped} fragments dropped by the page; page ${video.visibility}`);
+      + `${chip.jumps} jumps to the live edge, ${chip.dropped} fragments dropped by the page; now ${Number(chip.value).toFixed(2)} s behind the buffered end, `
+      + `a fragment shown ${chip.displayDelayMs} ms (median) after it arrived; page ${video.visibility}`);
     assert(latency.read >= 30, `only ${latency.read} readable pictures in 3 s`);
     assert(latency.backwards === 0, `the frame number went backwards ${latency.backwards} times`);
     assert(latency.p95 < Math.max(1000, watcherStart.latency.p95 + 250),

@@ -518,9 +518,11 @@
   const LIVE_MAX_BEHIND_S = 0.5;
   /** …to this much before the newest frame (s). */
   const LIVE_TARGET_BEHIND_S = 0.1;
-  /** Between these two the video plays 10 % fast to catch up without a visible jump (s). */
-  const LIVE_CATCHUP_FROM_S = 0.2;
-  const LIVE_CATCHUP_UNTIL_S = 0.12;
+  /** Past the first the video plays 10 % fast, without a visible jump, until back under
+   *  the second (s): a stall (a late frame, a busy decoder) leaves the playhead that much
+   *  further behind, and at 1x it would stay there. */
+  const LIVE_CATCHUP_FROM_S = 0.15;
+  const LIVE_CATCHUP_UNTIL_S = 0.1;
   /** Video kept behind the playhead (s); older is removed, in steps of 2 s or more, so a
    *  page left open for hours holds ~10 s of video. */
   const MSE_KEEP_S = 10;
