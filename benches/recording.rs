@@ -3,9 +3,12 @@
 //!   ring and recorder drops;
 //! - sustained recording rate on one core: the recorder thread's frames per CPU second
 //!   (capture runs on a simulated clock as fast as it can, the recorder takes what it can);
-//! - recording CPU / ffmpeg's CPU for the same raw frames → H.264 fragmented MP4.
+//! - recording CPU / ffmpeg's CPU for the same raw frames → H.264 fragmented MP4, against
+//!   libx264 `ultrafast` and libopenh264 (DESIGN §9), and for reference libx264 `veryfast`
+//!   and libopenh264 with benchcam's own encoder settings.
 //!
-//! Ratios and per-frame counts are used because these machines are noisy.
+//! Ratios and per-frame counts are used because these machines are noisy. Each figure of
+//! DESIGN §9 is also printed as a `FIGURE|` row for `tests/bench.sh`'s table.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +29,9 @@ use counting_alloc::{Counting, ALLOCATIONS};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+#[path = "support/figures.rs"]
+mod figures;
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -108,6 +114,29 @@ fn real_time() {
     let cams = svc.detect_cameras().expect("camera");
     svc.start_recording("cam0", RecordingType::Rolling)
         .expect("recording");
+    // A live H.264 viewer's mailbox, drained by its own thread the way a WebSocket
+    // session takes units (the socket itself is not in this figure: benches/live.rs).
+    let viewer = svc
+        .watch_h264("cam0")
+        .expect("camera")
+        .unwrap_or_else(|_| panic!("the pattern camera records H.264"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut units = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match viewer.try_next() {
+                    Some(unit) => {
+                        units += 1;
+                        drop(unit);
+                    }
+                    None => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            units
+        })
+    };
     std::thread::sleep(Duration::from_secs(3));
     let stats = &cams[0].capture.stats;
     // Read the CPU counter first: reading /proc allocates, and must not be counted.
@@ -124,8 +153,12 @@ fn real_time() {
     let wall = t0.elapsed().as_secs_f64();
     let rss = rss_mib();
     let health = svc.health_check();
+    stop.store(true, Ordering::Relaxed);
+    let viewer_units = drain.join().expect("viewer thread");
     svc.shutdown();
-    println!("real time {W}x{H} @ {FPS} fps pattern -> H.264 recording, 10 s:");
+    println!(
+        "real time {W}x{H} @ {FPS} fps pattern -> H.264 recording + 1 H.264 viewer mailbox, 10 s:"
+    );
     println!("  captured fps            {:.1}", frames as f64 / wall);
     println!("  CPU                     {:.1} % of one core (capture + pattern drawing + encode + mux + fsync)", cpu / wall * 100.0);
     println!("  RSS                     {rss:.1} MiB");
@@ -137,6 +170,18 @@ fn real_time() {
         "  dropped frames          ring {} / recorder {}",
         stats.ring_full_drops.load(Ordering::Relaxed),
         health.cameras[0].recorder_frames_dropped
+    );
+    println!("  H.264 viewer units      {viewer_units} (whole run)");
+    figures::row(
+        "heap allocations per frame, capture → ring → encoder → recorder + H.264 viewer mailbox",
+        &format!(
+            "{:.3} ({allocs} in {frames} frames)",
+            allocs as f64 / frames.max(1) as f64
+        ),
+        "—",
+        None,
+        "0",
+        Some(allocs == 0),
     );
 }
 
@@ -174,6 +219,9 @@ fn sustained() -> f64 {
     per_frame
 }
 
+/// The peers' bitrate: the recorder's default (`bitrate_kbps = 3000`).
+const BITRATE: &str = "3M";
+
 fn versus_ffmpeg(ours_per_frame: f64) {
     let have = std::process::Command::new("ffmpeg")
         .arg("-version")
@@ -181,6 +229,13 @@ fn versus_ffmpeg(ours_per_frame: f64) {
         .is_ok_and(|o| o.status.success());
     if !have {
         println!("ffmpeg comparison: skipped (ffmpeg not installed; tests/run.sh installs it)");
+        for peer in ["libx264 ultrafast", "libopenh264"] {
+            figures::not_measured(
+                &format!("recording CPU per 720p frame / ffmpeg {peer}"),
+                "ffmpeg not installed",
+                "≤ 1.0",
+            );
+        }
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -206,67 +261,227 @@ fn versus_ffmpeg(ours_per_frame: f64) {
         }
         std::fs::write(&raw, out).expect("writing raw frames");
     }
-    for (name, args) in [
+    let out = dir.path().join("out.mp4");
+    println!(
+        "recording CPU / ffmpeg, the same {frames} raw {W}x{H} I420 pattern frames → H.264 fragmented MP4, \
+         {BITRATE}bit/s, 1 thread, keyframe every {FPS} frames; benchcam {:.2} ms CPU/frame:",
+        ours_per_frame * 1000.0
+    );
+    // (label, the figure's target or None for a reference row, how to run it)
+    let peers: [(&str, Option<f64>, Peer); 4] = [
         (
             "libx264 ultrafast",
-            vec![
+            Some(1.0),
+            Peer::Ffmpeg(vec![
                 "-c:v",
                 "libx264",
                 "-preset",
                 "ultrafast",
                 "-tune",
                 "zerolatency",
-            ],
+            ]),
+        ),
+        ("libopenh264", Some(1.0), Peer::OpenH264("ffmpeg")),
+        (
+            "libopenh264, benchcam's settings",
+            None,
+            Peer::OpenH264("benchcam"),
         ),
         (
             "libx264 veryfast",
-            vec!["-c:v", "libx264", "-preset", "veryfast"],
+            None,
+            Peer::Ffmpeg(vec!["-c:v", "libx264", "-preset", "veryfast"]),
         ),
-    ] {
+    ];
+    let openh264_in_ffmpeg = ffmpeg_has_encoder("libopenh264");
+    let mut openh264_enc: Option<Result<std::path::PathBuf, String>> = None;
+    for (name, target, peer) in peers {
+        let figure = format!("recording CPU per 720p frame / ffmpeg {name}");
+        let target_text = target.map_or("—".to_string(), |t| format!("≤ {t:.1}"));
         let before = children_cpu();
-        let status = std::process::Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "yuv420p",
-                "-s",
-                &format!("{W}x{H}"),
-                "-r",
-                "30",
-                "-i",
-            ])
-            .arg(&raw)
-            .args(&args)
-            .args([
-                "-b:v",
-                "3M",
-                "-g",
-                "30",
-                "-threads",
-                "1",
-                "-movflags",
-                "frag_keyframe+empty_moov+default_base_moof",
-                "-frag_duration",
-                "1000000",
-            ])
-            .arg(dir.path().join("out.mp4"))
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            println!("ffmpeg {name}: not available");
-            continue;
+        let how;
+        let ran = match peer {
+            Peer::Ffmpeg(args) => {
+                how = "ffmpeg -f rawvideo -i frames.yuv".to_string();
+                ffmpeg_encode(&raw, &args, &out)
+            }
+            // `ffmpeg -c:v libopenh264` where this ffmpeg has it, else the same library
+            // driven with ffmpeg's parameters and muxed by ffmpeg (`-c copy`).
+            Peer::OpenH264("ffmpeg") if openh264_in_ffmpeg => {
+                how = "ffmpeg -c:v libopenh264".to_string();
+                ffmpeg_encode(&raw, &["-c:v", "libopenh264"], &out)
+            }
+            Peer::OpenH264(mode) => {
+                let enc = openh264_enc
+                    .get_or_insert_with(|| build_openh264_peer(dir.path()))
+                    .clone();
+                match enc {
+                    Ok(enc) => {
+                        how = format!(
+                            "system libopenh264 {} ({mode} settings) | ffmpeg -c copy (this ffmpeg has no libopenh264)",
+                            openh264_version()
+                        );
+                        openh264_then_mux(&enc, &raw, frames, mode, &out)
+                    }
+                    Err(why) => {
+                        how = String::new();
+                        Err(why)
+                    }
+                }
+            }
+        };
+        match ran {
+            Ok(()) => {
+                let per_frame = (children_cpu() - before) / frames as f64;
+                let ratio = ours_per_frame / per_frame;
+                println!(
+                    "  {name:34} {:.2} ms CPU/frame; benchcam / peer = {ratio:.2} [{how}]",
+                    per_frame * 1000.0
+                );
+                figures::row(
+                    &figure,
+                    &format!("{:.2} ms", ours_per_frame * 1000.0),
+                    &format!("{:.2} ms", per_frame * 1000.0),
+                    Some(ratio),
+                    &target_text,
+                    target.map(|t| ratio <= t),
+                );
+            }
+            Err(why) => {
+                println!("  {name:34} not measured: {why}");
+                if target.is_some() {
+                    figures::not_measured(&figure, &why, &target_text);
+                }
+            }
         }
-        let per_frame = (children_cpu() - before) / frames as f64;
-        println!(
-            "ffmpeg {name:18} {:.2} ms CPU/frame; benchcam recording / ffmpeg = {:.2}",
-            per_frame * 1000.0,
-            ours_per_frame / per_frame
-        );
     }
+}
+
+enum Peer {
+    /// ffmpeg encoding the raw file with these codec arguments.
+    Ffmpeg(Vec<&'static str>),
+    /// benches/peers/openh264_enc.c with these settings (`ffmpeg` or `benchcam`), muxed
+    /// by ffmpeg.
+    OpenH264(&'static str),
+}
+
+/// The fMP4 arguments every peer's ffmpeg writes with: 1 s fragments as the recorder's.
+const FMP4: [&str; 4] = [
+    "-movflags",
+    "frag_keyframe+empty_moov+default_base_moof",
+    "-frag_duration",
+    "1000000",
+];
+
+fn ffmpeg_encode(
+    raw: &std::path::Path,
+    codec: &[&str],
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let size = format!("{W}x{H}");
+    let fps = FPS.to_string();
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-s", &size, "-r", &fps, "-i"])
+        .arg(raw)
+        .args(codec)
+        .args(["-b:v", BITRATE, "-g", &fps, "-threads", "1"])
+        .args(FMP4)
+        .arg(out)
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("ffmpeg failed ({status}): encoder missing?"))
+}
+
+fn ffmpeg_has_encoder(name: &str) -> bool {
+    std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w == name)
+        })
+}
+
+fn openh264_version() -> String {
+    std::process::Command::new("pkg-config")
+        .args(["--modversion", "openh264"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(String::new, |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+}
+
+/// Compiles benches/peers/openh264_enc.c against the system libopenh264.
+fn build_openh264_peer(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let flags = std::process::Command::new("pkg-config")
+        .args(["--cflags", "--libs", "openh264"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .ok_or(
+            "no libopenh264 in ffmpeg or for the C peer (Debian: apt-get install libopenh264-dev)",
+        )?;
+    let exe = dir.join("openh264_enc");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/openh264_enc.c");
+    let status = std::process::Command::new("cc")
+        .args(["-O2", source, "-o"])
+        .arg(&exe)
+        .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
+        .status()
+        .map_err(|e| format!("cc: {e}"))?;
+    status
+        .success()
+        .then_some(exe)
+        .ok_or_else(|| format!("compiling {source} failed ({status})"))
+}
+
+/// The C peer's Annex B stream piped into `ffmpeg -c copy` → fMP4; both are children.
+fn openh264_then_mux(
+    enc: &std::path::Path,
+    raw: &std::path::Path,
+    frames: usize,
+    mode: &str,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let mut encoder = Command::new(enc)
+        .arg(raw)
+        .args([
+            W.to_string(),
+            H.to_string(),
+            FPS.to_string(),
+            frames.to_string(),
+        ])
+        .args(["3000000", mode])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", enc.display()))?;
+    let stream = encoder.stdout.take().expect("piped stdout");
+    let mux = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "h264", "-framerate"])
+        .arg(FPS.to_string())
+        .args(["-i", "-", "-c", "copy"])
+        .args(FMP4)
+        .arg(out)
+        .stdin(Stdio::from(stream))
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    let encoded = encoder.wait().map_err(|e| format!("openh264_enc: {e}"))?;
+    if !encoded.success() || !mux.success() {
+        return Err(format!(
+            "openh264 peer failed (encoder {encoded}, mux {mux})"
+        ));
+    }
+    Ok(())
 }
 
 fn children_cpu() -> f64 {
