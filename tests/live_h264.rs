@@ -332,3 +332,33 @@ fn the_recorder_drops_nothing_while_16_h264_viewers_watch_one_stalled() {
     );
     drop(stalled);
 }
+
+#[test]
+fn an_h264_viewer_is_told_when_the_camera_goes_and_resumes_at_a_keyframe() {
+    let t = TestApp::start();
+    let mut ws = ws_connect(t.addr, "cam0");
+    subscribe_h264(&mut ws);
+    next_unit(&mut ws);
+    t.faults.unplugged.store(true, Ordering::Relaxed);
+    let gone = ws_until(&mut ws, "no_frame", patience(Duration::from_secs(10)));
+    assert_eq!(gone["reason"], "camera_error", "{gone}");
+    t.faults.unplugged.store(false, Ordering::Relaxed);
+    // Back: the stream goes on from a keyframe (a new init only if the stream changed).
+    let deadline = Instant::now() + patience(Duration::from_secs(20));
+    let first = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no frame after the camera came back"
+        );
+        match ws.read().expect("read") {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                if v["type"] == "frame" {
+                    break v;
+                }
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(first["keyframe"], true, "{first}");
+}

@@ -118,14 +118,10 @@ pub struct H264Encoder {
 
 impl H264Encoder {
     pub fn new(fps: u32, bitrate_kbps: u32) -> Result<Self> {
-        let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(bitrate_kbps * 1000))
-            .max_frame_rate(FrameRate::from_hz(fps as f32))
-            .rate_control_mode(RateControlMode::Bitrate)
-            .usage_type(UsageType::CameraVideoRealTime)
-            .complexity(Complexity::Low)
-            .skip_frames(false)
-            .num_threads(1);
+        Self::with_config(config(fps, bitrate_kbps))
+    }
+
+    fn with_config(config: EncoderConfig) -> Result<Self> {
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| Error::new(ErrorKind::Codec, format!("starting H.264 encoder: {e}")))?;
         Ok(H264Encoder {
@@ -134,6 +130,18 @@ impl H264Encoder {
             pps: Vec::with_capacity(16),
         })
     }
+}
+
+/// openh264's settings for clips: bitrate control, every frame a sample, one thread.
+fn config(fps: u32, bitrate_kbps: u32) -> EncoderConfig {
+    EncoderConfig::new()
+        .bitrate(BitRate::from_bps(bitrate_kbps * 1000))
+        .max_frame_rate(FrameRate::from_hz(fps as f32))
+        .rate_control_mode(RateControlMode::Bitrate)
+        .usage_type(UsageType::CameraVideoRealTime)
+        .complexity(Complexity::Low)
+        .skip_frames(false)
+        .num_threads(1)
 }
 
 impl H264Encode for H264Encoder {
@@ -182,6 +190,87 @@ fn replace(dst: &mut Vec<u8>, src: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CPU and bytes per 720p pattern frame for openh264 settings beside today's, in one
+    /// run: `cargo test --release --lib h264_settings_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn h264_settings_cost() {
+        use crate::capture::pattern::PatternDevice;
+        use crate::capture::{CaptureDevice, ModeRequest, PixelFormat};
+        use crate::clock::{Clock, SimClock};
+        let (w, h) = (1280u32, 720u32);
+        for noise in [false, true] {
+            let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SimClock::new(0, 0, true));
+            let device = PatternDevice::new(0, w, h, 30, clock)
+                .with_formats(&[PixelFormat::I420])
+                .with_noise(noise);
+            let mut source = device
+                .open(&ModeRequest {
+                    width: w,
+                    height: h,
+                    fps: 30,
+                    formats: vec![PixelFormat::I420],
+                })
+                .unwrap();
+            let mut frames = Vec::new();
+            while frames.len() < 90 {
+                source
+                    .next_frame(std::time::Duration::from_secs(1), &mut |f| {
+                        frames.push(f.data.to_vec())
+                    })
+                    .unwrap();
+            }
+            let variants: [(&str, EncoderConfig); 4] = [
+                ("today", config(30, 4000)),
+                ("no AQ", config(30, 4000).adaptive_quantization(false)),
+                (
+                    "no background detection",
+                    config(30, 4000).background_detection(false),
+                ),
+                (
+                    "no AQ, background, scene change",
+                    config(30, 4000)
+                        .adaptive_quantization(false)
+                        .background_detection(false)
+                        .scene_change_detect(false),
+                ),
+            ];
+            let cpu = || {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: a valid timespec; the thread CPU clock exists on Linux.
+                unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+                ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+            };
+            let mut results = vec![(f64::INFINITY, 0usize); variants.len()];
+            for _round in 0..3 {
+                for (i, (_, c)) in variants.iter().enumerate() {
+                    let mut enc = H264Encoder::with_config(*c).unwrap();
+                    let mut out = Vec::new();
+                    let t0 = cpu();
+                    for (n, f) in frames.iter().enumerate() {
+                        out.clear();
+                        let pic = I420::from_packed(f, w, h).unwrap();
+                        enc.encode(&pic, n % 30 == 0, &mut out).unwrap();
+                        results[i].1 += out.len();
+                    }
+                    let ms = (cpu() - t0) * 1000.0 / frames.len() as f64;
+                    results[i].0 = results[i].0.min(ms);
+                }
+            }
+            println!("720p pattern{}:", if noise { " with grain" } else { "" });
+            for ((name, _), (ms, bytes)) in variants.iter().zip(&results) {
+                println!(
+                    "  {name:34} {ms:6.2} ms/frame ({:.2}x today)  {:7.0} B/frame",
+                    ms / results[0].0,
+                    *bytes as f64 / (3 * frames.len()) as f64
+                );
+            }
+        }
+    }
 
     #[test]
     fn forced_keyframes_and_parameter_sets() {

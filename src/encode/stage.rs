@@ -372,9 +372,12 @@ impl EncoderStage {
                     self.units.close_all();
                     self.end_viewers();
                     // Wait for the users to go, so `running` stays true meanwhile and
-                    // nobody starts a thread on a camera that is gone.
+                    // nobody starts a thread on a camera that is gone; a viewer that
+                    // joins meanwhile is ended too (its session looks the camera up
+                    // again, and finds the new one after a rescan).
                     while !self.should_stop() {
                         std::thread::sleep(POLL);
+                        self.end_viewers();
                     }
                     break;
                 }
