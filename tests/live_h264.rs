@@ -350,14 +350,11 @@ fn an_h264_viewer_is_told_when_the_camera_goes_and_resumes_at_a_keyframe() {
             Instant::now() < deadline,
             "no frame after the camera came back"
         );
-        match ws.read().expect("read") {
-            Message::Text(text) => {
-                let v: Value = serde_json::from_str(text.as_str()).unwrap();
-                if v["type"] == "frame" {
-                    break v;
-                }
+        if let Message::Text(text) = ws.read().expect("read") {
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["type"] == "frame" {
+                break v;
             }
-            _ => {}
         }
     };
     assert_eq!(first["keyframe"], true, "{first}");
