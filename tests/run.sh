@@ -43,8 +43,8 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
-# The vm step runs in the background from after fuzz until after appliance (the light steps
-# between run beside its one-core guest); its log is printed when it ends.
+# The vm step runs in the background from after host until after appliance (soak, fuzz and the
+# light steps between run beside its one-core guest); its log is printed when it ends.
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
@@ -188,6 +188,28 @@ fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --all-targets -- -D warnings
 step host cargo test --release --no-fail-fast
+
+# ---- VM bench: real V4L2 drivers in a qemu guest, in the background -------------------------
+# The guest is one TCG core; it starts right after the host tests, and the steps after it
+# (soak, fuzz, schemathesis, replication, fleet, appliance: one core or less each, the fuzz
+# build aside) run beside it; the run waits for it before the heavy builds (aarch64 on).
+vm_test() {
+    # The guest runs the release binary (built by `host`), copied so nothing replaces it.
+    cargo build --release --bin benchcam || return 1
+    cp "$root/target/release/benchcam" "$step_logs/benchcam-vm" || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    BENCHCAM_BIN="$step_logs/benchcam-vm" bash tests/vm/ci.sh "${args[@]}"
+}
+
+if [ "$quick" = 1 ]; then
+    skip vm "--quick"
+elif [ "$host_arch" != x86_64 ]; then
+    skip vm "host is $host_arch, not x86_64"
+else
+    step_bg vm vm_test
+fi
+
 # 32 WebSocket + 32 MJPEG viewers for 2 minutes while recording 720p30 (benches/soak.rs; the
 # 10-minute run is `cargo bench --bench soak`): memory, recorder drops, nothing left open.
 if [ "$quick" = 1 ]; then
@@ -215,26 +237,6 @@ if [ "$quick" = 1 ]; then
 else
     step fuzz fuzz_test
 fi
-# ---- VM bench: real V4L2 drivers in a qemu guest, in the background -------------------------
-# The guest is one TCG core; the light steps after it (schemathesis, replication, fleet,
-# appliance) run beside it, and the run waits for it before the heavy builds (aarch64 on).
-vm_test() {
-    # The guest runs the release binary (built by `host`), copied so nothing replaces it.
-    cargo build --release --bin benchcam || return 1
-    cp "$root/target/release/benchcam" "$step_logs/benchcam-vm" || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    BENCHCAM_BIN="$step_logs/benchcam-vm" bash tests/vm/ci.sh "${args[@]}"
-}
-
-if [ "$quick" = 1 ]; then
-    skip vm "--quick"
-elif [ "$host_arch" != x86_64 ]; then
-    skip vm "host is $host_arch, not x86_64"
-else
-    step_bg vm vm_test
-fi
-
 if [ "$quick" = 1 ]; then
     skip schemathesis "--quick"
 else
