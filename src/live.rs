@@ -585,6 +585,8 @@ pub struct SessionStats {
     frames_sent: AtomicU64,
     /// Frames not sent to stay under the bandwidth cap.
     frames_skipped_bandwidth: AtomicU64,
+    /// Sent the recording's H.264 (a WebSocket subscribed with `codec: h264`).
+    h264: AtomicBool,
     /// Send times (monotonic µs) of the recent frames, for the fps figure.
     recent: Mutex<heapless::Deque<u64, 128>>,
 }
@@ -614,6 +616,8 @@ pub struct SessionInfo {
     /// The quality frames are sent at now.
     pub quality: Quality,
     pub requested_quality: Quality,
+    /// `jpeg` or `h264`.
+    pub codec: &'static str,
     pub fps: f64,
     pub bytes_sent: u64,
     pub frames_sent: u64,
@@ -774,6 +778,7 @@ impl LiveStreamingService {
             bytes_sent: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             frames_skipped_bandwidth: AtomicU64::new(0),
+            h264: AtomicBool::new(false),
             recent: Mutex::new(heapless::Deque::new()),
         });
         sessions.insert(id, Arc::clone(&stats));
@@ -810,6 +815,11 @@ impl LiveStreamingService {
                     client: s.client.clone(),
                     quality: self.effective_quality(requested),
                     requested_quality: requested,
+                    codec: if s.h264.load(Ordering::Relaxed) {
+                        "h264"
+                    } else {
+                        "jpeg"
+                    },
                     fps: s.fps(),
                     bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
                     frames_sent: s.frames_sent.load(Ordering::Relaxed),
@@ -915,6 +925,11 @@ impl Session {
                 .fetch_add(1, Ordering::Relaxed);
             false
         }
+    }
+
+    /// Whether the session is sent H.264 (shown in `/api/v1/streaming/sessions`).
+    pub fn set_h264(&self, on: bool) {
+        self.stats.h264.store(on, Ordering::Relaxed);
     }
 
     /// Counts a frame sent (its bytes counted separately with `add_bytes`).

@@ -183,6 +183,12 @@ fn recording_and_h264_viewers_share_one_encode_per_frame() {
     for g in &got[1..] {
         assert_eq!(span(g), span(&got[0]), "the viewers get the same units");
     }
+    let sessions = t.sessions();
+    assert_eq!(sessions.len(), 4, "{sessions:?}");
+    assert!(
+        sessions.iter().all(|s| s["codec"] == "h264"),
+        "the sessions list says they get H.264: {sessions:?}"
+    );
     let metrics = t.get("/metrics").text();
     assert!(
         metrics.contains("benchcam_live_h264_viewers{camera=\"cam0\"} 4"),

@@ -344,6 +344,7 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
                 conn.on_tick(ticks.is_multiple_of(STATUS_TICKS)).await
             }
         };
+        conn.session.set_h264(conn.h264.is_some());
         if result.is_err() {
             break;
         }
