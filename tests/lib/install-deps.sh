@@ -172,6 +172,13 @@ if [ ${#missing[@]} -gt 0 ] || [ "$need_update" = 1 ]; then
         log "apt-get install ${pkgs[*]}"
         apt_get install -y -qq --no-install-recommends "${pkgs[@]}"
         log "apt-get install took $((SECONDS - t0)) s"
+        # qemu-system-x86 from bookworm removes a newer qemu-utils (e.g. one from
+        # bookworm-backports on the base image) it cannot live with: qemu-img is then gone.
+        # Installed again here, it comes in the version that fits.
+        if [ "$want_vm" = 1 ] && ! command -v qemu-img >/dev/null 2>&1; then
+            log "qemu-img went away with that install: apt-get install qemu-utils"
+            apt_get install -y -qq --no-install-recommends qemu-utils
+        fi
     fi
 else
     log "system packages already present"
