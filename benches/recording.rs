@@ -492,8 +492,111 @@ fn children_cpu() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Frames `--encode-loop` draws before it encodes (the most it can encode).
+const LOOP_FRAMES: usize = 40;
+
+/// `--encode-loop WHAT COUNT`: draws `LOOP_FRAMES` pattern frames, then encodes the first
+/// `COUNT` of them with one encoder and nothing else running: `jpeg` (benchcam's, quality
+/// 80), `jpeg-encoder` (jpeg-encoder 0.7 fed planar rows, quality 80) or `h264` (benchcam's
+/// openh264 encoder at the recorder's settings, an IDR every `FPS` frames). For
+/// tests/arm-cost.sh, which counts the instructions of two COUNTs under qemu-aarch64 and
+/// takes the difference, so start-up and pattern drawing cancel out.
+fn encode_loop(what: &str, count: usize) {
+    use benchcam::encode::h264::{H264Encode, H264Encoder};
+    use benchcam::encode::jpeg;
+    use benchcam::encode::yuv::I420;
+    assert!(count <= LOOP_FRAMES, "at most {LOOP_FRAMES} frames");
+    let clock: Arc<dyn Clock> = Arc::new(SimClock::new(0, 0, true));
+    let device = PatternDevice::new(0, W, H, FPS, clock);
+    let req = ModeRequest {
+        width: W,
+        height: H,
+        fps: FPS,
+        formats: vec![PixelFormat::I420],
+    };
+    let mut source = device.open(&req).expect("pattern opens");
+    let mut frames = Vec::with_capacity(LOOP_FRAMES);
+    while frames.len() < LOOP_FRAMES {
+        source
+            .next_frame(Duration::from_secs(1), &mut |f| {
+                frames.push(f.data.to_vec())
+            })
+            .expect("frame");
+    }
+    let mut out = Vec::with_capacity(1 << 21);
+    let mut bytes = 0;
+    match what {
+        "jpeg" => {
+            for frame in &frames[..count] {
+                jpeg::encode_i420(frame, W, H, 80, &mut out).expect("encodes");
+                bytes += out.len();
+            }
+        }
+        "jpeg-encoder" => {
+            for frame in &frames[..count] {
+                out.clear();
+                let picture = I420::from_packed(frame, W, H).expect("I420");
+                let mut encoder = jpeg_encoder::Encoder::new(&mut out, 80);
+                encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+                encoder.encode_image(PlanarRows(picture)).expect("encodes");
+                bytes += out.len();
+            }
+        }
+        "h264" => {
+            let mut encoder = H264Encoder::new(FPS, 3000).expect("openh264 starts");
+            for (i, frame) in frames[..count].iter().enumerate() {
+                out.clear();
+                let picture = I420::from_packed(frame, W, H).expect("I420");
+                let keyframe = i % FPS as usize == 0;
+                encoder
+                    .encode(&picture, keyframe, &mut out)
+                    .expect("encodes");
+                bytes += out.len();
+            }
+        }
+        other => panic!("--encode-loop: unknown encoder {other} (jpeg, jpeg-encoder, h264)"),
+    }
+    println!("encode-loop {what}: {count} frames, {bytes} bytes");
+}
+
+/// jpeg-encoder fed from the planes row by row (as benches/jpeg.rs does): its best case
+/// for I420, since it takes full-width rows and subsamples itself.
+struct PlanarRows<'a>(benchcam::encode::yuv::I420<'a>);
+
+impl jpeg_encoder::ImageBuffer for PlanarRows<'_> {
+    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
+        jpeg_encoder::JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.0.width as u16
+    }
+
+    fn height(&self) -> u16 {
+        self.0.height as u16
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let p = &self.0;
+        let y = y as usize;
+        let cw = p.width.div_ceil(2);
+        buffers[0].extend_from_slice(&p.y[y * p.width..][..p.width]);
+        for (plane, buffer) in [p.u, p.v].into_iter().zip(&mut buffers[1..3]) {
+            let row = &plane[(y / 2) * cw..][..cw];
+            buffer.extend(row.iter().flat_map(|&c| [c, c]).take(p.width));
+        }
+    }
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--encode-loop") {
+        let what = args.get(i + 1).expect("--encode-loop WHAT COUNT");
+        let count = args.get(i + 2).and_then(|c| c.parse().ok()).expect("COUNT");
+        encode_loop(what, count);
         return;
     }
     real_time();
