@@ -60,7 +60,7 @@ fn check(text: &str) {
         Ok(_) => {}
         Err(BadMessage { code, message }) => {
             assert!(
-                ["bad_json", "bad_message", "bad_quality", "unknown_type"].contains(&code),
+                ["bad_json", "bad_message", "bad_quality", "bad_codec", "unknown_type"].contains(&code),
                 "{code}"
             );
             assert!(!message.is_empty());
