@@ -9,6 +9,9 @@
 //!
 //! Ratios and per-frame counts are used because these machines are noisy. Each figure of
 //! DESIGN §9 is also printed as a `FIGURE|` row for `tests/bench.sh`'s table.
+//!
+//! `--encode-loop WHAT COUNT` runs one encoder alone instead (tests/arm-cost.sh counts its
+//! instructions under qemu-aarch64).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
