@@ -36,7 +36,7 @@ for arg in "$@"; do
   case "$arg" in
     --browser) browser=1 ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -96,7 +96,7 @@ started=$(date -u +%Y-%m-%dT%H:%MZ)
 
 run() { # name binary: its output to $logs/name.log and to stderr
   say "running $1 (log: $logs/$1.log)"
-  "$2" --bench 2>&1 | tee "$logs/$1.log" | grep --line-buffered -v '^\[OpenH264\]' >&2
+  "$2" --bench 2>&1 | tee "$logs/$1.log" | { grep --line-buffered -v '^\[OpenH264\]' >&2 || true; }
 }
 run recording "$recording"
 run jpeg "$jpeg"
