@@ -13,11 +13,9 @@
 //! `turbojpeg` crate 1.x needs libjpeg-turbo 3 (Debian bookworm and trixie ship 2.1.5).
 
 use std::ffi::{c_char, c_int, c_uchar, c_ulong, c_void};
-use std::time::Duration;
 
-use benchcam::capture::pattern::PatternDevice;
-use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
-use benchcam::clock::{Clock, SimClock};
+use benchcam::capture::pattern::sample_frames;
+use benchcam::capture::PixelFormat;
 use benchcam::encode::jpeg;
 use benchcam::encode::yuv::I420;
 
@@ -53,28 +51,7 @@ fn per_frame(frames: &[Vec<u8>], mut f: impl FnMut(&[u8]) -> usize) -> (f64, f64
 }
 
 fn pattern_frames(noise: bool) -> Vec<Vec<u8>> {
-    // A simulated clock that jumps ahead on every sleep: frames come as fast as they draw.
-    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SimClock::new(0, 0, true));
-    let device = PatternDevice::new(0, W, H, 30, clock)
-        .with_formats(&[PixelFormat::I420])
-        .with_noise(noise);
-    let mut source = device
-        .open(&ModeRequest {
-            width: W,
-            height: H,
-            fps: 30,
-            formats: vec![PixelFormat::I420],
-        })
-        .expect("pattern opens");
-    let mut frames = Vec::new();
-    while frames.len() < FRAMES {
-        source
-            .next_frame(Duration::from_secs(1), &mut |f| {
-                frames.push(f.data.to_vec())
-            })
-            .expect("pattern frame");
-    }
-    frames
+    sample_frames(W, H, PixelFormat::I420, noise, FRAMES).expect("pattern frames")
 }
 
 /// `tjCompressFromYUVPlanes(handle, planes, width, strides, height, subsamp, &jpeg,

@@ -7,11 +7,8 @@
 //! Frames: 60 JPEGs of the moving test pattern (quality 85, like a webcam's). Times are
 //! thread CPU time (the machine is noisy; CPU time ignores waiting), best of 3 runs.
 
-use std::time::Duration;
-
-use benchcam::capture::pattern::PatternDevice;
-use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
-use benchcam::clock::{Clock, SimClock};
+use benchcam::capture::pattern::sample_frames;
+use benchcam::capture::PixelFormat;
 use benchcam::encode::h264::{H264Encode, H264Encoder};
 use benchcam::encode::jpeg_scan;
 use benchcam::encode::mjpeg::MjpegDecoder;
@@ -45,26 +42,7 @@ fn per_frame_ms(frames: &[Vec<u8>], mut f: impl FnMut(&[u8])) -> f64 {
 }
 
 fn camera_frames() -> Vec<Vec<u8>> {
-    // A simulated clock that jumps ahead on every sleep: frames come as fast as they draw.
-    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SimClock::new(0, 0, true));
-    let device = PatternDevice::new(0, W, H, 30, clock).with_formats(&[PixelFormat::Mjpeg]);
-    let mut source = device
-        .open(&ModeRequest {
-            width: W,
-            height: H,
-            fps: 30,
-            formats: vec![PixelFormat::Mjpeg],
-        })
-        .expect("pattern opens");
-    let mut frames = Vec::new();
-    while frames.len() < FRAMES {
-        source
-            .next_frame(Duration::from_secs(1), &mut |f| {
-                frames.push(f.data.to_vec())
-            })
-            .expect("pattern frame");
-    }
-    frames
+    sample_frames(W, H, PixelFormat::Mjpeg, false, FRAMES).expect("pattern frames")
 }
 
 /// BT.601 limited-range RGB → I420, the conversion jpeg-decoder's output would need.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use benchcam::camera::discovery::FixedDiscoverer;
 use benchcam::camera::CameraService;
-use benchcam::capture::pattern::PatternDevice;
-use benchcam::capture::{CaptureDevice, ModeRequest, PixelFormat};
+use benchcam::capture::pattern::{sample_frames, PatternDevice};
+use benchcam::capture::PixelFormat;
 use benchcam::clock::{Clock, SimClock, SystemClock};
 use benchcam::config::Config;
 use benchcam::record::index::RecordingType;
@@ -244,26 +244,8 @@ fn versus_ffmpeg(ours_per_frame: f64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let raw = dir.path().join("frames.yuv");
     let frames = 300;
-    {
-        let clock: Arc<dyn Clock> = Arc::new(SimClock::new(0, 0, true));
-        let device = PatternDevice::new(0, W, H, FPS, clock);
-        let req = ModeRequest {
-            width: W,
-            height: H,
-            fps: FPS,
-            formats: vec![PixelFormat::I420],
-        };
-        let mut source = device.open(&req).expect("pattern opens");
-        let mut out = Vec::with_capacity((W * H * 3 / 2) as usize * frames);
-        for _ in 0..frames {
-            source
-                .next_frame(Duration::from_secs(1), &mut |f| {
-                    out.extend_from_slice(f.data)
-                })
-                .expect("frame");
-        }
-        std::fs::write(&raw, out).expect("writing raw frames");
-    }
+    let raw_frames = sample_frames(W, H, PixelFormat::I420, false, frames).expect("pattern frames");
+    std::fs::write(&raw, raw_frames.concat()).expect("writing raw frames");
     let out = dir.path().join("out.mp4");
     println!(
         "recording CPU / ffmpeg, the same {frames} raw {W}x{H} I420 pattern frames → H.264 fragmented MP4, \
@@ -509,23 +491,8 @@ fn encode_loop(what: &str, count: usize) {
     use benchcam::encode::jpeg;
     use benchcam::encode::yuv::I420;
     assert!(count <= LOOP_FRAMES, "at most {LOOP_FRAMES} frames");
-    let clock: Arc<dyn Clock> = Arc::new(SimClock::new(0, 0, true));
-    let device = PatternDevice::new(0, W, H, FPS, clock);
-    let req = ModeRequest {
-        width: W,
-        height: H,
-        fps: FPS,
-        formats: vec![PixelFormat::I420],
-    };
-    let mut source = device.open(&req).expect("pattern opens");
-    let mut frames = Vec::with_capacity(LOOP_FRAMES);
-    while frames.len() < LOOP_FRAMES {
-        source
-            .next_frame(Duration::from_secs(1), &mut |f| {
-                frames.push(f.data.to_vec())
-            })
-            .expect("frame");
-    }
+    let frames =
+        sample_frames(W, H, PixelFormat::I420, false, LOOP_FRAMES).expect("pattern frames");
     let mut out = Vec::with_capacity(1 << 21);
     let mut bytes = 0;
     match what {

@@ -91,6 +91,35 @@ impl PatternDevice {
     }
 }
 
+/// `count` frames of the pattern (`noise`: with sensor grain) at `width`x`height` in
+/// `format`, drawn on a simulated clock as fast as they draw: the same frames for encoder
+/// benchmarks and measurements.
+pub fn sample_frames(
+    width: u32,
+    height: u32,
+    format: super::PixelFormat,
+    noise: bool,
+    count: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SimClock::new(0, 0, true));
+    let device = PatternDevice::new(0, width, height, 30, clock)
+        .with_formats(&[format])
+        .with_noise(noise);
+    let mut source = device.open(&super::ModeRequest {
+        width,
+        height,
+        fps: 30,
+        formats: vec![format],
+    })?;
+    let mut frames = Vec::with_capacity(count);
+    while frames.len() < count {
+        source.next_frame(Duration::from_secs(1), &mut |f| {
+            frames.push(f.data.to_vec())
+        })?;
+    }
+    Ok(frames)
+}
+
 impl CaptureDevice for PatternDevice {
     fn info(&self) -> &CameraInfo {
         &self.info

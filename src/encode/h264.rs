@@ -196,31 +196,11 @@ mod tests {
     #[test]
     #[ignore = "a measurement, run by hand"]
     fn h264_settings_cost() {
-        use crate::capture::pattern::PatternDevice;
-        use crate::capture::{CaptureDevice, ModeRequest, PixelFormat};
-        use crate::clock::{Clock, SimClock};
+        use crate::capture::pattern::sample_frames;
+        use crate::capture::PixelFormat;
         let (w, h) = (1280u32, 720u32);
         for noise in [false, true] {
-            let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SimClock::new(0, 0, true));
-            let device = PatternDevice::new(0, w, h, 30, clock)
-                .with_formats(&[PixelFormat::I420])
-                .with_noise(noise);
-            let mut source = device
-                .open(&ModeRequest {
-                    width: w,
-                    height: h,
-                    fps: 30,
-                    formats: vec![PixelFormat::I420],
-                })
-                .unwrap();
-            let mut frames = Vec::new();
-            while frames.len() < 90 {
-                source
-                    .next_frame(std::time::Duration::from_secs(1), &mut |f| {
-                        frames.push(f.data.to_vec())
-                    })
-                    .unwrap();
-            }
+            let frames = sample_frames(w, h, PixelFormat::I420, noise, 90).unwrap();
             let variants: [(&str, EncoderConfig); 4] = [
                 ("today", config(30, 4000)),
                 ("no AQ", config(30, 4000).adaptive_quantization(false)),
