@@ -3,8 +3,9 @@
 
     udevlite.py LOG.jsonl LABEL MOUNTPOINT [MOUNT_OPTIONS]
 
-Every 20 ms it lists /sys/class/block. A block device that appears is probed with blkid and gets
-udev's links /dev/disk/by-label/<LABEL> and /dev/disk/by-uuid/<UUID> (-> ../../sdX); if its label
+Every 20 ms it lists /sys/class/block. A block device that appears is probed with blkid (again
+every 20 ms for up to 5 s while blkid finds nothing on it: a replugged disk can appear before its
+medium answers, where udev would probe again on the "change" event) and gets udev's links /dev/disk/by-label/<LABEL> and /dev/disk/by-uuid/<UUID> (-> ../../sdX); if its label
 is LABEL it is mounted at MOUNTPOINT (ext4, MOUNT_OPTIONS, default noatime: the image's fstab
 line with x-systemd.wanted-by= mounts BENCHDATA whenever its device appears). A device that
 vanishes loses its links, and its filesystem is unmounted (systemd stops a mount unit whose device
@@ -20,6 +21,11 @@ import os
 import subprocess
 import sys
 import time
+
+
+# How long a new block device without a filesystem signature is probed again before it is
+# taken as it is (no label, no UUID).
+PROBE_FOR_MS = 5000
 
 
 def now_ms():
@@ -42,6 +48,7 @@ def main():
     for d in ("/dev/disk/by-label", "/dev/disk/by-uuid"):
         os.makedirs(d, exist_ok=True)
     known = {}          # name -> {"label", "uuid"}
+    first_seen = {}     # name -> when it appeared, while blkid finds nothing on it yet
     mounted_from = None  # the device we mounted at mountpoint
     unmounting = None    # (device, first attempt t, next attempt t)
     paused = False
@@ -64,9 +71,14 @@ def main():
         except OSError:
             pass
         for n in sorted(names - set(known)):
-            t_seen = now_ms()
+            t_seen = first_seen.setdefault(n, now_ms())
             rc, text = run("blkid", "-o", "export", f"/dev/{n}")
             info = dict(line.split("=", 1) for line in text.splitlines() if "=" in line) if rc == 0 else {}
+            if not info and now_ms() - t_seen < PROBE_FOR_MS:
+                # Not readable yet (a disk that has just appeared can answer blkid before its
+                # medium is ready): udev would probe again on the "change" event; probe again.
+                continue
+            first_seen.pop(n, None)
             known[n] = {"label": info.get("LABEL"), "uuid": info.get("UUID")}
             for kind, value in (("by-label", info.get("LABEL")), ("by-uuid", info.get("UUID"))):
                 if value:
@@ -88,6 +100,8 @@ def main():
                 emit(event="mount", dev=n, rc=rc, output=text[:300])
                 if rc == 0:
                     mounted_from = n
+        for n in set(first_seen) - names:
+            first_seen.pop(n)
         for n in sorted(set(known) - names):
             info = known.pop(n)
             for kind, value in (("by-label", info.get("label")), ("by-uuid", info.get("uuid"))):
