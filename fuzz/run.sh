@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the cargo-fuzz targets and runs each for a bounded time, two at a time.
 #
-#   bash fuzz/run.sh [--seconds N] [--jobs J] [--sanitizer none|address] [--no-install] [TARGET...]
+#   bash fuzz/run.sh [--seconds N] [--jobs J] [--sanitizer none|address] [--no-install]
+#                    [--build-only] [TARGET...]
 #
 #   --seconds N    time per target (default 30: what CI runs; `--seconds 600` for a long run)
 #   --jobs J       targets run at once (default 2: the machine's cores)
 #   --sanitizer S  none (default: the parsers are safe Rust, ~2x more executions) or address
 #   --no-install   do not `cargo install cargo-fuzz` when it is missing
+#   --build-only   install cargo-fuzz and build the targets, run nothing (tests/run.sh builds
+#                  them in the background, at low priority, while other steps run)
 #   TARGET...      only these (default: every target in fuzz/Cargo.toml)
 #
 # Fuzzing needs nightly-only rustc flags (-Zsanitizer, sancov passes): RUSTC_BOOTSTRAP=1 lets
@@ -23,13 +26,14 @@
 # of executions per target and `N passed, M failed`.
 set -uo pipefail
 
-seconds=30 jobs=2 sanitizer=none install=1 targets=()
+seconds=30 jobs=2 sanitizer=none install=1 build_only=0 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
         --sanitizer) sanitizer="$2"; shift 2 ;;
         --no-install) install=0; shift ;;
+        --build-only) build_only=1; shift ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "fuzz/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
@@ -64,6 +68,7 @@ flags=(--release --debug-assertions --sanitizer "$sanitizer" --codegen-units 16 
 t0=$SECONDS
 cargo fuzz build "${flags[@]}" || exit 1
 echo "fuzz/run.sh: build took $((SECONDS - t0)) s"
+[ "$build_only" = 0 ] || exit 0
 
 triple="$(rustc -vV | awk '/^host:/ { print $2 }')"
 bin_dir="$target_dir/$triple/release"

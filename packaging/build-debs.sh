@@ -1,19 +1,23 @@
 #!/bin/bash
 # Builds benchcam's Debian packages into target/debian/ (as root: chroots, mounts).
 #
-#   sudo packaging/build-debs.sh [arm64] [amd64] [nolibcamera]      (no argument: all three)
+#   sudo packaging/build-debs.sh [nolibcamera] [arm64] [amd64]      (no argument: all three)
 #
-#   arm64        benchcam_<v>_arm64.deb: Raspberry Pi OS trixie / Debian trixie, --features
-#                libcamera, cross-built in the cached amd64+arm64 trixie root of the libcamera
-#                test (tests/libcamera/rootfs.sh arm64: rustc-web 1.96, libcamera-dev:arm64 0.7.1);
-#                target dir target/libcamera-aarch64 (shared with tests/libcamera/aarch64-check.sh)
-#   amd64        benchcam_<v>_amd64.deb: lab PCs on Debian trixie, --features libcamera, built in
-#                the libcamera test's amd64 trixie root (nasm, libcamera-dev 0.7.1) with the
-#                host's rustup toolchain; target dir target/libcamera-trixie, the one
-#                tests/libcamera/run.sh builds (the same command, so a build there is reused)
 #   nolibcamera  benchcam-nolibcamera_<v>_arm64.deb: Raspberry Pi OS bookworm (USB cameras only),
 #                cross-built on this bookworm host with Debian's rustc-web as tests/run.sh's
-#                aarch64 step does, in its target dir target/aarch64-cross (reused)
+#                aarch64 step does, in its target dir target/aarch64-cross
+#   arm64        benchcam_<v>_arm64.deb: Raspberry Pi OS trixie / Debian trixie, --features
+#                libcamera, cross-built in the cached amd64+arm64 trixie root of the libcamera
+#                test (tests/libcamera/rootfs.sh arm64: rustc-web 1.96, libcamera-dev:arm64 0.7.1)
+#                in the same target dir, so only what the feature adds is compiled
+#   amd64        benchcam_<v>_amd64.deb: lab PCs on Debian trixie, --features libcamera, built in
+#                the libcamera test's amd64 trixie root (nasm, libcamera-dev 0.7.1) with the
+#                host's rustup toolchain, in the host's target dir (target/release), as
+#                tests/libcamera/run.sh does
+# They are built in that order: a build in a trixie root reuses what the bookworm host
+# compiled, never the other way round (C code compiled against trixie's glibc headers can
+# need symbols bookworm's glibc lacks). The trixie builds' binaries are copied out of
+# target/ (the next host build puts the host's own back).
 #
 # Packages are assembled with dpkg-deb from packaging/: control.in, the maintainer scripts,
 # copyright, changelog. Depends come from dpkg-shlibdeps run where the binary was linked (the
@@ -31,9 +35,9 @@ export CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 cross=aarch64-unknown-linux-gnu
 
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(arm64 amd64 nolibcamera)
+[ ${#variants[@]} -gt 0 ] || variants=(nolibcamera arm64 amd64)
 for v in "${variants[@]}"; do
-    case $v in arm64 | amd64 | nolibcamera) ;; *) echo "usage: $0 [arm64] [amd64] [nolibcamera]" >&2; exit 2 ;; esac
+    case $v in arm64 | amd64 | nolibcamera) ;; *) echo "usage: $0 [nolibcamera] [arm64] [amd64]" >&2; exit 2 ;; esac
 done
 
 # Debian version = Cargo version + revision 1; packaging/changelog's top entry must say the same.
@@ -143,12 +147,15 @@ build_arm64() {
     local root
     root=$("$repo/tests/libcamera/rootfs.sh" arm64)
     log "arm64 (libcamera): cross build in $root"
-    in_root "$root" "RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=target/libcamera-aarch64 \
+    local target_dir=${BENCHCAM_DEB_CROSS_TARGET_DIR:-$repo/target/aarch64-cross}
+    mkdir -p "$out"
+    in_root "$root" "RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=$target_dir \
         PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH= \
         PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
         BINDGEN_EXTRA_CLANG_ARGS='--target=aarch64-linux-gnu' \
-        cargo build --release --features libcamera --target $cross --bin benchcam"
-    local bin=$repo/target/libcamera-aarch64/$cross/release/benchcam deps
+        cargo build --release --features libcamera --target $cross --bin benchcam &&
+        cp $target_dir/$cross/release/benchcam $out/.benchcam-libcamera-arm64"
+    local bin=$out/.benchcam-libcamera-arm64 deps
     deps=$(shlibdeps "$root" arm64 "$bin")
     assemble benchcam arm64 "$bin" aarch64-linux-gnu-strip "$deps, $script_depends" \
         "Conflicts: benchcam-nolibcamera
@@ -160,8 +167,10 @@ build_amd64() {
     local root
     root=$("$repo/tests/libcamera/rootfs.sh" run)
     log "amd64 (libcamera): build in $root"
-    in_root "$root" "CARGO_TARGET_DIR=target/libcamera-trixie cargo build --release --features libcamera"
-    local bin=$repo/target/libcamera-trixie/release/benchcam deps
+    mkdir -p "$out"
+    in_root "$root" "cargo build --release --features libcamera --bin benchcam &&
+        cp target/release/benchcam $out/.benchcam-libcamera-amd64"
+    local bin=$out/.benchcam-libcamera-amd64 deps
     deps=$(shlibdeps "$root" amd64 "$bin")
     assemble benchcam amd64 "$bin" strip "$deps, $script_depends" \
         "Conflicts: benchcam-nolibcamera

@@ -3,37 +3,35 @@
 #
 #   bash tests/run.sh [--quick] [--no-install]
 #
-# Steps, in order, each with a banner and its time:
+# Steps, in order, each with a banner and its time (the ~ times: a clean run on 2 cores):
 #   deps     tests/lib/install-deps.sh: nasm, ffmpeg; with the full run also the aarch64 cross
 #            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, the
 #            VM bench's qemu-system-x86, qemu-utils and mmdebstrap, rclone for replication, and the
 #            fleet step's prometheus (promtool) and avahi-daemon
+#   garage-build, fuzz-build  (background, nice 19, from here): Garage 2.5.0 for the
+#            replication step (`cargo install` into ~/.cache/benchcam-garage, ~13 min of a core)
+#            and the cargo-fuzz targets (~7 min); they take the CPU the steps in front leave idle
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
+#   build    cargo build --release --bins: the binary the vm, schemathesis, fleet, browser and
+#            replication steps run
+#   vm       (background, from here to the end) tests/vm/ci.sh: the release binary against real
+#            kernel V4L2 drivers (vivid, v4l2loopback), a USB data disk pulled and a disk
+#            returning EIO, a clock step, then 5 power cuts, in a Debian VM under
+#            qemu-system-x86_64 (TCG); ~27 min beside the other steps, 3 of them to build the
+#            guest into ~/.cache/benchcam-vm (x86_64 hosts, as root)
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
 #   soak     cargo bench --bench soak -- --seconds 120: 64 viewers (some stalled, some
 #            reconnecting) for 2 min at 720p30 while recording; fails on memory growth, recorder
 #            drops or sessions/connections left open
-#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30) each, two
-#            at a time (cargo-fuzz installed with `cargo install --locked` when missing; stable
-#            rustc with RUSTC_BOOTSTRAP=1)
 #   schemathesis tests/schemathesis/run.sh: schemathesis (pinned, in a venv under ~/.cache)
 #            against the release binary, from its own /api/v1/openapi.json, ~100 s
-#   replication tests/replication/run.sh: the release binary replicating experiments to a real
-#            single-node Garage 2.5.0, checked with rclone: upload and verify, SIGKILL mid-upload,
-#            the store down mid-upload, a wrong key, a secret readable by others,
-#            delete_after_upload; ~2.5 min (Garage built into ~/.cache/benchcam-garage when
-#            missing: ~16 min)
 #   fleet    tests/fleet/run.sh (as root, ~15 s): two benches (release binary) in two network
 #            namespaces joined by a veth pair, avahi-daemon beside one as on the image: each lists
 #            the other in GET /api/v1/fleet (prints the time for a new box to appear), sees a
 #            change, drops the other when it stops; `benchcam fleet-targets`; promtool check
 #            metrics on a live /metrics, check config/rules and test rules on packaging/prometheus
-#   vm       tests/vm/ci.sh: the release binary against real kernel V4L2 drivers (vivid,
-#            v4l2loopback), a USB data disk pulled and a disk returning EIO, a clock step, then 5
-#            power cuts, in a Debian VM under qemu-system-x86_64 (TCG); ~20 min with the guest
-#            cached in ~/.cache/benchcam-vm (31 min at load 4-9), ~4 min more to build it (x86_64
-#            hosts, as root)
+#   appliance image-build/test-setup.sh: the image's first-boot settings script (1 s)
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
@@ -43,12 +41,19 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
-# The vm step runs in the background from after host until after appliance (soak, fuzz and the
-# light steps between run beside its one-core guest); its log is printed when it ends.
+#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 20) each, two
+#            at a time (built by fuzz-build; stable rustc with RUSTC_BOOTSTRAP=1)
+#   replication tests/replication/run.sh: the release binary replicating experiments to a real
+#            single-node Garage 2.5.0 (built by garage-build), checked with rclone: upload and
+#            verify, SIGKILL mid-upload, the store down mid-upload, a wrong key, a secret readable
+#            by others, delete_after_upload; ~2.5 min
+# The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
+# garage-build before replication, vm at the end).
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the soak, fuzz, schemathesis, replication, fleet, vm, aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the background builds and the soak, fuzz, schemathesis, replication, fleet, vm,
+#                 aarch64, browser, libcamera and packages steps (and their installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -184,18 +189,37 @@ if [ "$install" = 1 ]; then
     step deps bash tests/lib/install-deps.sh "${deps_args[@]}"
 fi
 
-# ---- fmt, clippy, host tests ----------------------------------------------------------------
+# ---- builds that nothing needs for a while: in the background, at the lowest priority -------
+# Garage (the replication step's store, ~13 min of one core) and the fuzz targets (~7 min) only
+# take the CPU the steps in front leave idle; their steps wait for them.
+fuzz_build() {
+    local args=(--build-only)
+    [ "$install" = 1 ] || args+=(--no-install)
+    BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}" \
+        nice -n 19 bash fuzz/run.sh "${args[@]}"
+}
+garage_build() {
+    local args=(--build-garage)
+    [ "$install" = 1 ] || args+=(--no-install)
+    nice -n 19 bash tests/replication/run.sh "${args[@]}"
+}
+if [ "$quick" = 0 ]; then
+    step_bg garage-build garage_build
+    step_bg fuzz-build fuzz_build
+fi
+
+# ---- fmt, clippy, the release binary, host tests --------------------------------------------
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --all-targets -- -D warnings
-step host cargo test --release --no-fail-fast
+step build cargo build --release --bins
 
 # ---- VM bench: real V4L2 drivers in a qemu guest, in the background -------------------------
-# The guest is one TCG core; it starts right after the host tests, and the steps after it
-# (soak, fuzz, schemathesis, replication, fleet, appliance: one core or less each, the fuzz
-# build aside) run beside it; the run waits for it before the heavy builds (aarch64 on).
+# The guest (TCG) starts as soon as the release binary exists and runs beside every step after
+# it; the run waits for it at the end.
 vm_test() {
-    # The guest runs the release binary (built by `host`), copied so nothing replaces it.
-    cargo build --release --bin benchcam || return 1
+    # The guest runs the release binary (built by `build`), copied so nothing replaces it;
+    # a cargo build here would wait for the host tests' build to let go of target/.
+    [ -x "$root/target/release/benchcam" ] || cargo build --release --bin benchcam || return 1
     cp "$root/target/release/benchcam" "$step_logs/benchcam-vm" || return 1
     local args=()
     [ "$install" = 1 ] || args+=(--no-install)
@@ -210,6 +234,8 @@ else
     step_bg vm vm_test
 fi
 
+step host cargo test --release --no-fail-fast
+
 # 32 WebSocket + 32 MJPEG viewers for 2 minutes while recording 720p30 (benches/soak.rs; the
 # 10-minute run is `cargo bench --bench soak`): memory, recorder drops, nothing left open.
 if [ "$quick" = 1 ]; then
@@ -220,9 +246,9 @@ fi
 
 # ---- fuzz targets (fuzz/, own target dir) and schemathesis against the release binary -------
 fuzz_test() {
-    local args=(--seconds "${BENCHCAM_FUZZ_SECONDS:-30}")
+    local args=(--seconds "${BENCHCAM_FUZZ_SECONDS:-20}")
     [ "$install" = 1 ] || args+=(--no-install)
-    # Built outside the clone, so CI's fresh clones reuse it (a clean build is ~6 min).
+    # Built by fuzz-build (outside the clone, ~7 min clean), so this build is a no-op.
     BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}" \
         bash fuzz/run.sh "${args[@]}"
 }
@@ -233,27 +259,9 @@ schemathesis_test() {
     bash tests/schemathesis/run.sh "${args[@]}"
 }
 if [ "$quick" = 1 ]; then
-    skip fuzz "--quick"
-else
-    step fuzz fuzz_test
-fi
-if [ "$quick" = 1 ]; then
     skip schemathesis "--quick"
 else
     step schemathesis schemathesis_test
-fi
-
-# ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
-replication_test() {
-    cargo build --release --bin benchcam || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    bash tests/replication/run.sh "${args[@]}"
-}
-if [ "$quick" = 1 ]; then
-    skip replication "--quick"
-else
-    step replication replication_test
 fi
 
 # ---- the fleet: two benches over mDNS in two network namespaces, promtool ---------------------
@@ -273,8 +281,6 @@ fi
 # its boot under qemu-system take 15+ min uncached: `bash image-build/build.sh &&
 # bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.
 step appliance bash image-build/test-setup.sh
-
-step_join vm
 
 # ---- aarch64 cross build + tests under qemu -------------------------------------------------
 cross_test() {
@@ -368,10 +374,34 @@ else
     step packages packages_test
 fi
 
+# ---- fuzz targets and replication, last: their builds ran in the background ----------------
+if [ "$quick" = 1 ]; then
+    skip fuzz "--quick"
+else
+    step_join fuzz-build
+    step fuzz fuzz_test
+fi
+
+# ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
+replication_test() {
+    cargo build --release --bin benchcam || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash tests/replication/run.sh "${args[@]}"
+}
+if [ "$quick" = 1 ]; then
+    skip replication "--quick"
+else
+    step_join garage-build
+    step replication replication_test
+fi
+
+step_join vm
+
 # ---- summary --------------------------------------------------------------------------------
 banner "summary (total $((SECONDS - t_start))s)"
 for i in "${!names[@]}"; do
-    printf '  %-9s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
+    printf '  %-12s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
 done
 echo
 [ -z "$failures" ] || printf 'what failed:%s\n' "$failures"

@@ -7,7 +7,8 @@
 # 1. builds (or reuses) the trixie root filesystem (tests/libcamera/rootfs.sh run), installs
 #    tests/libcamera/virtual.yaml as the virtual pipeline's camera list;
 # 2. builds benchcam with --features libcamera inside it (the repository bind-mounted at
-#    its own path; target dir target/libcamera-trixie), runs clippy -D warnings there;
+#    its own path, the host's target dir: only what the feature adds is compiled), runs clippy
+#    -D warnings there;
 # 3. `benchcam probe` must list the virtual camera;
 # 4. capture only (no recording, no viewer) at 1280x720 30 fps: CPU per frame;
 # 5. recording with 3 s clips for ~10 s, then SIGTERM; from the host, every clip decodes
@@ -42,26 +43,31 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 [ -n "${BENCHCAM_LIBCAMERA_KEEP:-}" ] && trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; echo "kept $work"' EXIT
 export BENCHCAM_CHROOT_BIND=$work
 in_chroot() { "$here/chroot.sh" "$root" "$@"; }
-target=target/libcamera-trixie
-bin=$repo/$target/release/benchcam
+# The host's target dir: the chroot runs the host's rustup toolchain with the repository at its
+# host path, so every crate the host's `cargo build --release` (and clippy, and `cargo test`)
+# compiled is reused and only what the feature adds is built here. Build on the host first: C
+# code compiled here against trixie's glibc headers can need symbols bookworm's glibc lacks
+# (the host's link then fails loudly). The libcamera binary is copied out: the next host build
+# puts the host's own back into target/release.
+bin=$work/benchcam
 
-if in_chroot bash -c "cd '$repo' && CARGO_TARGET_DIR=$target cargo build --release --features libcamera" \
+if in_chroot bash -c "cd '$repo' && cargo build --release --features libcamera && cp target/release/benchcam '$bin'" \
     > "$work/build.log" 2>&1; then
-    pass "cargo build --release --features libcamera (x86_64, libcamera $(in_chroot pkg-config --modversion libcamera)) ($(elapsed))"
+    pass "cargo build --release --features libcamera (x86_64, libcamera $(in_chroot pkg-config --modversion libcamera)) ($(elapsed); $(grep -c '^ *Compiling' "$work/build.log") crates compiled)"
 else
     tail -30 "$work/build.log"
     fail "cargo build --features libcamera"
     echo "$passed passed, $failed failed"
     exit 1
 fi
-if in_chroot bash -c "cd '$repo' && CARGO_TARGET_DIR=$target cargo clippy --release --features libcamera --all-targets -- -D warnings" \
+if in_chroot bash -c "cd '$repo' && cargo clippy --release --features libcamera --all-targets -- -D warnings" \
     > "$work/clippy.log" 2>&1; then
     pass "cargo clippy --features libcamera --all-targets -D warnings ($(elapsed))"
 else
     grep -E '^(error|warning)' -A8 "$work/clippy.log" | head -60
     fail "cargo clippy --features libcamera"
 fi
-if in_chroot bash -c "cd '$repo' && CARGO_TARGET_DIR=$target cargo test --release --features libcamera --lib capture::libcamera" \
+if in_chroot bash -c "cd '$repo' && cargo test --release --features libcamera --lib capture::libcamera" \
     > "$work/unit.log" 2>&1; then
     pass "unit tests of capture::libcamera"
 else

@@ -3,7 +3,7 @@
 # single-node Garage (2.5.0) started here, and rclone, an independent S3 client, downloads what
 # arrived and checks it against the experiment's manifest.
 #
-#   bash tests/replication/run.sh [--no-install]
+#   bash tests/replication/run.sh [--no-install] [--build-garage]
 #
 # Scenarios, in order, one benchcam each (test pattern with noise, 640x480 at 30 fps, 8 s clips
 # at 30 Mbit/s: ~30 MB clips, more than the 16 MiB part size, so every clip goes multipart):
@@ -24,17 +24,19 @@
 #
 # Garage: ${BENCHCAM_GARAGE:-~/.cache/benchcam-garage/bin/garage}; when missing it is built
 # with `cargo install --locked garage --version 2.5.0` into ~/.cache/benchcam-garage (~16 min
-# uncached, on 2 cores; CI keeps ~/.cache). rclone: Debian's, installed when missing (as root).
+# uncached, on 2 cores). `--build-garage` only builds it (when missing) and exits: tests/run.sh
+# does that in the background at low priority from its start. rclone: Debian's, installed when missing (as root).
 # The benchcam binary: ${BENCHCAM_BIN:-target/release/benchcam}, built when missing. Every
 # cargo command runs under flock /tmp/benchcam-cargo.lock (one build at a time on the box).
 # Work files (configs, data dirs, logs) go to a temp dir under target/replication, removed
 # after a run that passed and kept (its path printed) after one that failed.
 set -u
 
-install=1
+install=1 build_only=0
 for arg in "$@"; do
     case "$arg" in
         --no-install) install=0 ;;
+        --build-garage) build_only=1 ;;
         -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "tests/replication/run.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -84,6 +86,10 @@ if [ ! -x "$garage" ]; then
         --root "$HOME/.cache/benchcam-garage" || { fail "garage: cargo install failed"; finish; }
     note "garage built in $((SECONDS - t0)) s"
     garage="$HOME/.cache/benchcam-garage/bin/garage"
+fi
+if [ "$build_only" = 1 ]; then
+    note "$("$garage" --version 2>/dev/null | head -1) at $garage"
+    exit 0
 fi
 if ! command -v rclone >/dev/null 2>&1; then
     if [ "$install" = 1 ] && [ "$(id -u)" -eq 0 ]; then
