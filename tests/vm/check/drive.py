@@ -46,7 +46,10 @@ def check_away(c, label, polls, ws, mj, t_away, t_back):
         if events is None:
             continue
         n, worst, rate = live_during(events, t_away, t_back)
-        c.check(n > 0 and worst <= 2000 and rate >= 1.0, f"{label}: the {name} viewer kept getting frames while "
+        # A live path held up by the dead drive would stall for much of the ~30 s absence; under
+        # TCG on a loaded host one viewer alone sees gaps of 2-2.6 s at any time, in the same
+        # second the other viewer sees none (a CI-like run), so the limit is 3 s.
+        c.check(n > 0 and worst <= 3000 and rate >= 1.0, f"{label}: the {name} viewer kept getting frames while "
                 f"the drive was away ({n} in {(t_back - t_away) / 1000:.1f} s, {rate:.1f}/s, largest gap "
                 f"{worst:.0f} ms)")
 
