@@ -15,7 +15,7 @@
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   build    cargo build --release --bins: the binary the vm, schemathesis, fleet, browser and
 #            replication steps run
-#   vm       (background, from here to the end) tests/vm/ci.sh: the release binary against real
+#   vm       (background, from here until before aarch64) tests/vm/ci.sh: the release binary against real
 #            kernel V4L2 drivers (vivid, v4l2loopback), a USB data disk pulled and a disk
 #            returning EIO, a clock step, then 5 power cuts, in a Debian VM under
 #            qemu-system-x86_64 (TCG); ~27 min beside the other steps, 3 of them to build the
@@ -32,6 +32,12 @@
 #            change, drops the other when it stops; `benchcam fleet-targets`; promtool check
 #            metrics on a live /metrics, check config/rules and test rules on packaging/prometheus
 #   appliance image-build/test-setup.sh: the image's first-boot settings script (1 s)
+#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30: issue 10 asks at least 30 s) each, two
+#            at a time (built by fuzz-build; stable rustc with RUSTC_BOOTSTRAP=1)
+#   replication tests/replication/run.sh: the release binary replicating experiments to a real
+#            single-node Garage 2.5.0 (built by garage-build), checked with rclone: upload and
+#            verify, SIGKILL mid-upload, the store down mid-upload, a wrong key, a secret readable
+#            by others, delete_after_upload; ~2.5 min
 #   aarch64  the same tests cross-built with Debian's rustc-web and run under qemu-aarch64-static
 #            (with BENCHCAM_EMULATED=1 set, for tests that need to relax time limits)
 #   browser  tests/browser/run.sh, when tests/browser exists
@@ -41,14 +47,8 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
-#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30: issue 10 asks at least 30 s) each, two
-#            at a time (built by fuzz-build; stable rustc with RUSTC_BOOTSTRAP=1)
-#   replication tests/replication/run.sh: the release binary replicating experiments to a real
-#            single-node Garage 2.5.0 (built by garage-build), checked with rclone: upload and
-#            verify, SIGKILL mid-upload, the store down mid-upload, a wrong key, a secret readable
-#            by others, delete_after_upload; ~2.5 min
 # The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
-# garage-build before replication, vm at the end).
+# garage-build before replication, vm before aarch64).
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
@@ -282,6 +282,34 @@ fi
 # bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.
 step appliance bash image-build/test-setup.sh
 
+# ---- fuzz targets and replication, beside the VM: their builds ran in the background -----------
+if [ "$quick" = 1 ]; then
+    skip fuzz "--quick"
+else
+    step_join fuzz-build
+    step fuzz fuzz_test
+fi
+
+# ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
+replication_test() {
+    cargo build --release --bin benchcam || return 1
+    local args=()
+    [ "$install" = 1 ] || args+=(--no-install)
+    bash tests/replication/run.sh "${args[@]}"
+}
+if [ "$quick" = 1 ]; then
+    skip replication "--quick"
+else
+    step_join garage-build
+    step replication replication_test
+fi
+
+# The steps after this one are heavy (qemu-user, cross builds, chroots): run beside the TCG guest,
+# they slowed it and it them (a clean run: the aarch64 build took 15 min instead of 6, and a
+# download test under qemu-aarch64 got no byte within its 3-minute read timeout), so the run
+# waits for the guest here.
+step_join vm
+
 # ---- aarch64 cross build + tests under qemu -------------------------------------------------
 cross_test() {
     local missing=()
@@ -373,30 +401,6 @@ elif [ "$host_arch" != x86_64 ]; then
 else
     step packages packages_test
 fi
-
-# ---- fuzz targets and replication, last: their builds ran in the background ----------------
-if [ "$quick" = 1 ]; then
-    skip fuzz "--quick"
-else
-    step_join fuzz-build
-    step fuzz fuzz_test
-fi
-
-# ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
-replication_test() {
-    cargo build --release --bin benchcam || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    bash tests/replication/run.sh "${args[@]}"
-}
-if [ "$quick" = 1 ]; then
-    skip replication "--quick"
-else
-    step_join garage-build
-    step replication replication_test
-fi
-
-step_join vm
 
 # ---- summary --------------------------------------------------------------------------------
 banner "summary (total $((SECONDS - t_start))s)"
