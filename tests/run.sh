@@ -10,7 +10,8 @@
 #            fleet step's prometheus (promtool) and avahi-daemon
 #   garage-build, fuzz-build  (background, nice 19, from here): Garage 2.5.0 for the
 #            replication step (`cargo install` into ~/.cache/benchcam-garage, ~13 min of a core)
-#            and the cargo-fuzz targets (~7 min); they take the CPU the steps in front leave idle
+#            and the cargo-fuzz targets (~7 min); they take the CPU the steps in front leave idle,
+#            and get the normal priority when their step waits for them
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   build    cargo build --release --bins: the binary the vm, schemathesis, fleet, browser and
@@ -160,9 +161,19 @@ step_bg() {
     ( "$@" ) >"$step_logs/$name.bg.log" 2>&1 &
     bg_pid[$name]=$!
 }
+# descendants PID: PID and every process under it.
+descendants() {
+    local p="$1" c
+    echo "$p"
+    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do descendants "$c"; done
+}
 step_join() {
     local name="$1"
     [ -n "${bg_pid[$name]:-}" ] || return 0
+    # A job started at nice 19 that the run now waits for gets the normal priority (processes
+    # it starts from now on inherit it); without root this fails quietly and it stays niced.
+    # shellcheck disable=SC2046  # one PID a word
+    renice -n 0 -p $(descendants "${bg_pid[$name]}") >/dev/null 2>&1 || true
     wait "${bg_pid[$name]}"
     local rc=$?
     # Recorded through `step`, which prints the log and the outcome; the time is the
