@@ -148,7 +148,6 @@ build_arm64() {
     root=$("$repo/tests/libcamera/rootfs.sh" arm64)
     log "arm64 (libcamera): cross build in $root"
     local target_dir=${BENCHCAM_DEB_CROSS_TARGET_DIR:-$repo/target/aarch64-cross}
-    mkdir -p "$out"
     in_root "$root" "RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=$target_dir \
         PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH= \
         PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
@@ -167,7 +166,6 @@ build_amd64() {
     local root
     root=$("$repo/tests/libcamera/rootfs.sh" run)
     log "amd64 (libcamera): build in $root"
-    mkdir -p "$out"
     in_root "$root" "cargo build --release --features libcamera --bin benchcam &&
         cp target/release/benchcam $out/.benchcam-libcamera-amd64"
     local bin=$out/.benchcam-libcamera-amd64 deps

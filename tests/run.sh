@@ -16,9 +16,9 @@
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   build    cargo build --release --bins: the binary the vm, schemathesis, fleet, browser and
 #            replication steps run
-#   vm       (background, from here until before aarch64) tests/vm/ci.sh: the release binary against real
-#            kernel V4L2 drivers (vivid, v4l2loopback), a USB data disk pulled and a disk
-#            returning EIO, a clock step, then 5 power cuts, in a Debian VM under
+#   vm       (background, from here until before aarch64) tests/vm/ci.sh: the release binary
+#            against real kernel V4L2 drivers (vivid, v4l2loopback), a USB data disk pulled and
+#            a disk returning EIO, a clock step, then 5 power cuts, in a Debian VM under
 #            qemu-system-x86_64 (TCG); ~27 min beside the other steps, 3 of them to build the
 #            guest into ~/.cache/benchcam-vm (x86_64 hosts, as root)
 #   host     cargo test --release --no-fail-fast  (unit, integration and doc tests on x86_64)
@@ -33,8 +33,9 @@
 #            change, drops the other when it stops; `benchcam fleet-targets`; promtool check
 #            metrics on a live /metrics, check config/rules and test rules on packaging/prometheus
 #   appliance image-build/test-setup.sh: the image's first-boot settings script (1 s)
-#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30: issue 10 asks at least 30 s) each, two
-#            at a time (built by fuzz-build; stable rustc with RUSTC_BOOTSTRAP=1)
+#   fuzz     fuzz/run.sh: every cargo-fuzz target for BENCHCAM_FUZZ_SECONDS (default 30: issue
+#            10 asks at least 30 s) each, two at a time (built by fuzz-build; stable rustc with
+#            RUSTC_BOOTSTRAP=1)
 #   replication tests/replication/run.sh: the release binary replicating experiments to a real
 #            single-node Garage 2.5.0 (built by garage-build), checked with rclone: upload and
 #            verify, SIGKILL mid-upload, the store down mid-upload, a wrong key, a secret readable
@@ -53,8 +54,9 @@
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
-#   --quick       skip the background builds and the soak, fuzz, schemathesis, replication, fleet, vm,
-#                 aarch64, browser, libcamera and packages steps (and their installs): for local iteration
+#   --quick       skip the background builds and the soak, fuzz, schemathesis, replication,
+#                 fleet, vm, aarch64, browser, libcamera and packages steps (and their
+#                 installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
 # Environment knobs:
@@ -79,17 +81,22 @@ for arg in "$@"; do
 done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+# What every step that can install tools is passed.
+no_install=()
+[ "$install" = 1 ] || no_install=(--no-install)
 root="$PWD"
 
 # Cargo's target dirs of a fresh clone (CI's) live in ~/.cache/benchcam-target, linked from
-# target/, so each run rebuilds benchcam and not its ~300 dependencies in four builds (host,
-# aarch64 cross, libcamera x86_64 and arm64 in chroots, which mount the links' targets too).
+# target/, so each run rebuilds benchcam and not its ~300 dependencies: release (the host's,
+# and the libcamera amd64 builds in their trixie root), aarch64-cross (the aarch64 tests and
+# both arm64 .debs) and libcamera-aarch64 (tests/libcamera/aarch64-check.sh); the chroots mount
+# the links' targets too.
 # A tree that already has its own target dirs keeps them; BENCHCAM_TARGET_CACHE=off: no links.
 # Only cargo's output is shared: results (target/vm, target/schemathesis, ...) stay per clone.
 target_cache="${BENCHCAM_TARGET_CACHE:-$HOME/.cache/benchcam-target}"
 if [ "$target_cache" != off ]; then
     mkdir -p target
-    for d in release aarch64-cross libcamera-trixie libcamera-aarch64; do
+    for d in release aarch64-cross libcamera-aarch64; do
         if [ ! -e "target/$d" ] && [ ! -L "target/$d" ]; then
             mkdir -p "$target_cache/$d" && ln -s "$target_cache/$d" "target/$d"
         fi
@@ -203,17 +210,11 @@ fi
 # ---- builds that nothing needs for a while: in the background, at the lowest priority -------
 # Garage (the replication step's store, ~13 min of one core) and the fuzz targets (~7 min) only
 # take the CPU the steps in front leave idle; their steps wait for them.
-fuzz_build() {
-    local args=(--build-only)
-    [ "$install" = 1 ] || args+=(--no-install)
-    BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}" \
-        nice -n 19 bash fuzz/run.sh "${args[@]}"
-}
-garage_build() {
-    local args=(--build-garage)
-    [ "$install" = 1 ] || args+=(--no-install)
-    nice -n 19 bash tests/replication/run.sh "${args[@]}"
-}
+# The fuzz build lives outside the clone (~/.cache/benchcam-fuzz): fuzz-build makes it, fuzz
+# runs it.
+export BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}"
+fuzz_build() { nice -n 19 bash fuzz/run.sh --build-only "${no_install[@]}"; }
+garage_build() { nice -n 19 bash tests/replication/run.sh --build-garage "${no_install[@]}"; }
 if [ "$quick" = 0 ]; then
     step_bg garage-build garage_build
     step_bg fuzz-build fuzz_build
@@ -232,9 +233,7 @@ vm_test() {
     # a cargo build here would wait for the host tests' build to let go of target/.
     [ -x "$root/target/release/benchcam" ] || cargo build --release --bin benchcam || return 1
     cp "$root/target/release/benchcam" "$step_logs/benchcam-vm" || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    BENCHCAM_BIN="$step_logs/benchcam-vm" bash tests/vm/ci.sh "${args[@]}"
+    BENCHCAM_BIN="$step_logs/benchcam-vm" bash tests/vm/ci.sh "${no_install[@]}"
 }
 
 if [ "$quick" = 1 ]; then
@@ -257,17 +256,12 @@ fi
 
 # ---- fuzz targets (fuzz/, own target dir) and schemathesis against the release binary -------
 fuzz_test() {
-    local args=(--seconds "${BENCHCAM_FUZZ_SECONDS:-30}")
-    [ "$install" = 1 ] || args+=(--no-install)
-    # Built by fuzz-build (outside the clone, ~7 min clean), so this build is a no-op.
-    BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}" \
-        bash fuzz/run.sh "${args[@]}"
+    # Built by fuzz-build (~7 min clean), so the build in fuzz/run.sh is a no-op.
+    bash fuzz/run.sh --seconds "${BENCHCAM_FUZZ_SECONDS:-30}" "${no_install[@]}"
 }
 schemathesis_test() {
     cargo build --release --bin benchcam || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    bash tests/schemathesis/run.sh "${args[@]}"
+    bash tests/schemathesis/run.sh "${no_install[@]}"
 }
 if [ "$quick" = 1 ]; then
     skip schemathesis "--quick"
@@ -304,9 +298,7 @@ fi
 # ---- replication to a real S3 store (Garage), checked with rclone ---------------------------
 replication_test() {
     cargo build --release --bin benchcam || return 1
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    bash tests/replication/run.sh "${args[@]}"
+    bash tests/replication/run.sh "${no_install[@]}"
 }
 if [ "$quick" = 1 ]; then
     skip replication "--quick"
@@ -400,9 +392,7 @@ fi
 
 # ---- Debian packages: built, then installed into clean trixie roots -------------------------
 packages_test() {
-    local args=()
-    [ "$install" = 1 ] || args+=(--no-install)
-    bash tests/packaging/run.sh "${args[@]}"
+    bash tests/packaging/run.sh "${no_install[@]}"
 }
 
 if [ "$quick" = 1 ]; then

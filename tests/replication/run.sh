@@ -25,7 +25,8 @@
 # Garage: ${BENCHCAM_GARAGE:-~/.cache/benchcam-garage/bin/garage}; when missing it is built
 # with `cargo install --locked garage --version 2.5.0` into ~/.cache/benchcam-garage (~16 min
 # uncached, on 2 cores). `--build-garage` only builds it (when missing) and exits: tests/run.sh
-# does that in the background at low priority from its start. rclone: Debian's, installed when missing (as root).
+# does that in the background at low priority from its start. rclone: Debian's, installed when
+# missing (as root).
 # The benchcam binary: ${BENCHCAM_BIN:-target/release/benchcam}, built when missing. Every
 # cargo command runs under flock /tmp/benchcam-cargo.lock (one build at a time on the box).
 # Work files (configs, data dirs, logs) go to a temp dir under target/replication, removed
