@@ -813,7 +813,22 @@ fn large_clips_stream_from_disk_with_ranges_past_4_gib() {
     let mut buf = vec![0u8; 1 << 16];
     let mut got: u64 = 0;
     while got < 256 << 20 {
-        let n = reader.read(&mut buf).unwrap();
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                // A stalled stream, or a stalled server? Ask it something else.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let addr = t.addr;
+                std::thread::spawn(move || {
+                    let _ = tx.send(get(addr, "/api/v1/health").status);
+                });
+                let meanwhile = match rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok(status) => format!("answered /api/v1/health with {status}"),
+                    Err(_) => "did not answer /api/v1/health in 5 s either".to_string(),
+                };
+                panic!("the download stalled at byte {got} ({e}); the server {meanwhile}");
+            }
+        };
         assert!(n > 0, "stream ended early at {got}");
         got += n as u64;
     }

@@ -32,7 +32,11 @@ pub struct Camera {
     /// The one encode of each frame shared by the recorder and live H.264 viewers.
     pub encoder: Arc<EncoderStage>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Held only to read or swap the slot: status, health and metrics read it from the
+    /// web executor, so it is never held while a recorder starts or stops.
     recorder: Mutex<Option<Recorder>>,
+    /// Serialises starting and stopping (which open files and start the encoder).
+    recorder_control: Mutex<()>,
     /// What the recorders that already stopped counted, so health and metrics count since
     /// the service started, not since the last start of recording.
     past: RecorderTotals,
@@ -96,6 +100,7 @@ impl Camera {
 
     /// Stops the recorder (finalising its clip) and keeps its counts.
     fn stop_recorder(&self) -> bool {
+        let _control = self.recorder_control.lock().expect("recorder poisoned");
         let Some(r) = self.recorder.lock().expect("recorder poisoned").take() else {
             return false;
         };
@@ -309,6 +314,7 @@ impl CameraService {
                 encoder,
                 thread: Mutex::new(Some(thread)),
                 recorder: Mutex::new(None),
+                recorder_control: Mutex::new(()),
                 past: RecorderTotals::default(),
             }));
         }
@@ -333,8 +339,8 @@ impl CameraService {
     /// start_recording: rolling clips of `id` from the next frame on.
     pub fn start_recording(&self, id: &str, recording_type: RecordingType) -> Result<()> {
         let camera = self.camera(id)?;
-        let mut slot = camera.recorder.lock().expect("recorder poisoned");
-        if slot.is_some() {
+        let _control = camera.recorder_control.lock().expect("recorder poisoned");
+        if camera.is_recording() {
             return Err(Error::new(
                 ErrorKind::WrongState,
                 format!("{id} is already recording"),
@@ -364,12 +370,8 @@ impl CameraService {
             bitrate_kbps: r.bitrate_kbps,
             fps: config.camera.fps,
         };
-        *slot = Some(Recorder::start(
-            subscription,
-            user,
-            Arc::clone(&self.storage),
-            settings,
-        )?);
+        let recorder = Recorder::start(subscription, user, Arc::clone(&self.storage), settings)?;
+        *camera.recorder.lock().expect("recorder poisoned") = Some(recorder);
         log::info!("recording {id}: started");
         Ok(())
     }

@@ -237,18 +237,21 @@ const JOURNAL: &str = "journal.bin";
 const MAX_RECORD: usize = 64 * 1024;
 
 /// The index of one data directory.
+///
+/// Two locks, taken in this order: `journal` by writers for the whole of a change (the
+/// append and its fsync, which an SD card can stretch to seconds), `clips` only for the
+/// moment the map is read or updated. Readers (the clip list, downloads, the storage
+/// report, retention) never wait on the disk; a change is visible once it is durable.
 pub struct ClipIndex {
     rolling_dir: PathBuf,
     journal_path: PathBuf,
-    state: Mutex<IndexState>,
+    /// None while the data filesystem is away.
+    journal: Mutex<Option<File>>,
+    clips: Mutex<Clips>,
 }
 
-struct IndexState {
-    /// camera -> file -> record; file names sort by start time.
-    clips: BTreeMap<String, BTreeMap<String, ClipRecord>>,
-    /// None while the data filesystem is away.
-    journal: Option<File>,
-}
+/// camera -> file -> record; file names sort by start time.
+type Clips = BTreeMap<String, BTreeMap<String, ClipRecord>>;
 
 /// What `open` found and fixed, for the log and the tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -276,10 +279,8 @@ impl ClipIndex {
         ClipIndex {
             rolling_dir: data_dir.join("rolling"),
             journal_path: data_dir.join("index").join(JOURNAL),
-            state: Mutex::new(IndexState {
-                clips: BTreeMap::new(),
-                journal: None,
-            }),
+            journal: Mutex::new(None),
+            clips: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -287,6 +288,7 @@ impl ClipIndex {
     /// `index/` if missing), and reattaches the journal. Used when the data filesystem
     /// comes back after it was removed: the clip cut short by the removal is repaired.
     pub fn reload(&self) -> Result<OpenReport> {
+        let mut journal_slot = self.journal.lock().expect("index poisoned");
         let index_dir = self.journal_path.parent().expect("journal has a directory");
         std::fs::create_dir_all(&self.rolling_dir)
             .ctx(format!("creating {}", self.rolling_dir.display()))?;
@@ -304,17 +306,22 @@ impl ClipIndex {
             .append(true)
             .open(&self.journal_path)
             .ctx(format!("opening {}", self.journal_path.display()))?;
-        *self.state.lock().expect("index poisoned") = IndexState {
-            clips,
-            journal: Some(journal),
-        };
+        *self.clips.lock().expect("index poisoned") = clips;
+        *journal_slot = Some(journal);
         Ok(report)
     }
 
     /// Lets go of the journal (its filesystem went away); the clip list stays as it was
     /// until `reload`, and changes fail meanwhile.
     pub fn detach(&self) {
-        self.state.lock().expect("index poisoned").journal = None;
+        *self.journal.lock().expect("index poisoned") = None;
+    }
+
+    /// Holds the journal as a writer in a stalled fsync does, until the guard drops: for
+    /// tests of what must not wait on the disk.
+    #[doc(hidden)]
+    pub fn hold_journal(&self) -> std::sync::MutexGuard<'_, Option<File>> {
+        self.journal.lock().expect("index poisoned")
     }
 
     pub fn rolling_dir(&self) -> &Path {
@@ -328,18 +335,19 @@ impl ClipIndex {
     /// Records a new or updated clip and appends it to the journal (fsynced).
     /// A record with `seq` 0 keeps the seq it has, or gets the next one if it is new.
     pub fn upsert(&self, mut record: ClipRecord) -> Result<()> {
-        let mut state = self.state.lock().expect("index poisoned");
+        let mut journal = self.journal.lock().expect("index poisoned");
         if record.seq == 0 {
-            record.seq = state
-                .clips
+            let clips = self.clips.lock().expect("index poisoned");
+            record.seq = clips
                 .get(&record.camera)
                 .and_then(|m| m.get(&record.file))
-                .map_or_else(|| next_seq(&state.clips), |known| known.seq);
+                .map_or_else(|| next_seq(&clips), |known| known.seq);
         }
-        append(&mut state.journal, &Record::ClipV2(record.clone()))
+        append(&mut journal, &Record::ClipV2(record.clone()))
             .map_err(|e| e.context(format!("journal {}", self.journal_path.display())))?;
-        state
-            .clips
+        self.clips
+            .lock()
+            .expect("index poisoned")
             .entry(record.camera.clone())
             .or_default()
             .insert(record.file.clone(), record);
@@ -348,8 +356,8 @@ impl ClipIndex {
 
     /// Deletes a clip's file and its entry.
     pub fn delete(&self, camera: &str, file: &str) -> Result<u64> {
-        let mut state = self.state.lock().expect("index poisoned");
-        if state.journal.is_none() {
+        let mut journal = self.journal.lock().expect("index poisoned");
+        if journal.is_none() {
             return Err(Error::new(
                 crate::error::ErrorKind::StorageRemoved,
                 "storage removed: nothing is deleted until it is back",
@@ -364,13 +372,13 @@ impl ClipIndex {
             Err(e) => return Err(Error::io(e, format!("deleting {}", path.display()))),
         }
         append(
-            &mut state.journal,
+            &mut journal,
             &Record::DeletedV1 {
                 camera: camera.to_string(),
                 file: file.to_string(),
             },
         )?;
-        if let Some(m) = state.clips.get_mut(camera) {
+        if let Some(m) = self.clips.lock().expect("index poisoned").get_mut(camera) {
             m.remove(file);
         }
         Ok(size)
@@ -378,9 +386,8 @@ impl ClipIndex {
 
     /// Clips of one camera (or all), newest first.
     pub fn list(&self, camera: Option<&str>) -> Vec<ClipRecord> {
-        let state = self.state.lock().expect("index poisoned");
-        let mut out: Vec<ClipRecord> = state
-            .clips
+        let clips = self.clips.lock().expect("index poisoned");
+        let mut out: Vec<ClipRecord> = clips
             .iter()
             .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
             .flat_map(|(_, m)| m.values().cloned())
@@ -391,23 +398,22 @@ impl ClipIndex {
 
     /// `camera`'s clips still being written (normally none or one).
     pub fn open_clips(&self, camera: &str) -> Vec<ClipRecord> {
-        let state = self.state.lock().expect("index poisoned");
-        state.clips.get(camera).map_or_else(Vec::new, |m| {
+        let clips = self.clips.lock().expect("index poisoned");
+        clips.get(camera).map_or_else(Vec::new, |m| {
             m.values().filter(|c| !c.complete).cloned().collect()
         })
     }
 
     /// One clip by camera and exact file name (how request paths are validated).
     pub fn get(&self, camera: &str, file: &str) -> Option<ClipRecord> {
-        let state = self.state.lock().expect("index poisoned");
-        state.clips.get(camera)?.get(file).cloned()
+        let clips = self.clips.lock().expect("index poisoned");
+        clips.get(camera)?.get(file).cloned()
     }
 
     /// Complete clips of `camera`, oldest (first recorded) first.
     pub fn complete_oldest_first(&self, camera: &str) -> Vec<ClipRecord> {
-        let state = self.state.lock().expect("index poisoned");
-        let mut out: Vec<ClipRecord> = state
-            .clips
+        let clips = self.clips.lock().expect("index poisoned");
+        let mut out: Vec<ClipRecord> = clips
             .get(camera)
             .map(|m| m.values().filter(|c| c.complete).cloned().collect())
             .unwrap_or_default();
@@ -418,25 +424,25 @@ impl ClipIndex {
     /// The seq the next new clip will get: clips with a seq below it were recorded
     /// before now (experiments mark their window with it).
     pub fn next_seq(&self) -> u64 {
-        next_seq(&self.state.lock().expect("index poisoned").clips)
+        next_seq(&self.clips.lock().expect("index poisoned"))
     }
 
     /// Whether a clip of that name is indexed, or its file exists (names must never
     /// collide, even when the wall clock steps back).
     pub fn name_taken(&self, camera: &str, file: &str) -> bool {
-        let state = self.state.lock().expect("index poisoned");
-        state
+        let indexed = self
             .clips
+            .lock()
+            .expect("index poisoned")
             .get(camera)
-            .is_some_and(|m| m.contains_key(file))
-            || self.rolling_dir.join(camera).join(file).exists()
+            .is_some_and(|m| m.contains_key(file));
+        indexed || self.rolling_dir.join(camera).join(file).exists()
     }
 
     pub fn cameras(&self) -> Vec<String> {
-        self.state
+        self.clips
             .lock()
             .expect("index poisoned")
-            .clips
             .keys()
             .cloned()
             .collect()
@@ -444,9 +450,8 @@ impl ClipIndex {
 
     /// Bytes of rolling clips of one camera (or all).
     pub fn total_bytes(&self, camera: Option<&str>) -> u64 {
-        let state = self.state.lock().expect("index poisoned");
-        state
-            .clips
+        let clips = self.clips.lock().expect("index poisoned");
+        clips
             .iter()
             .filter(|(c, _)| camera.is_none_or(|want| want == c.as_str()))
             .flat_map(|(_, m)| m.values())
@@ -455,7 +460,7 @@ impl ClipIndex {
     }
 }
 
-fn next_seq(clips: &BTreeMap<String, BTreeMap<String, ClipRecord>>) -> u64 {
+fn next_seq(clips: &Clips) -> u64 {
     clips
         .values()
         .flat_map(|m| m.values())

@@ -130,13 +130,29 @@ impl SpaceProbe for Statvfs {
 }
 
 /// A simulated disk for tests: free space is whatever the test sets, `removed` pulls it
-/// out, and `writes_fail` makes the write probe get EIO (a dying card).
+/// out, `writes_fail` makes the write probe get EIO (a dying card), and `hung` makes
+/// every check and write probe wait until it is cleared (a card busy for seconds);
+/// `waiting` counts the callers waiting on it now.
 #[derive(Default)]
 pub struct SimSpace {
     pub free: AtomicU64,
     pub total: AtomicU64,
     pub removed: AtomicBool,
     pub writes_fail: AtomicBool,
+    pub hung: AtomicBool,
+    pub waiting: AtomicU64,
+}
+
+impl SimSpace {
+    fn wait_while_hung(&self) {
+        if self.hung.load(Ordering::Relaxed) {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            while self.hung.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl SpaceProbe for SimSpace {
@@ -153,6 +169,7 @@ impl SpaceProbe for SimSpace {
         device: Option<&DataDevice>,
         expected_dev: Option<u64>,
     ) -> Presence {
+        self.wait_while_hung();
         if self.removed.load(Ordering::Relaxed) {
             return Presence::Removed("the simulated drive was pulled out".into());
         }
@@ -160,6 +177,7 @@ impl SpaceProbe for SimSpace {
     }
 
     fn probe_write(&self, data_dir: &Path) -> std::io::Result<()> {
+        self.wait_while_hung();
         if self.writes_fail.load(Ordering::Relaxed) {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
@@ -202,7 +220,12 @@ pub struct Storage {
     pub deleted_clips: AtomicU64,
     /// `service.data_device`: the filesystem the data directory must be on.
     device: Option<DataDevice>,
+    /// Held by `refresh` for the whole check, which probes the disk (and reloads the
+    /// index when the drive is back): seconds on a dying card.
     volume: Mutex<VolumeState>,
+    /// A copy of `volume.presence` as the last check left it, for readers (health,
+    /// the page) that must not wait for a check in progress.
+    seen: Mutex<Presence>,
     /// Mirrors `volume.presence.is_present()` for the hot paths.
     present: AtomicBool,
     /// Times the data filesystem came back after it was removed.
@@ -262,6 +285,7 @@ impl Storage {
             full: AtomicBool::new(false),
             deleted_clips: AtomicU64::new(0),
             device,
+            seen: Mutex::new(Presence::Removed("not checked yet".into())),
             volume: Mutex::new(VolumeState {
                 presence: Presence::Removed("not checked yet".into()),
                 dev: None,
@@ -279,12 +303,14 @@ impl Storage {
                 v.presence = Presence::Present { dev };
                 v.dev = Some(dev);
                 storage.present.store(true, Ordering::Relaxed);
+                *storage.seen.lock().expect("volume poisoned") = Presence::Present { dev };
             }
             absent => {
                 log::error!(
                     "storage: {}; recording waits until it is there",
                     absent.error().expect("absent")
                 );
+                *storage.seen.lock().expect("volume poisoned") = absent.clone();
                 storage.volume.lock().expect("volume poisoned").presence = absent;
             }
         }
@@ -349,6 +375,7 @@ impl Storage {
         }
         self.present.store(now.is_present(), Ordering::Relaxed);
         v.presence = now.clone();
+        *self.seen.lock().expect("volume poisoned") = now.clone();
         now
     }
 
@@ -409,12 +436,9 @@ impl Storage {
     }
 
     /// What the last check found.
+    /// What the last check found (never waits for one in progress).
     pub fn presence(&self) -> Presence {
-        self.volume
-            .lock()
-            .expect("volume poisoned")
-            .presence
-            .clone()
+        self.seen.lock().expect("volume poisoned").clone()
     }
 
     /// Checks now; an error (kind `StorageRemoved`) unless the data filesystem is there

@@ -278,7 +278,12 @@ pub async fn handle(
         Endpoint::OpenApi => super::openapi::serve(),
         Endpoint::Login => login(req, &state, conn.peer.ip()).await,
         Endpoint::Logout => json_with_cookie(Auth::logout_cookie()),
-        Endpoint::Health => health(&state),
+        // Health reads the data directory (statvfs, the first-boot problems file): off
+        // the executor, which a hung disk must never stop.
+        Endpoint::Health => {
+            let state = Arc::clone(&state);
+            smol::unblock(move || health(&state)).await
+        }
         Endpoint::Fleet => json(
             StatusCode::OK,
             &state.fleet.view(state.config.listen_addr().port()),
@@ -325,11 +330,11 @@ pub async fn handle(
         }
         Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
         Endpoint::SettingsPatch => patch_settings(req, &state).await,
-        Endpoint::Experiments => experiments::list(&state),
+        Endpoint::Experiments => experiments::list(&state).await,
         Endpoint::Replication => super::replication::summary(&state),
         Endpoint::ReplicationRetry => super::replication::retry(&state),
         Endpoint::ExperimentCreate => experiments::create(req, &state).await,
-        Endpoint::Experiment => experiments::manifest(&state, params[0]),
+        Endpoint::Experiment => experiments::manifest(&state, params[0]).await,
         Endpoint::ExperimentStop => experiments::stop(&state, params[0]).await,
         Endpoint::ExperimentArchive => experiments::archive(req, &state, params[0]).await,
         Endpoint::ExperimentMarker => experiments::marker(req, &state, params[0]).await,

@@ -70,16 +70,17 @@ pub async fn create(req: Request<Incoming>, state: &Arc<AppState>) -> Response<B
         }
         Some(_) => return bad("`cameras` must be a list of camera ids"),
     };
-    let experiments = Arc::clone(&state.experiments);
+    let (experiments, gpio) = (Arc::clone(&state.experiments), state.gpio.clone());
     let result = smol::unblock(move || {
-        if arm {
+        let result = if arm {
             experiments.arm(&id, &method, cameras)
         } else {
             experiments.start(&id, &method, cameras, "api", None)
-        }
+        };
+        sync_gpio(&experiments, gpio.as_deref());
+        result
     })
     .await;
-    sync_gpio(state);
     match result {
         Ok(exp) => json(StatusCode::CREATED, &exp),
         Err(e) => service_error(&e),
@@ -87,26 +88,30 @@ pub async fn create(req: Request<Incoming>, state: &Arc<AppState>) -> Response<B
 }
 
 /// Tells the GPIO side whether an experiment runs (pulse-mode inputs toggle from it).
-fn sync_gpio(state: &AppState) {
-    if let Some(gpio) = &state.gpio {
-        let running = state
-            .experiments
+/// Blocks on the experiments' lock, which a start holds while it writes: call it off
+/// the executor, like everything here that reads or writes experiments.
+fn sync_gpio(experiments: &ExperimentService, gpio: Option<&crate::gpio::Gpio>) {
+    if let Some(gpio) = gpio {
+        let running = experiments
             .active()
             .is_some_and(|e| e.phase == crate::experiment::Phase::Running);
         gpio.set_experiment_running(running);
     }
 }
 
-pub fn list(state: &AppState) -> Response<Body> {
-    let mut list = state.experiments.list();
+/// GET /api/v1/experiments: reads every manifest, so off the executor.
+pub async fn list(state: &Arc<AppState>) -> Response<Body> {
+    let experiments = Arc::clone(&state.experiments);
+    let mut list = smol::unblock(move || experiments.list()).await;
     for item in &mut list {
         super::replication::decorate(state, item);
     }
     json(StatusCode::OK, &list)
 }
 
-pub fn manifest(state: &AppState, id: &str) -> Response<Body> {
-    match state.experiments.manifest(id) {
+pub async fn manifest(state: &Arc<AppState>, id: &str) -> Response<Body> {
+    let (experiments, id) = (Arc::clone(&state.experiments), id.to_string());
+    match smol::unblock(move || experiments.manifest(&id)).await {
         Ok(mut m) => {
             super::replication::decorate(state, &mut m);
             json(StatusCode::OK, &m)
@@ -117,10 +122,14 @@ pub fn manifest(state: &AppState, id: &str) -> Response<Body> {
 
 /// POST /api/v1/experiments/{id}/stop: waits for the post-roll and the archive.
 pub async fn stop(state: &Arc<AppState>, id: &str) -> Response<Body> {
-    let experiments: Arc<ExperimentService> = Arc::clone(&state.experiments);
+    let (experiments, gpio) = (Arc::clone(&state.experiments), state.gpio.clone());
     let id = id.to_string();
-    let result = smol::unblock(move || experiments.stop(&id, "api", None)).await;
-    sync_gpio(state);
+    let result = smol::unblock(move || {
+        let result = experiments.stop(&id, "api", None);
+        sync_gpio(&experiments, gpio.as_deref());
+        result
+    })
+    .await;
     match result {
         Ok(m) => json(StatusCode::OK, &m),
         Err(e) => service_error(&e),
@@ -151,7 +160,7 @@ pub async fn archive(req: Request<Incoming>, state: &Arc<AppState>, id: &str) ->
 
 /// POST /api/v1/experiments/{id}/marker: logs a marker event now, with an optional
 /// `{"label": "..."}` (≤ 64 characters).
-pub async fn marker(req: Request<Incoming>, state: &AppState, id: &str) -> Response<Body> {
+pub async fn marker(req: Request<Incoming>, state: &Arc<AppState>, id: &str) -> Response<Body> {
     let value = match body_json(req).await {
         Ok(v) => v,
         Err(r) => return *r,
@@ -163,17 +172,19 @@ pub async fn marker(req: Request<Incoming>, state: &AppState, id: &str) -> Respo
         Ok(l) => l.filter(|l| !l.trim().is_empty()),
         Err(r) => return *r,
     };
-    match state.experiments.active() {
-        Some(e) if e.experiment_id == id => {
-            match state.experiments.marker_labelled("api", None, label) {
-                Ok(()) => json(StatusCode::OK, &json!({"ok": true})),
-                Err(e) => service_error(&e),
-            }
-        }
-        _ => service_error(&crate::error::Error::new(
+    let (experiments, id) = (Arc::clone(&state.experiments), id.to_string());
+    // The manifest is written (and fsynced) before the answer.
+    let result = smol::unblock(move || match experiments.active() {
+        Some(e) if e.experiment_id == id => experiments.marker_labelled("api", None, label),
+        _ => Err(crate::error::Error::new(
             crate::error::ErrorKind::WrongState,
             format!("experiment {id} is not running"),
         )),
+    })
+    .await;
+    match result {
+        Ok(()) => json(StatusCode::OK, &json!({"ok": true})),
+        Err(e) => service_error(&e),
     }
 }
 

@@ -185,14 +185,17 @@ pub async fn run(
     let stop = async {
         let _ = shutdown.recv().await;
     };
-    // Proves to the systemd watchdog that this executor still runs.
-    let heartbeat = async {
+    // Proves to the systemd watchdog that the executor serving the connections still
+    // runs (it is smol's global executor, not this thread): a handler that blocked it
+    // would freeze every page and viewer. Dropping the task at the end stops it.
+    let beating = Arc::clone(&state);
+    let _heartbeat = smol::spawn(async move {
         loop {
-            state.web.beat();
+            beating.web.beat();
             smol::Timer::after(Duration::from_secs(1)).await;
         }
-    };
-    accept.or(reaper).or(heartbeat).or(stop).await;
+    });
+    accept.or(reaper).or(stop).await;
     state.live.shutdown();
     log::info!("web: stopped accepting connections; live streams ended");
 }

@@ -87,6 +87,15 @@ impl TestApp {
 
     /// Starts on an existing data dir (a restart).
     pub fn start_in(dir: tempfile::TempDir, config: Config) -> TestApp {
+        TestApp::start_on(dir, config, Box::new(Statvfs))
+    }
+
+    /// Starts with `space` answering for the data disk (a `SimSpace`).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        config: Config,
+        space: Box<dyn benchcam::storage::SpaceProbe>,
+    ) -> TestApp {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let device = PatternDevice::new(
             0,
@@ -100,7 +109,7 @@ impl TestApp {
         let hardware = Hardware {
             clock,
             discoverer: Box::new(FixedDiscoverer(vec![Arc::new(device)])),
-            space: Box::new(Statvfs),
+            space,
         };
         let app = App::start(config, hardware).expect("app starts");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
