@@ -321,11 +321,13 @@ pub async fn handle(
         }
         Endpoint::Sessions => json(StatusCode::OK, &state.live.sessions()),
         Endpoint::StorageHistory => {
-            let clock = state.service.clock();
-            let report = state
-                .service
-                .storage
-                .history_report(clock.wall_us(), clock.monotonic_us());
+            let clock = Arc::clone(state.service.clock());
+            let storage = Arc::clone(&state.service.storage);
+            // statvfs of the data disk: off the executor.
+            let report = smol::unblock(move || {
+                storage.history_report(clock.wall_us(), clock.monotonic_us())
+            })
+            .await;
             json(StatusCode::OK, &report)
         }
         Endpoint::SettingsGet => json(StatusCode::OK, &settings::current(&state.service.config())),
