@@ -164,22 +164,7 @@ fn every_route_answers_a_real_request_with_a_documented_status() {
     // A clip and an archived experiment to ask for.
     let post = |path: &str, body: &str| request(app.addr, "POST", path, &[], body.as_bytes());
     assert_eq!(post("/api/v1/cameras/cam0/recording/start", "").status, 200);
-    wait_for(patience(Duration::from_secs(20)), "a complete clip", || {
-        app.get("/api/v1/clips")
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["complete"] == true)
-    });
-    let clip = app
-        .get("/api/v1/clips")
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["complete"] == true)
-        .unwrap()["filename"]
+    let clip = app.complete_clip(patience(Duration::from_secs(20)))["filename"]
         .as_str()
         .unwrap()
         .to_string();

@@ -54,23 +54,7 @@ fn a_hung_disk_freezes_no_page_download_or_viewer() {
         post(t.addr, "/api/v1/cameras/cam0/recording/start", "").status,
         200
     );
-    wait_for(patience(Duration::from_secs(15)), "a complete clip", || {
-        t.get("/api/v1/clips")
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["complete"] == true)
-    });
-    let clip = t
-        .get("/api/v1/clips")
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["complete"] == true)
-        .cloned()
-        .unwrap();
+    let clip = t.complete_clip(patience(Duration::from_secs(15)));
     let clip_path = format!("/api/v1/clips/cam0/{}", clip["filename"].as_str().unwrap());
     let mut ws = ws_connect(t.addr, "cam0");
     ws_send(&mut ws, json!({"type": "subscribe"}));

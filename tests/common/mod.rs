@@ -169,6 +169,21 @@ impl TestApp {
         self.get("/api/v1/health").json()
     }
 
+    /// Waits (up to `limit`) for a complete clip in the index and returns its JSON.
+    pub fn complete_clip(&self, limit: Duration) -> Value {
+        let find = || {
+            self.get("/api/v1/clips")
+                .json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["complete"] == true)
+                .cloned()
+        };
+        wait_for(limit, "a complete clip", || find().is_some());
+        find().expect("a complete clip")
+    }
+
     pub fn sessions(&self) -> Vec<Value> {
         self.get("/api/v1/streaming/sessions")
             .json()
