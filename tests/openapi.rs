@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use benchcam::web::api::{route, Routed, ROUTES};
 use benchcam::web::openapi::DOCUMENT;
-use common::{patience, read_head, request, wait_for, TestApp};
+use common::{patience, read_head, request, TestApp};
 use serde_json::Value;
 
 const METHODS: [&str; 8] = [
