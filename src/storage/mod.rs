@@ -223,10 +223,10 @@ pub struct Storage {
     /// Held by `refresh` for the whole check, which probes the disk (and reloads the
     /// index when the drive is back): seconds on a dying card.
     volume: Mutex<VolumeState>,
-    /// A copy of `volume.presence` as the last check left it, for readers (health,
-    /// the page) that must not wait for a check in progress.
+    /// What the last check found; written only under `volume`, read without it (health
+    /// and the page must not wait for a check in progress).
     seen: Mutex<Presence>,
-    /// Mirrors `volume.presence.is_present()` for the hot paths.
+    /// Mirrors `seen.is_present()` for the hot paths.
     present: AtomicBool,
     /// Times the data filesystem came back after it was removed.
     pub reattached: AtomicU64,
@@ -245,7 +245,6 @@ struct WriteFault {
 }
 
 struct VolumeState {
-    presence: Presence,
     /// The filesystem the data directory was on when last present.
     dev: Option<u64>,
 }
@@ -286,10 +285,7 @@ impl Storage {
             deleted_clips: AtomicU64::new(0),
             device,
             seen: Mutex::new(Presence::Removed("not checked yet".into())),
-            volume: Mutex::new(VolumeState {
-                presence: Presence::Removed("not checked yet".into()),
-                dev: None,
-            }),
+            volume: Mutex::new(VolumeState { dev: None }),
             present: AtomicBool::new(false),
             reattached: AtomicU64::new(0),
             write_error: Mutex::new(None),
@@ -300,7 +296,6 @@ impl Storage {
             Presence::Present { dev } => {
                 storage.attach()?;
                 let mut v = storage.volume.lock().expect("volume poisoned");
-                v.presence = Presence::Present { dev };
                 v.dev = Some(dev);
                 storage.present.store(true, Ordering::Relaxed);
                 *storage.seen.lock().expect("volume poisoned") = Presence::Present { dev };
@@ -310,8 +305,7 @@ impl Storage {
                     "storage: {}; recording waits until it is there",
                     absent.error().expect("absent")
                 );
-                *storage.seen.lock().expect("volume poisoned") = absent.clone();
-                storage.volume.lock().expect("volume poisoned").presence = absent;
+                *storage.seen.lock().expect("volume poisoned") = absent;
             }
         }
         Ok(storage)
@@ -347,7 +341,8 @@ impl Storage {
         if now.is_present() {
             now = self.recheck_writes(now);
         }
-        match (&v.presence, &now) {
+        let before = self.presence();
+        match (&before, &now) {
             (Presence::Present { .. }, Presence::Present { .. }) => {}
             (Presence::Present { .. }, absent) => {
                 self.index.detach();
@@ -374,7 +369,6 @@ impl Storage {
             _ => {}
         }
         self.present.store(now.is_present(), Ordering::Relaxed);
-        v.presence = now.clone();
         *self.seen.lock().expect("volume poisoned") = now.clone();
         now
     }
