@@ -274,3 +274,70 @@ fn retention_never_deletes_a_clip_a_running_experiment_needs() {
     assert!(first <= started - 1_000_000, "the pre-roll clip was kept");
     app.shutdown();
 }
+
+/// The clip index can lag the recorder: a clip the recorder has opened is indexed only once
+/// its writer has created the file. An experiment stopped in that moment (the last clip
+/// rolled over, the next one not yet indexed) must still wait for that clip and archive
+/// its frames up to the stop. The journal is held to keep the writer in that moment.
+#[test]
+fn the_archive_waits_for_a_clip_the_index_does_not_show_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(
+        dir.path(),
+        "",
+        "[auto_recording]\npre_roll = \"0s\"\npost_roll = \"0s\"\n",
+    );
+    let index = &app.service.storage.index;
+    let complete = || {
+        index
+            .list(Some("cam0"))
+            .iter()
+            .filter(|c| c.complete)
+            .count()
+    };
+    app.experiments
+        .start("writer-lag", "", None, "api", None)
+        .unwrap();
+    // Catch a rollover before the writer indexes the next clip (it creates and fsyncs two
+    // files first); a try that comes too late waits for the next rollover.
+    let mut held = None;
+    for _ in 0..4 {
+        let closed = complete();
+        let t = std::time::Instant::now();
+        while complete() == closed {
+            assert!(t.elapsed() < Duration::from_secs(10), "no clip closes");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let journal = index.hold_journal();
+        if index.open_clips("cam0").is_empty() {
+            held = Some(journal);
+            break;
+        }
+    }
+    let journal = held.expect("the writer indexed the next clip before the test could hold it");
+    let (manifest, stop_mono) = std::thread::scope(|s| {
+        let stopping = s.spawn(|| {
+            let stop_mono = SystemClock.monotonic_us();
+            (app.experiments.stop("writer-lag", "api", None), stop_mono)
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(journal);
+        let (manifest, stop_mono) = stopping.join().unwrap();
+        (manifest.unwrap(), stop_mono)
+    });
+    let folder = dir.path().join("data/experiments/writer-lag");
+    let csv = std::fs::read_to_string(folder.join("frames.csv")).unwrap();
+    let last_mono = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        last_mono + 50_000 >= stop_mono,
+        "the archive ends {} ms before the stop: {}",
+        (stop_mono - last_mono) / 1000,
+        manifest["clips"]
+    );
+    app.shutdown();
+}

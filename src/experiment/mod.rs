@@ -511,10 +511,18 @@ impl ExperimentService {
     /// (monotonic) and waits (≤ 10 s) until the clips holding the frames up to then are
     /// complete on disk. Cutting by the frames' capture time, not by when the recorder gets
     /// the request, keeps the next clip (all after the window) out of the window's clips
-    /// even when the recorder runs behind.
+    /// even when the recorder runs behind. Every recording camera gets the request: what
+    /// the index shows may be behind the recorder (a clip it has opened that its writer has
+    /// not indexed yet), so the wait is for the recorder to pass the boundary and then for
+    /// its writer to finish everything handed to it until then.
     fn cut_and_wait(&self, cameras: &[String], after_us: u64) {
+        struct Cut {
+            camera: String,
+            stats: Arc<crate::record::recorder::RecorderStats>,
+            /// The writer's queue length once the recorder had passed the boundary.
+            queued: Option<u64>,
+        }
         let boot = crate::clock::boot_id();
-        // Only a clip of this boot still open across the boundary needs a cut.
         let open_across = |cam: &str| {
             self.storage
                 .index
@@ -522,16 +530,32 @@ impl ExperimentService {
                 .into_iter()
                 .any(|c| c.boot_id == boot && c.first_mono_us <= after_us)
         };
-        let requests: Vec<_> = cameras
+        let mut cuts: Vec<Cut> = cameras
             .iter()
-            .filter(|id| open_across(id))
-            .filter_map(|id| Some((id.clone(), self.cameras.cut_clip(id, after_us).ok()??)))
+            .filter_map(|id| {
+                let stats = self.cameras.cut_clip(id, after_us).ok()??;
+                Some(Cut {
+                    camera: id.clone(),
+                    stats,
+                    queued: None,
+                })
+            })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let pending = requests.iter().any(|(cam, stats)| {
-                stats.cut_after_us.load(Ordering::Acquire) != 0 || open_across(cam)
-            });
+            let mut pending = false;
+            for cut in &mut cuts {
+                if cut.queued.is_none() && cut.stats.cut_after_us.load(Ordering::Acquire) == 0 {
+                    cut.queued = Some(cut.stats.writer_queued.load(Ordering::Acquire));
+                }
+                pending |= match cut.queued {
+                    None => true,
+                    Some(queued) => {
+                        cut.stats.writer_written.load(Ordering::Acquire) < queued
+                            || open_across(&cut.camera)
+                    }
+                };
+            }
             if !pending {
                 return;
             }

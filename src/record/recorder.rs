@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,12 @@ pub struct RecorderStats {
     /// time (µs), so an experiment's window ends inside complete clips and the next clip
     /// starts after it. The recorder sets it back to 0 once done.
     pub cut_after_us: AtomicU64,
+    /// Messages (clip opened, fragment, clip closed) the recorder has handed to its
+    /// writer thread, and how many of them the writer has finished (on disk, indexed).
+    /// Once `written` reaches a value `queued` had, everything handed over before then
+    /// is in the index: how an experiment knows its last clip is there.
+    pub writer_queued: AtomicU64,
+    pub writer_written: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub current_clip: Mutex<Option<String>>,
 }
@@ -100,6 +106,7 @@ impl Recorder {
                     // frame now, so it is complete and playable through the gap.
                     if subscriber.take_interruption() {
                         state.close_clip(None);
+                        state.no_clip_to_cut();
                     }
                 }
                 state.finish();
@@ -286,6 +293,7 @@ impl RecorderState {
             self.pause_for_storage(frame);
         }
         if self.stats.paused_storage_full.load(Ordering::Relaxed) {
+            self.no_clip_to_cut();
             if frame.timestamp_us.saturating_sub(self.last_room_check_us) < 1_000_000 {
                 self.stats
                     .frames_skipped_storage_full
@@ -354,6 +362,15 @@ impl RecorderState {
         (cut != 0 && frame.timestamp_us > cut).then_some(cut)
     }
 
+    /// No clip is open (paused for storage, the camera gone) and every frame so far is
+    /// handled: a pending cut has nothing to close.
+    fn no_clip_to_cut(&self) {
+        let cut = self.stats.cut_after_us.load(Ordering::Acquire);
+        if cut != 0 && self.clip.is_none() {
+            self.cut_done(cut);
+        }
+    }
+
     /// Marks the experiment's cut as made; a newer request (a later boundary) stays.
     fn cut_done(&self, cut: u64) {
         let _ =
@@ -363,7 +380,14 @@ impl RecorderState {
     }
 
     fn record(&mut self, frame: &Unit) -> Result<()> {
-        let cut = self.cut_due(frame);
+        let mut cut = self.cut_due(frame);
+        if let (Some(c), Some(clip)) = (cut, &self.clip) {
+            if clip.start_us > c {
+                // The open clip began after the boundary: it is outside the window already.
+                self.cut_done(c);
+                cut = None;
+            }
+        }
         if let Some(clip) = &self.clip {
             if !Arc::ptr_eq(&clip.params, &frame.params) {
                 // Another stream (new size, encoder restarted): another clip.
@@ -594,7 +618,9 @@ impl RecorderState {
     fn send(&self, msg: WriterMsg) -> Result<()> {
         self.to_writer
             .send(msg)
-            .map_err(|_| Error::new(ErrorKind::Io, "clip writer thread ended"))
+            .map_err(|_| Error::new(ErrorKind::Io, "clip writer thread ended"))?;
+        self.stats.writer_queued.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 
     fn finish(mut self) {
@@ -683,25 +709,31 @@ fn write_clips(
                     record.complete = true;
                     if record.frame_count == 0 {
                         let _ = storage.index.delete(&record.camera, &record.file);
-                        continue;
+                    } else {
+                        close_clip_record(&storage, &stats, &path, record);
                     }
-                    if let Err(e) = storage.index.upsert(record.clone()) {
-                        log::error!("recorder: cannot index {}: {e}", path.display());
-                    }
-                    stats.clips_closed.fetch_add(1, Ordering::Relaxed);
-                    log::info!(
-                        "recorder {}: clip {} closed: {} frames, {:.1} s, {} bytes",
-                        record.camera,
-                        record.file,
-                        record.frame_count,
-                        record.duration_us as f64 / 1e6,
-                        record.size
-                    );
-                    storage.enforce_retention(&record.camera);
                 }
             }
         }
+        stats.writer_written.fetch_add(1, Ordering::Release);
     }
+}
+
+/// A clip's last fragment is on disk: it is complete in the index, and retention runs.
+fn close_clip_record(storage: &Storage, stats: &RecorderStats, path: &Path, record: ClipRecord) {
+    if let Err(e) = storage.index.upsert(record.clone()) {
+        log::error!("recorder: cannot index {}: {e}", path.display());
+    }
+    stats.clips_closed.fetch_add(1, Ordering::Relaxed);
+    log::info!(
+        "recorder {}: clip {} closed: {} frames, {:.1} s, {} bytes",
+        record.camera,
+        record.file,
+        record.frame_count,
+        record.duration_us as f64 / 1e6,
+        record.size
+    );
+    storage.enforce_retention(&record.camera);
 }
 
 /// A clip could not be written: keep what is on disk and valid, tell the recorder.

@@ -140,7 +140,7 @@ junit="$(ls -t "$out"/junit-*.xml 2>/dev/null | head -1)"
 ndjson="$(ls -t "$out"/ndjson-*.ndjson 2>/dev/null | head -1)"
 if [ -n "$junit" ] && [ -n "$ndjson" ]; then
     python3 - "$junit" "$ndjson" <<'PY'
-import collections, json, sys, xml.etree.ElementTree as ET
+import base64, collections, json, sys, xml.etree.ElementTree as ET
 ops = {"passed": 0, "failed": 0, "skipped": 0}
 for c in ET.parse(sys.argv[1]).getroot().iter("testcase"):
     if c.get("name") == "Stateful tests":
@@ -149,14 +149,31 @@ for c in ET.parse(sys.argv[1]).getroot().iter("testcase"):
     ops["failed" if bad else "skipped" if c.find("skipped") is not None else "passed"] += 1
 checks = collections.defaultdict(collections.Counter)
 cases = set()
+failures = []
+def text(body, limit=300):
+    """A request or response body from the report, decoded, on one line."""
+    if isinstance(body, dict) and "$base64" in body:
+        body = base64.b64decode(body["$base64"]).decode("utf-8", "replace")
+    return json.dumps(body if body is not None else "")[:limit]
 for line in open(sys.argv[2]):
     event = json.loads(line).get("ScenarioFinished")
     if not event:
         continue
-    for case_id, results in (event.get("recorder", {}).get("checks") or {}).items():
+    recorder = event.get("recorder", {})
+    for case_id, results in (recorder.get("checks") or {}).items():
         cases.add(case_id)
         for r in results:
             checks[r["name"]][r["status"]] += 1
+            if r["status"] == "failure":
+                failures.append((recorder.get("label"), r, (recorder.get("interactions") or {}).get(case_id)))
+# Each failed check with the request that made it and the answer, so a CI log says what to fix.
+for label, r, interaction in failures[:8]:
+    info = {k: v for k, v in r.items() if k not in ("name", "status")}
+    print(f"schemathesis FAILED check {r['name']} on {label}: {json.dumps(info)[:600]}")
+    if interaction:
+        req, resp = interaction.get("request", {}), interaction.get("response") or {}
+        print(f"schemathesis FAILED   request: {req.get('method')} {req.get('uri')} body {text(req.get('body'))}")
+        print(f"schemathesis FAILED   answer: {resp.get('status_code')} {text(resp.get('content'))}")
 print(f"schemathesis: checks over the {len(cases)} test cases in the report (passed/failed):")
 for name in sorted(checks):
     c = checks[name]
