@@ -2,13 +2,13 @@
 //! and a span of a camera's recording as one MP4 (`record::span`).
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, StreamExt};
+use futures_lite::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, RANGE};
@@ -22,7 +22,6 @@ use super::http::{
 use super::{AppState, ConnInfo};
 use crate::clock::{compact_utc_ms, parse_time, rfc3339_ms};
 use crate::config::is_camera_id;
-use crate::error::Error;
 use crate::record::span;
 
 /// Size of one read from a clip file; also the most a download buffers per chunk.
@@ -104,7 +103,7 @@ async fn serve_file(
         Ok((file, meta.len()))
     })
     .await;
-    let (mut file, len) = match opened {
+    let (file, len) = match opened {
         Ok(f) => f,
         Err(e) => {
             log::warn!("web: {shown} is listed but cannot be opened: {e}");
@@ -157,47 +156,46 @@ async fn serve_file(
     if head || count == 0 {
         return builder.body(empty()).expect("static headers are valid");
     }
-    if start > 0 {
-        file = match smol::unblock(move || file.seek(SeekFrom::Start(start)).map(|_| file)).await {
-            Ok(f) => f,
-            Err(e) => return service_error(&Error::io(e, "seeking in the clip")),
-        };
-    }
     conn.stall.set(DOWNLOAD_STALL_LIMIT);
     builder
-        .body(file_body(file, count, Arc::clone(state)))
+        .body(file_body(file, start, count, Arc::clone(state)))
         .expect("static headers are valid")
 }
 
-/// Streams `count` bytes of `file` from its current position, read in chunks on a
-/// blocking thread: a clip of gigabytes never sits in memory.
-fn file_body(file: File, count: u64, state: Arc<AppState>) -> Body {
-    let reader = smol::Unblock::with_capacity(CLIP_CHUNK, file);
-    let chunks = futures_lite::stream::unfold((reader, count), move |(mut reader, remaining)| {
+/// Streams `count` bytes of `file` from `start`, each chunk read (pread) by one short
+/// task on the blocking pool when the connection wants it: a clip of gigabytes never sits
+/// in memory, and a slow client holds no thread, only the file.
+fn file_body(file: File, start: u64, count: u64, state: Arc<AppState>) -> Body {
+    let file = Arc::new(file);
+    let chunks = futures_lite::stream::unfold((start, count), move |(offset, remaining)| {
+        let file = Arc::clone(&file);
         let state = Arc::clone(&state);
         async move {
             if remaining == 0 {
                 return None;
             }
             let want = remaining.min(CLIP_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            match reader.read(&mut buf).await {
-                Ok(0) => {
+            let read = smol::unblock(move || {
+                let mut buf = vec![0u8; want];
+                let n = file.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await;
+            match read {
+                Ok(buf) if buf.is_empty() => {
                     let e: BoxError = "clip ended early (truncated while being sent)".into();
-                    Some((Err(e), (reader, 0)))
+                    Some((Err(e), (offset, 0)))
                 }
-                Ok(n) => {
-                    buf.truncate(n);
-                    state
-                        .web
-                        .clip_bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                Ok(buf) => {
+                    let n = buf.len() as u64;
+                    state.web.clip_bytes_sent.fetch_add(n, Ordering::Relaxed);
                     Some((
                         Ok(Frame::data(Bytes::from(buf))),
-                        (reader, remaining - n as u64),
+                        (offset + n, remaining - n),
                     ))
                 }
-                Err(e) => Some((Err(BoxError::from(e)), (reader, 0))),
+                Err(e) => Some((Err(BoxError::from(e)), (offset, 0))),
             }
         }
     });
