@@ -4,7 +4,8 @@
 //! WebSocket viewers get `no_frame` `camera_error`, MJPEG viewers get the "no signal"
 //! picture about once a second, and the open clip is closed and plays; after the replug
 //! it captures again under the same id, records into a new clip, and the running
-//! experiment has the gap as `camera_lost` / `camera_restored` events.
+//! experiment has the gap as `camera_lost` / `camera_restored` events. An experiment
+//! stopped while the camera is gone is archived at once.
 
 mod common;
 mod support;
@@ -176,4 +177,43 @@ fn unplug_and_replug_while_recording_an_experiment() {
         .get_mut()
         .set_read_timeout(Some(Duration::from_millis(10)));
     let _ = mjpeg.read_to_end(&mut body);
+}
+
+/// An experiment stopped while its camera is unplugged is archived at once with what was
+/// recorded: the clip cut the stop asks for has nothing to wait for while no frames come.
+#[test]
+fn an_experiment_stopped_while_its_camera_is_unplugged_archives_at_once() {
+    let t = TestApp::start_with(|c| {
+        c.auto_recording.post_roll = benchcam::config::HumanDuration(Duration::ZERO);
+    });
+    let r = post(
+        t.addr,
+        "/api/v1/experiments",
+        r#"{"experiment_id": "gone", "method": "stopped while unplugged"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for(patience(Duration::from_secs(10)), "recording", || {
+        t.health()["cameras"][0]["frames_recorded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 20
+    });
+    t.faults.unplugged.store(true, Ordering::Relaxed);
+    wait_for(patience(Duration::from_secs(3)), "the camera lost", || {
+        t.health()["cameras"][0]["state"] == "lost"
+    });
+    let asked = Instant::now();
+    let r = post(t.addr, "/api/v1/experiments/gone/stop", "{}");
+    let took = asked.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The recorder gives up on a cut only after 10 s without it.
+    assert!(
+        took < patience(Duration::from_secs(3)),
+        "the stop took {took:?}"
+    );
+    let manifest = r.json();
+    assert!(
+        manifest["clips"][0]["frame_count"].as_u64().unwrap() > 20,
+        "{manifest}"
+    );
 }

@@ -96,10 +96,16 @@ impl Recorder {
             .name(name)
             .spawn(move || {
                 let mut state = RecorderState::new(settings, storage, thread_stats, stage);
+                let mut interrupted = false;
                 loop {
                     match subscriber.recv_timeout(Duration::from_millis(250)) {
-                        Some(unit) => state.on_frame(&unit),
+                        Some(unit) => {
+                            interrupted = false;
+                            state.on_frame(&unit);
+                        }
                         None if subscriber.is_closed() => break,
+                        // Frames after the gap come after any cut asked for during it.
+                        None if interrupted => state.no_clip_to_cut(),
                         None => {}
                     }
                     // The camera was lost or stopped sending: end the clip at its last
@@ -107,6 +113,7 @@ impl Recorder {
                     if subscriber.take_interruption() {
                         state.close_clip(None);
                         state.no_clip_to_cut();
+                        interrupted = true;
                     }
                 }
                 state.finish();
