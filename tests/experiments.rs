@@ -288,33 +288,35 @@ fn the_archive_waits_for_a_clip_the_index_does_not_show_yet() {
         "[auto_recording]\npre_roll = \"0s\"\npost_roll = \"0s\"\n",
     );
     let index = &app.service.storage.index;
-    let complete = || {
-        index
-            .list(Some("cam0"))
-            .iter()
-            .filter(|c| c.complete)
-            .count()
-    };
     app.experiments
         .start("writer-lag", "", None, "api", None)
         .unwrap();
+    let t = std::time::Instant::now();
+    while !index.list(Some("cam0")).iter().any(|c| c.complete) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no clip completes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Catch a rollover before the writer indexes the next clip (it creates and fsyncs two
-    // files first); a try that comes too late waits for the next rollover.
+    // files first): no clip open in the index. A try that comes too late waits for the
+    // next rollover.
     let mut held = None;
-    for _ in 0..4 {
-        let closed = complete();
+    for _ in 0..6 {
         let t = std::time::Instant::now();
-        while complete() == closed {
+        while !index.open_clips("cam0").is_empty() {
             assert!(t.elapsed() < Duration::from_secs(10), "no clip closes");
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_micros(100));
         }
         let journal = index.hold_journal();
         if index.open_clips("cam0").is_empty() {
             held = Some(journal);
             break;
         }
+        drop(journal);
+        std::thread::sleep(Duration::from_millis(200));
     }
     let journal = held.expect("the writer indexed the next clip before the test could hold it");
+    // The recorder goes on filling the clip its writer cannot index yet.
+    std::thread::sleep(Duration::from_millis(300));
     let (manifest, stop_mono) = std::thread::scope(|s| {
         let stopping = s.spawn(|| {
             let stop_mono = SystemClock.monotonic_us();
