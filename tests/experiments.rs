@@ -94,14 +94,7 @@ fn archive_covers_the_window_and_checksums_match() {
     let first = walls.iter().map(|w| w.0).min().unwrap();
     let last = walls.iter().map(|w| w.0).max().unwrap();
     // Capture times on the monotonic clock, by frame number.
-    let mut monos: Vec<(u64, i64)> = csv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[1].parse().unwrap(), f[2].parse().unwrap())
-        })
-        .collect();
+    let mut monos = support::experiment_frames(&folder);
     monos.sort();
     // The pattern's stamps jitter like a driver's: the window is covered to within the
     // longest interval between two frames, not a nominal one.
@@ -328,11 +321,9 @@ fn the_archive_waits_for_a_clip_the_index_does_not_show_yet() {
         (manifest.unwrap(), stop_mono)
     });
     let folder = dir.path().join("data/experiments/writer-lag");
-    let csv = std::fs::read_to_string(folder.join("frames.csv")).unwrap();
-    let last_mono = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+    let last_mono = support::experiment_frames(&folder)
+        .iter()
+        .map(|f| f.1 as u64)
         .max()
         .unwrap();
     assert!(

@@ -2,6 +2,7 @@
 //! debounce, pulse mode, error statuses, and a crash during archiving.
 
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -160,15 +161,7 @@ fn armed_experiment_runs_from_trigger_edge_to_edge_and_archives() {
         eprintln!("marker -> nearest frame offset {offset} µs");
         // It is the archived frame captured closest to the edge (the pattern's stamps
         // jitter by up to 10 ms like a driver's, so the gap around the edge sets the bound).
-        let frames: Vec<(u64, i64)> = std::fs::read_to_string(folder.join("frames.csv"))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                (f[1].parse().unwrap(), f[2].parse().unwrap())
-            })
-            .collect();
+        let frames = support::experiment_frames(&folder);
         let (closest, closest_mono) = *frames
             .iter()
             .min_by_key(|(_, mono)| (mono - at as i64).abs())

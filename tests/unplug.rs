@@ -30,6 +30,19 @@ fn led(t: &TestApp, name: &str) -> bool {
         .unwrap()
 }
 
+/// Starts experiment `id` over the API and waits until its camera has recorded some frames.
+fn start_experiment(t: &TestApp, id: &str, method: &str) {
+    let body = json!({"experiment_id": id, "method": method}).to_string();
+    let r = post(t.addr, "/api/v1/experiments", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for(patience(Duration::from_secs(10)), "recording", || {
+        t.health()["cameras"][0]["frames_recorded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 20
+    });
+}
+
 /// Reads multipart parts from a raw (chunked) MJPEG response until `until`; returns
 /// (real frames, "no signal" placeholders) seen, and the time of the first placeholder.
 fn count_parts(reader: &mut impl BufRead, until: Instant) -> (u32, u32, Option<Instant>) {
@@ -59,18 +72,7 @@ fn unplug_and_replug_while_recording_an_experiment() {
         c.gpio.backend = BackendChoice::Sim;
         c.recording.clip_length = benchcam::config::HumanDuration(Duration::from_secs(30));
     });
-    let r = post(
-        t.addr,
-        "/api/v1/experiments",
-        r#"{"experiment_id": "unplug1", "method": "unplug test"}"#,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    wait_for(patience(Duration::from_secs(10)), "recording", || {
-        t.health()["cameras"][0]["frames_recorded"]
-            .as_u64()
-            .unwrap_or(0)
-            > 20
-    });
+    start_experiment(&t, "unplug1", "unplug test");
     let clip_before = t.health()["cameras"][0]["current_clip"]
         .as_str()
         .unwrap()
@@ -186,18 +188,7 @@ fn an_experiment_stopped_while_its_camera_is_unplugged_archives_at_once() {
     let t = TestApp::start_with(|c| {
         c.auto_recording.post_roll = benchcam::config::HumanDuration(Duration::ZERO);
     });
-    let r = post(
-        t.addr,
-        "/api/v1/experiments",
-        r#"{"experiment_id": "gone", "method": "stopped while unplugged"}"#,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    wait_for(patience(Duration::from_secs(10)), "recording", || {
-        t.health()["cameras"][0]["frames_recorded"]
-            .as_u64()
-            .unwrap_or(0)
-            > 20
-    });
+    start_experiment(&t, "gone", "stopped while unplugged");
     t.faults.unplugged.store(true, Ordering::Relaxed);
     wait_for(patience(Duration::from_secs(3)), "the camera lost", || {
         t.health()["cameras"][0]["state"] == "lost"

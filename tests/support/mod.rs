@@ -173,3 +173,16 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub fn sigterm(child: &mut Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
+
+/// An archived experiment's `frames.csv`: (frame_number, capture_monotonic_us) per row.
+pub fn experiment_frames(folder: &Path) -> Vec<(u64, i64)> {
+    std::fs::read_to_string(folder.join("frames.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect()
+}
