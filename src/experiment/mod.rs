@@ -11,6 +11,7 @@
 mod archive;
 mod manifest;
 mod model;
+mod summary;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,6 +53,8 @@ pub struct ExperimentService {
     /// Serialises archive runs so two never write one folder.
     archive_lock: Mutex<()>,
     replica: std::sync::OnceLock<Arc<dyn Replica>>,
+    /// The manifests' counts the list shows, kept between listings.
+    summaries: summary::Summaries,
 }
 
 fn now(clock: &dyn Clock) -> Stamp {
@@ -86,6 +89,7 @@ impl ExperimentService {
             archiving: AtomicUsize::new(0),
             archive_lock: Mutex::new(()),
             replica: std::sync::OnceLock::new(),
+            summaries: summary::Summaries::default(),
         })
     }
 
@@ -501,22 +505,17 @@ impl ExperimentService {
         out
     }
 
-    /// Experiments, newest first, with their phase and times.
+    /// Experiments, newest first, with their phase and times; the counts of an archived
+    /// one come from its manifest, parsed once and kept (`summary.rs`).
     pub fn list(&self) -> Vec<serde_json::Value> {
-        self.list_experiments()
+        let experiments = self.list_experiments();
+        let list = experiments
             .iter()
             .map(|e| {
-                // What a card shows; the counts come from the manifest once archived.
-                let manifest = std::fs::read(self.folder(&e.experiment_id).join(MANIFEST))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                let sum = |list: &str, key: &str| {
-                    manifest.as_ref().map(|m| {
-                        m[list]
-                            .as_array()
-                            .map_or(0, |a| a.iter().filter_map(|x| x[key].as_u64()).sum::<u64>())
-                    })
-                };
+                let counts = self.summaries.counts(
+                    &e.experiment_id,
+                    &self.folder(&e.experiment_id).join(MANIFEST),
+                );
                 let (until, until_boot) = match e.stopped {
                     Some(s) => (s, e.stop_mark.boot_id.as_str()),
                     None => (now(&*self.clock), crate::clock::boot_id()),
@@ -539,13 +538,16 @@ impl ExperimentService {
                     "stopped_at": e.stopped.map(|s| rfc3339_ms(s.wall_us)),
                     "duration_s": duration_s,
                     "events": e.events.len(),
-                    "complete": manifest.is_some(),
-                    "clips": manifest.as_ref().map(|m| m["clips"].as_array().map_or(0, Vec::len)),
-                    "size_bytes": sum("files", "size"),
-                    "frames": sum("clips", "frame_count"),
+                    "complete": counts.is_some(),
+                    "clips": counts.map(|c| c.clips),
+                    "size_bytes": counts.map(|c| c.size_bytes),
+                    "frames": counts.map(|c| c.frames),
                 })
             })
-            .collect()
+            .collect();
+        self.summaries
+            .keep_only(experiments.iter().map(|e| e.experiment_id.as_str()));
+        list
     }
 
     /// The manifest of an archived experiment; the live state of an active one.

@@ -99,7 +99,8 @@ fn sync_gpio(experiments: &ExperimentService, gpio: Option<&crate::gpio::Gpio>) 
     }
 }
 
-/// GET /api/v1/experiments: reads every manifest, so off the executor.
+/// GET /api/v1/experiments: reads every experiment's state file (and a manifest it has not
+/// seen before), so off the executor.
 pub async fn list(state: &Arc<AppState>) -> Response<Body> {
     let experiments = Arc::clone(&state.experiments);
     let mut list = smol::unblock(move || experiments.list()).await;
