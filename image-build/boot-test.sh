@@ -2,6 +2,7 @@
 # Boots the built image under emulation and checks the appliance end to end:
 #
 #   bash image-build/boot-test.sh [--image PATH] [--timeout MINUTES] [--port N] [--smp N] [--keep]
+#                                 [--no-install]
 #
 #   --image PATH     the image to test (default target/image/benchcam.img; build it first with
 #                    image-build/build.sh --no-xz). It is copied; the original stays untouched.
@@ -9,6 +10,7 @@
 #   --port N         host port forwarded to the box's port 80 (default 18080)
 #   --smp N          emulated CPUs (default 2)
 #   --keep           keep the work directory (serial logs, the booted image copy)
+#   --no-install     do not apt-get install missing tools (qemu-system-arm, ...): name them and fail
 #
 # What it does, on a copy of the image grown by 512 MiB (a card bigger than the image):
 # 1. writes a settings file with a bad Wi-Fi passphrase and an unknown key next to good values
@@ -43,7 +45,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 image="$repo/target/image/benchcam.img" timeout_min=12 port="${BENCHCAM_BOOT_TEST_PORT:-18080}"
-smp=2 keep=0
+smp=2 keep=0 install=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --image) image="$2"; shift ;;
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
         --port) port="$2"; shift ;;
         --smp) smp="$2"; shift ;;
         --keep) keep=1 ;;
+        --no-install) install=0 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "boot-test.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -68,7 +71,7 @@ command -v sfdisk >/dev/null || missing+=(fdisk)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
-    [ "$(id -u)" -eq 0 ] || die "missing: ${missing[*]}"
+    [ "$install" = 1 ] && [ "$(id -u)" -eq 0 ] || die "missing: ${missing[*]}"
     echo "installing: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends "${missing[@]}" || die "could not install ${missing[*]}"

@@ -16,7 +16,7 @@
 #   --no-install   do not apt-get install missing host tools; fail and name them
 #   --base-only    stop after the base rootfs tarball (to warm the cache)
 #   --check-cache  build nothing: exit 0 when the base rootfs for the current packages.txt is
-#                  cached (an image build then takes ~15 s), 1 when it is not (12–50 min)
+#                  cached (an image build then takes ~20 s), 1 when it is not (~20 min)
 #
 # Must run as root (mmdebstrap's chroot mode, file ownership in the filesystems). Nothing is
 # mounted: the host kernel here has no loop partition scanning, no VFAT and no device-mapper,
@@ -81,6 +81,12 @@ base_opts=(
     --aptopt='Acquire::Languages "none"'
     # dpkg without fsync (the tarball is written once at the end): saves minutes under qemu-user
     --hook-directory=/usr/share/mmdebstrap/hooks/eatmydata
+    # One initramfs, made at the end: the kernel's postinst and the triggers of the packages
+    # after it (udev, kmod, firmware-*) would each make one under qemu-user (~6 min apiece).
+    # update-initramfs is diverted to a no-op while the packages go in, then put back and run
+    # once for the installed kernel (its post-update hook fills /boot/firmware as before).
+    --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.benchcam --add /usr/sbin/update-initramfs && printf "#!/bin/sh\nexit 0\n" >"$1/usr/sbin/update-initramfs" && chmod 0755 "$1/usr/sbin/update-initramfs"'
+    --customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs && for v in $(ls "$1/lib/modules"); do chroot "$1" update-initramfs -c -k "$v" || exit 1; done'
 )
 # Partition sizes, MiB.
 boot_mib=256 data_mib=256 first_sector=8192
@@ -144,31 +150,18 @@ grep -q '^flags:.*F' "$binfmt/qemu-aarch64" ||
         "re-register it with update-binfmts (qemu-user-static's registration has it)"
 stage_done "host tools"
 
-# ---- the benchcam binary ---------------------------------------------------------------------
-stage "benchcam binary"
-if [ -z "$binary" ]; then
-    cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
-    [ -d "$cargo_bin" ] && export PATH="$cargo_bin:$PATH"
-    [ -x /usr/bin/rustc ] || die "no /usr/bin/rustc: run tests/lib/install-deps.sh --cross, or pass --binary"
-    (cd "$repo" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=target/aarch64-cross \
-        nice -n 10 cargo build --release --target aarch64-unknown-linux-gnu --bin benchcam)
-    binary="$repo/target/aarch64-cross/aarch64-unknown-linux-gnu/release/benchcam"
-fi
-[ -f "$binary" ] || die "no binary at $binary"
-# e_machine (offset 18, little endian) 0xb7 = EM_AARCH64
-[ "$(od -An -tx1 -j18 -N2 "$binary" | tr -d ' \n')" = b700 ] ||
-    die "$binary is not an aarch64 ELF executable"
-echo "binary: $binary ($(stat -c %s "$binary") bytes)"
-stage_done "benchcam binary"
-
 # ---- base rootfs (cached) --------------------------------------------------------------------
 stage "base rootfs"
 mkdir -p "$cache"
+# One base build at a time per cache (CI's background warm-up and a build by hand): the second
+# waits for the first and then finds its tarball.
+exec 8>"$cache/rootfs.lock"
+flock 8
 if [ "$use_cache" = 1 ] && [ -s "$base_tar" ]; then
     echo "cached: $base_tar"
     base_state=cached
 else
-    echo "building $base_tar with mmdebstrap (${#packages[@]} packages; ~10 min on 2 cores)"
+    echo "building $base_tar with mmdebstrap (${#packages[@]} packages; ~20 min, mostly one core)"
     include="$(IFS=,; echo "${packages[*]}")"
     rm -f "$base_tar.part"
     # nice: CPU is shared with cargo builds; the work happens in qemu-user, one core at a time.
@@ -186,9 +179,27 @@ else
     ls -1t "$cache"/rootfs-*.tar 2>/dev/null | tail -n +3 | xargs -r rm -f
     base_state=built
 fi
+flock -u 8
 echo "base rootfs: $(du -h "$base_tar" | cut -f1)"
 stage_done "base rootfs ($base_state)"
 [ "$base_only" = 0 ] || { printf '%s\n' "${timing[@]}"; exit 0; }
+
+# ---- the benchcam binary ---------------------------------------------------------------------
+stage "benchcam binary"
+if [ -z "$binary" ]; then
+    cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    [ -d "$cargo_bin" ] && export PATH="$cargo_bin:$PATH"
+    [ -x /usr/bin/rustc ] || die "no /usr/bin/rustc: run tests/lib/install-deps.sh --cross, or pass --binary"
+    (cd "$repo" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR=target/aarch64-cross \
+        nice -n 10 cargo build --release --target aarch64-unknown-linux-gnu --bin benchcam)
+    binary="$repo/target/aarch64-cross/aarch64-unknown-linux-gnu/release/benchcam"
+fi
+[ -f "$binary" ] || die "no binary at $binary"
+# e_machine (offset 18, little endian) 0xb7 = EM_AARCH64
+[ "$(od -An -tx1 -j18 -N2 "$binary" | tr -d ' \n')" = b700 ] ||
+    die "$binary is not an aarch64 ELF executable"
+echo "binary: $binary ($(stat -c %s "$binary") bytes)"
+stage_done "benchcam binary"
 
 # ---- root tree: base + benchcam + appliance settings ------------------------------------------
 stage "root tree"

@@ -8,10 +8,12 @@
 #            toolchain + qemu-user-static + binfmt, chromium, tests/browser's npm packages, the
 #            VM bench's qemu-system-x86, qemu-utils and mmdebstrap, rclone for replication, and the
 #            fleet step's prometheus (promtool) and avahi-daemon
-#   garage-build, fuzz-build  (background, nice 19, from here): Garage 2.5.0 for the
-#            replication step (`cargo install` into ~/.cache/benchcam-garage, ~13 min of a core)
-#            and the cargo-fuzz targets (~7 min); they take the CPU the steps in front leave idle,
-#            and get the normal priority when their step waits for them
+#   garage-build, fuzz-build, image-base  (background, nice 19, from here): Garage 2.5.0 for
+#            the replication step (`cargo install` into ~/.cache/benchcam-garage, ~13 min of a
+#            core), the cargo-fuzz targets (~7 min) and the image's Debian trixie arm64 root
+#            filesystem (image-build/build.sh --base-only: mmdebstrap under qemu-user, cached in
+#            ~/.cache/benchcam-image, ~20 min of one core when not cached); they take the CPU the
+#            steps in front leave idle, and get the normal priority when their step waits for them
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --release --all-targets -- -D warnings
 #   build    cargo build --release --bins: the binary the vm, schemathesis, fleet, browser and
@@ -49,13 +51,18 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
+#   image    the flashable image (image-build/build.sh --no-xz, on image-base's root filesystem
+#            and the aarch64 binary the packages step built), then image-build/boot-test.sh: three
+#            boots of it under qemu-system-aarch64 (TCG) on Debian's 7.3 kernel: vivid recorded
+#            on the first, a clean power-off, a power cut, every clip decodes (~8 min: 20 s to
+#            build, 7-8 min of TCG)
 # The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
 # garage-build before replication, vm before aarch64).
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
 #   --quick       skip the background builds and the soak, fuzz, schemathesis, replication,
-#                 fleet, vm, aarch64, browser, libcamera and packages steps (and their
+#                 fleet, vm, aarch64, browser, libcamera, packages and image steps (and their
 #                 installs): for local iteration
 #   --no-install  do not install anything; steps whose tools are missing fail and say what's missing
 #
@@ -215,10 +222,16 @@ fi
 export BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchcam-fuzz/target}"
 fuzz_build() { nice -n 19 bash fuzz/run.sh --build-only "${no_install[@]}"; }
 garage_build() { nice -n 19 bash tests/replication/run.sh --build-garage "${no_install[@]}"; }
+# The image's root filesystem needs root (mmdebstrap's chroot mode) and an x86_64 host's
+# qemu-user; the image step below needs the same.
+image_ok=0
+if [ "$quick" = 0 ] && [ "$host_arch" = x86_64 ] && [ "$(id -u)" = 0 ]; then image_ok=1; fi
+image_base() { nice -n 19 bash image-build/build.sh --base-only "${no_install[@]}"; }
 if [ "$quick" = 0 ]; then
     step_bg garage-build garage_build
     step_bg fuzz-build fuzz_build
 fi
+if [ "$image_ok" = 1 ]; then step_bg image-base image_base; fi
 
 # ---- fmt, clippy, the release binary, host tests --------------------------------------------
 step fmt cargo fmt --all --check
@@ -282,9 +295,8 @@ else
     step fleet fleet_test
 fi
 
-# The image's first-boot settings script, against a scratch tree (1 s). The image build and
-# its boot under qemu-system take 15+ min uncached: `bash image-build/build.sh &&
-# bash image-build/boot-test.sh` (README, "The appliance"), not part of this run.
+# The image's first-boot settings script, against a scratch tree (1 s); the image itself is
+# built and booted by the last step.
 step appliance bash image-build/test-setup.sh
 
 # ---- fuzz targets and replication, beside the VM: their builds ran in the background -----------
@@ -401,6 +413,23 @@ elif [ "$host_arch" != x86_64 ]; then
     skip packages "host is $host_arch, not x86_64"
 else
     step packages packages_test
+fi
+
+# ---- the appliance image: built on image-base's root filesystem, booted three times -------
+image_test() {
+    # The binary is the packages step's benchcam-nolibcamera build (the same recipe and target
+    # dir as build.sh's own, so its cargo build finds nothing to do); a failed packages step
+    # leaves build.sh to build it.
+    bash image-build/build.sh --no-xz "${no_install[@]}" || return 1
+    bash image-build/boot-test.sh "${no_install[@]}"
+}
+if [ "$quick" = 1 ]; then
+    skip image "--quick"
+elif [ "$image_ok" = 0 ]; then
+    skip image "needs root on an x86_64 host (mmdebstrap, qemu-user)"
+else
+    step_join image-base
+    step image image_test
 fi
 
 # ---- summary --------------------------------------------------------------------------------
