@@ -59,10 +59,16 @@ for key, pred in (("lost", lambda h: cam0(h).get("state") == "lost"),
                   ("error_led", led_error)):
     h = first(t_unplug, pred, t_bind)
     detect[key] = round(h["t_ms"] - t_unplug) if h else None
+# 1 s; 2 s while the guest was too slow to judge timing (benchcam above BUSY_LIMIT of a vCPU
+# while recording: a TCG guest beside other heavy jobs), as the clip checks relax drops then.
+unplug_busy = vmcheck.busy(c, "unplug") or 0
+limit_ms = 1000 if unplug_busy < vmcheck.BUSY_LIMIT else 2000
 for key, what in (("lost", "cameras[0].state == 'lost'"), ("status_error", "health status == 'error'"),
                   ("problem_cam0", "a problems entry names cam0"), ("error_led", "/api/v1/gpio: error LED on")):
     ms = detect[key]
-    c.check(ms is not None and ms <= 1000, f"unplug: {what} within 1 s ({ms} ms)",
+    c.check(ms is not None and ms <= limit_ms,
+            f"unplug: {what} within {limit_ms / 1000:.0f} s ({ms} ms"
+            f"{'' if limit_ms == 1000 else f'; guest too slow: benchcam at {unplug_busy:.0%} of a vCPU'})",
             "never before the replug" if ms is None else "too late")
 gap_samples = [h for h in health if t_unplug + 1500 <= h["t_ms"] < t_bind]
 problems = sorted({p for h in gap_samples for p in h.get("problems") or []})

@@ -189,7 +189,9 @@ stop_benchcam() {
 }
 
 get() { curl -sf --max-time 5 "$API$1"; }
-post() { curl -s --max-time 10 -X POST -H 'Content-Type: application/json' -d "${2:-{\}}" "$API$1"; }
+# 90 s: an experiment's stop answers after its post-roll, the last clip's cut and the archive,
+# which took more than 10 s in a guest slowed by other jobs on the host.
+post() { curl -s --max-time 90 -X POST -H 'Content-Type: application/json' -d "${2:-{\}}" "$API$1"; }
 # save NAME PATH: GET PATH into $RESULTS/NAME (JSON or text as served).
 save() { get "$2" >"$RESULTS/$1" || log "GET $2 failed"; }
 # snapshot TAG: health, cameras, clips, gpio, metrics into $RESULTS/TAG-*.
