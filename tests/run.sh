@@ -56,7 +56,7 @@
 #            and the aarch64 binary the packages step built), then image-build/boot-test.sh: three
 #            boots of it under qemu-system-aarch64 (TCG) on Debian's 7.3 kernel: vivid recorded
 #            on the first, a clean power-off, a power cut, every clip decodes (~8 min: 20 s to
-#            build, 7-8 min of TCG); only when the image's root filesystem is cached already
+#            build, 7-8 min of TCG); opt-in for now (BENCHCAM_IMAGE_TEST=1, see below), and
 #            (or BENCHCAM_IMAGE_TEST=1): uncached it took a clean run past 90 min
 # The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
 # garage-build before replication, vm before aarch64).
