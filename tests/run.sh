@@ -56,10 +56,9 @@
 #            and the aarch64 binary the packages step built), then image-build/boot-test.sh: three
 #            boots of it under qemu-system-aarch64 (TCG) on Debian's 7.3 kernel: vivid recorded
 #            on the first, a clean power-off, a power cut, every clip decodes (~8 min: 20 s to
-#            build, 7-8 min of TCG); opt-in for now (BENCHCAM_IMAGE_TEST=1, see below), and
-#            (or BENCHCAM_IMAGE_TEST=1): uncached it took a clean run past 90 min
+#            build, 7-8 min of TCG); opt-in for now (BENCHCAM_IMAGE_TEST=1, see below)
 # The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
-# garage-build before replication, vm before aarch64).
+# garage-build before replication, vm before aarch64, image-base before image).
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
@@ -225,14 +224,13 @@ export BENCHCAM_FUZZ_TARGET_DIR="${BENCHCAM_FUZZ_TARGET_DIR:-$HOME/.cache/benchc
 fuzz_build() { nice -n 19 bash fuzz/run.sh --build-only "${no_install[@]}"; }
 garage_build() { nice -n 19 bash tests/replication/run.sh --build-garage "${no_install[@]}"; }
 # The image's root filesystem needs root (mmdebstrap's chroot mode) and an x86_64 host's
-# qemu-user; the image step below needs the same.
-# The image step runs only when that root filesystem is already cached: building it here
-# (~20 min of a core under qemu-user, 66 min at nice 19 beside a cold run) took a run with
-# nothing cached past 90 min. BENCHCAM_IMAGE_TEST=1 builds it in the background and runs the step.
+# qemu-user; the image step below needs the same. The step is opt-in for now
+# (BENCHCAM_IMAGE_TEST=1): in a CI-like run its boot test found no clips of boot 1 on BENCHDATA
+# (3 of 88 checks failed) while two runs by hand passed 96 of 96, not understood yet; and
+# building the root filesystem uncached (~20 min of a core under qemu-user, 66 min at nice 19
+# beside a cold run) took a run with nothing cached past 90 min.
 image_ok=0
 if [ "$quick" = 0 ] && [ "$host_arch" = x86_64 ] && [ "$(id -u)" = 0 ]; then image_ok=1; fi
-# Opt-in for now: in a CI-like run the boot test found no clips of boot 1 on BENCHDATA (3 of 88
-# checks failed) while two runs by hand passed 96 of 96; not understood yet.
 if [ "$image_ok" = 1 ] && [ "${BENCHCAM_IMAGE_TEST:-0}" != 1 ]; then
     image_ok=2
 fi
