@@ -68,8 +68,23 @@ impl ExperimentService {
                 })
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        // Wait while the writer makes progress (a loaded box writes slowly, and an archive
+        // cut short loses frames the user asked for), but never longer than a minute.
+        let started = Instant::now();
+        let hard_deadline = started + Duration::from_secs(60);
+        let mut deadline = started + Duration::from_secs(10);
+        let mut written_seen = u64::MAX;
+        while Instant::now() < deadline.min(hard_deadline) {
+            let written: u64 = cuts
+                .iter()
+                .map(|c| c.stats.writer_written.load(Ordering::Acquire))
+                .sum();
+            if written != written_seen {
+                if written_seen != u64::MAX {
+                    deadline = Instant::now() + Duration::from_secs(10);
+                }
+                written_seen = written;
+            }
             let mut pending = false;
             for cut in &mut cuts {
                 if cut.queued.is_none() && cut.stats.cut_after_us.load(Ordering::Acquire) == 0 {
@@ -88,7 +103,10 @@ impl ExperimentService {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        log::warn!("experiment: clips still open after 10 s; archiving what is complete");
+        log::warn!(
+            "experiment: clips still open after {:.0} s; archiving what is complete",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     /// archive_experiment_videos by hand: for a stopped experiment, redo its archive;
