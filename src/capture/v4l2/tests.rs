@@ -1,7 +1,12 @@
 use std::mem::{offset_of, size_of};
 
+use libc::c_int;
+
 use super::layout::*;
+use super::modes::*;
+use super::source::*;
 use super::*;
+use crate::capture::Mode;
 
 #[test]
 #[cfg(target_pointer_width = "64")]
