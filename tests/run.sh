@@ -147,14 +147,18 @@ step() {
         results+=(ok); passed=$((passed + 1))
         echo "== $name: ok (${dt}s)"
     else
-        results+=("FAILED (exit $rc)"); failed=$((failed + 1))
+        # The summary row names the first failed check, so that even a log cut short in the
+        # middle says what failed.
+        local first
+        first="$(grep -m 1 -E '^ *(FAILED: |FAIL: )|panicked at|^test .* FAILED$' "$log" | sed 's/^ *//' | cut -c 1-160)"
+        results+=("FAILED (exit $rc)${first:+: $first}"); failed=$((failed + 1))
         echo "== $name: FAILED with exit $rc (${dt}s)"
         # Repeated after the summary: a long run's log is often read from its end only.
         failures+="
 -- $name (exit $rc): its lines that name a failure, then its last lines --
-$(grep -E 'FAIL|panicked|error(\[|:)|ERROR' "$log" | grep -v '^test .* ok$' | tail -n 20)
+$(grep -E 'FAIL|panicked|error(\[|:)|ERROR' "$log" | grep -v '^test .* ok$' | tail -n 12)
 ...
-$(tail -n 15 "$log")
+$(tail -n 8 "$log")
 "
     fi
 }

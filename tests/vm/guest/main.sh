@@ -10,7 +10,8 @@ set -u
 B=/bench
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mark() { echo "BENCHCAM-VM: $*"; }
-now() { date +%s.%N; }
+# Seconds since boot (/proc/uptime: not moved by the clock-step scenario's wall-clock steps).
+now() { local up _; read -r up _ </proc/uptime; echo "$up"; }
 
 G="$B/results/_guest"
 mkdir -p "$G"
