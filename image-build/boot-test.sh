@@ -33,8 +33,8 @@
 #    the disk's end, the good settings applied and the bad ones reported in the journal and
 #    setup-problems.txt, the secrets redacted;
 # 4. powers off cleanly through the emulated power button (QMP system_powerdown) and checks the
-#    clips on the data partition from outside (debugfs): boot 1's, recorded from vivid, are
-#    640x480 and decode fully;
+#    clips on the data partition from outside (debugfs): it was unmounted cleanly (its journal
+#    is empty), boot 1's clips, recorded from vivid, are 640x480 and decode fully;
 # 5. boots again and checks the clips of the first boot are still there and the settings file
 #    is not applied twice; then cuts the power (kills the emulator) while it records;
 # 6. boots a third time: the root filesystem is checked, the service comes back, and every clip
@@ -281,14 +281,30 @@ poweroff() {
 # clips; with WxH, the clip's video must also have that size.
 decodes() {
     rm -f "$work/clip.mp4"
-    debugfs -R "dump /rolling/cam0/$1 $work/clip.mp4" "$disk?offset=$data_off" 2>/dev/null
+    debugfs -R "dump /rolling/cam0/$1 $work/clip.mp4" "$data_fs" 2>/dev/null
     [ -s "$work/clip.mp4" ] || return 1
     [ -z "$(ffmpeg -nostdin -v error -i "$work/clip.mp4" -fps_mode passthrough -enc_time_base -1 -f null - 2>&1)" ] || return 1
     [ -z "${2:-}" ] || [ "$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=s=x:p=0 "$work/clip.mp4")" = "$2" ]
 }
 
-data_clips() {  # the clips on the data partition, read from outside: "name size" lines
-    debugfs -R 'ls -l /rolling/cam0' "$disk?offset=$data_off" 2>/dev/null |
+# data_fs: where to read the data partition from outside. A filesystem that was not unmounted
+# cleanly has part of its metadata only in its journal, which debugfs does not replay: then a
+# copy of the partition, with its journal replayed by e2fsck (as the next mount would), so the
+# checks read what the guest wrote; the disk itself stays as the guest left it.
+data_fs() {
+    local n="$1"
+    debugfs -R stats "$disk?offset=$data_off" 2>/dev/null >"$work/data-stats-$n.txt"
+    if grep -q '^Filesystem features:.*needs_recovery' "$work/data-stats-$n.txt"; then
+        dd if="$disk" of="$work/data-$n.img" bs=4M iflag=skip_bytes skip="$data_off" conv=sparse status=none
+        e2fsck -fy "$work/data-$n.img" >"$work/data-fsck-$n.txt" 2>&1
+        echo "$work/data-$n.img"
+    else
+        echo "$disk?offset=$data_off"
+    fi
+}
+
+data_clips() {  # data_clips FS: the clips on the data partition, read from outside: "name size" lines
+    debugfs -R 'ls -l /rolling/cam0' "$1" 2>/dev/null |
         awk '$NF ~ /\.mp4$/ { print $NF, $(NF-3) }' | sort
 }
 
@@ -301,8 +317,17 @@ summary() {
     [ "$failed" -eq 0 ]
 }
 
+# clean_data N: the power button unmounted the data partition cleanly (nothing left in its journal).
+clean_data() {
+    check "after boot $1: BENCHDATA was unmounted cleanly at power-off (journal empty)" \
+        bash -c "! grep -q '^Filesystem features:.*needs_recovery' '$work/data-stats-$1.txt'"
+    grep -E '^(Filesystem state|Last mount time|Last write time):' "$work/data-stats-$1.txt" | sed 's/^/  | /'
+}
+
 if ! boot 1 vivid || ! poweroff 1; then summary; exit 1; fi
-data_clips >"$work/disk-clips-1.txt"
+data_fs="$(data_fs 1)"
+clean_data 1
+data_clips "$data_fs" >"$work/disk-clips-1.txt"
 check "after boot 1: clips on BENCHDATA, read from outside" [ -s "$work/disk-clips-1.txt" ]
 echo "  $(wc -l <"$work/disk-clips-1.txt") clip(s): $(tr '\n' ' ' <"$work/disk-clips-1.txt")"
 if command -v ffmpeg >/dev/null; then
@@ -332,7 +357,9 @@ if ! boot 3; then summary; exit 1; fi
 check "boot 3: the clip torn by the power cut was repaired at start (service log)" \
     grep -Eq '^BENCHCAM-TEST benchcam-log .*[1-9][0-9]* repaired' "$work/report-3.txt"
 if ! poweroff 3; then summary; exit 1; fi
-data_clips >"$work/disk-clips-3.txt"
+data_fs="$(data_fs 3)"
+clean_data 3
+data_clips "$data_fs" >"$work/disk-clips-3.txt"
 check "after boot 3: at least the clips of boot 2, and a new one" \
     [ "$(wc -l <"$work/disk-clips-3.txt")" -gt "$(wc -l <"$work/clips-2.txt")" ]
 if command -v ffmpeg >/dev/null; then

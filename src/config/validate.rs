@@ -1,6 +1,8 @@
 //! Every config value checked against what the service can do; a refusal names the
 //! key, the value and what is allowed.
 
+use std::ops::RangeInclusive;
+
 use super::*;
 
 /// A config refusal: which key, what it was, what is allowed.
@@ -9,6 +11,20 @@ fn invalid(key: &str, value: impl fmt::Display, allowed: &str) -> Error {
         ErrorKind::InvalidInput,
         format!("config key `{key}` = {value}: {allowed}"),
     )
+}
+
+/// `value` within `range`, or the error naming `key` and what is allowed.
+fn within<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+    allowed: &str,
+) -> Result<()> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, value, allowed))
+    }
 }
 
 impl Config {
@@ -72,13 +88,12 @@ impl Config {
         }
 
         let c = &self.camera;
-        if !(1..=8).contains(&c.max_cameras) {
-            return Err(invalid(
-                "camera.max_cameras",
-                c.max_cameras,
-                "allowed: 1 to 8",
-            ));
-        }
+        within(
+            "camera.max_cameras",
+            c.max_cameras,
+            1..=8,
+            "allowed: 1 to 8",
+        )?;
         if !(16..=3840).contains(&c.width) || !c.width.is_multiple_of(2) {
             return Err(invalid(
                 "camera.width",
@@ -112,13 +127,12 @@ impl Config {
                 ));
             }
         }
-        if !(3..=64).contains(&c.ring_slots) {
-            return Err(invalid(
-                "camera.ring_slots",
-                c.ring_slots,
-                "allowed: 3 to 64",
-            ));
-        }
+        within(
+            "camera.ring_slots",
+            c.ring_slots,
+            3..=64,
+            "allowed: 3 to 64",
+        )?;
         if !matches!(c.pattern_format.as_str(), "i420" | "mjpeg") {
             return Err(invalid(
                 "camera.pattern_format",
@@ -126,13 +140,12 @@ impl Config {
                 "allowed: i420, mjpeg",
             ));
         }
-        if !(1..=c.max_cameras).contains(&c.pattern_cameras) {
-            return Err(invalid(
-                "camera.pattern_cameras",
-                c.pattern_cameras,
-                "allowed: 1 to camera.max_cameras",
-            ));
-        }
+        within(
+            "camera.pattern_cameras",
+            c.pattern_cameras,
+            1..=c.max_cameras,
+            "allowed: 1 to camera.max_cameras",
+        )?;
         if c.pattern_jitter.0 * 2 > Duration::from_micros(1_000_000 / c.fps.max(1) as u64) {
             return Err(invalid(
                 "camera.pattern_jitter",
@@ -211,22 +224,20 @@ impl Config {
                 "allowed: 10MB or more",
             ));
         }
-        if !(100..=50_000).contains(&r.bitrate_kbps) {
-            return Err(invalid(
-                "recording.bitrate_kbps",
-                r.bitrate_kbps,
-                "allowed: 100 to 50000",
-            ));
-        }
+        within(
+            "recording.bitrate_kbps",
+            r.bitrate_kbps,
+            100..=50_000,
+            "allowed: 100 to 50000",
+        )?;
 
         let st = &self.streaming;
-        if !(1..=64).contains(&st.max_sessions) {
-            return Err(invalid(
-                "streaming.max_sessions",
-                st.max_sessions,
-                "allowed: 1 to 64",
-            ));
-        }
+        within(
+            "streaming.max_sessions",
+            st.max_sessions,
+            1..=64,
+            "allowed: 1 to 64",
+        )?;
         if !matches!(st.default_quality.as_str(), "low" | "medium" | "high") {
             return Err(invalid(
                 "streaming.default_quality",
@@ -234,13 +245,12 @@ impl Config {
                 "allowed: low, medium, high",
             ));
         }
-        if !(10..=100).contains(&st.cpu_high_water) {
-            return Err(invalid(
-                "streaming.cpu_high_water",
-                st.cpu_high_water,
-                "allowed: 10 to 100 (percent)",
-            ));
-        }
+        within(
+            "streaming.cpu_high_water",
+            st.cpu_high_water,
+            10..=100,
+            "allowed: 10 to 100 (percent)",
+        )?;
         for (name, p) in [
             ("low", &st.quality.low),
             ("medium", &st.quality.medium),
