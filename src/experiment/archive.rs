@@ -73,17 +73,17 @@ impl ExperimentService {
         let started = Instant::now();
         let hard_deadline = started + Duration::from_secs(60);
         let mut deadline = started + Duration::from_secs(10);
-        let mut written_seen = u64::MAX;
-        while Instant::now() < deadline.min(hard_deadline) {
-            let written: u64 = cuts
-                .iter()
+        let written = |cuts: &[Cut]| -> u64 {
+            cuts.iter()
                 .map(|c| c.stats.writer_written.load(Ordering::Acquire))
-                .sum();
-            if written != written_seen {
-                if written_seen != u64::MAX {
-                    deadline = Instant::now() + Duration::from_secs(10);
-                }
-                written_seen = written;
+                .sum()
+        };
+        let mut written_seen = written(&cuts);
+        while Instant::now() < deadline.min(hard_deadline) {
+            let now_written = written(&cuts);
+            if now_written != written_seen {
+                deadline = Instant::now() + Duration::from_secs(10);
+                written_seen = now_written;
             }
             let mut pending = false;
             for cut in &mut cuts {

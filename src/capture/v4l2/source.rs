@@ -14,6 +14,7 @@ use super::modes::fps_from_interval;
 use super::sys::{self, Arg, Mmap};
 use super::{open_node, setup_error, FourCc, BUFFER_COUNT, GONE_CHECK, MIN_BUFFERS};
 use crate::capture::{CaptureSource, CapturedFrame, Mode};
+use crate::clock::monotonic_now_us;
 use crate::error::{Error, ErrorKind, Result};
 
 /// An open V4L2 stream. Dropping it stops the stream, unmaps the buffers and closes the device.
@@ -397,18 +398,6 @@ pub(super) fn frame_timestamp_us(flags: u32, tv: &libc::timeval, now: impl FnOnc
         // Zero is "not filled in", never a real capture time.
         .filter(|&us| us != 0);
     driver_time.unwrap_or_else(now)
-}
-
-pub(super) fn monotonic_now_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs * 1_000_000 + nanos / 1_000
 }
 
 /// A poll timeout in whole milliseconds, rounded up so that a sub-millisecond remainder

@@ -7,6 +7,7 @@ use super::modes::*;
 use super::source::*;
 use super::*;
 use crate::capture::Mode;
+use crate::clock::monotonic_now_us;
 
 #[test]
 #[cfg(target_pointer_width = "64")]
