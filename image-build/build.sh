@@ -165,6 +165,7 @@ else
     include="$(IFS=,; echo "${packages[*]}")"
     rm -f "$base_tar.part"
     # nice: CPU is shared with cargo builds; the work happens in qemu-user, one core at a time.
+    # BENCHCAM_IMAGE_NICE sets it (tests/run.sh: 0, the run waits for this build at its end).
     # The base files go in before the kernel: apt's pin picks the backports kernel, FSTYPE=ext4
     # makes its initramfs carry e2fsck for the root filesystem (initramfs-tools would probe a
     # root device that the chroot does not have), the hook adds every board's SD/USB/Ethernet
@@ -172,7 +173,7 @@ else
     hooks=(--setup-hook='mkdir -p "$1/etc/apt/preferences.d" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"')
     for f in "${base_files[@]}"; do hooks+=(--setup-hook="upload $here/overlay/$f /$f"); done
     hooks+=(--setup-hook='chmod 0755 "$1/etc/initramfs-tools/hooks/benchcam"')
-    nice -n 15 mmdebstrap "${base_opts[@]}" --format=tar --include="$include" "${hooks[@]}" \
+    nice -n "${BENCHCAM_IMAGE_NICE:-15}" mmdebstrap "${base_opts[@]}" --format=tar --include="$include" "${hooks[@]}" \
         "$suite" "$base_tar.part" "${sources[@]}"
     mv "$base_tar.part" "$base_tar"
     # Keep only the newest other base next to this one (a rollback of packages.txt is cheap).
