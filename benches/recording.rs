@@ -340,6 +340,138 @@ fn versus_ffmpeg(ours_per_frame: f64) {
             }
         }
     }
+    quality(dir.path(), &raw, &raw_frames);
+}
+
+/// What the encoders make of the picture: PSNR and SSIM of benchcam's clips (its default
+/// settings, and with `recording.deblocking = true`) and of libx264 `ultrafast`'s, against
+/// the same raw frames, decoded by ffmpeg. A CPU ratio only compares like with like when the
+/// pictures are as good; these rows have no target of their own.
+fn quality(dir: &std::path::Path, raw: &std::path::Path, frames: &[Vec<u8>]) {
+    println!(
+        "picture quality, the same {} raw frames, {BITRATE}bit/s (ffmpeg psnr and ssim filters):",
+        frames.len()
+    );
+    let mut encoded = Vec::new();
+    for deblocking in [false, true] {
+        let label = if deblocking {
+            "benchcam, deblocking = true"
+        } else {
+            "benchcam (default: no deblocking)"
+        };
+        let path = dir.join(format!("benchcam-deblocking-{deblocking}.h264"));
+        encoded.push((
+            label,
+            benchcam_annexb(frames, deblocking, &path).map(|()| path),
+        ));
+    }
+    let x264 = dir.join("x264.mp4");
+    encoded.push((
+        "libx264 ultrafast",
+        ffmpeg_encode(
+            raw,
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ],
+            &x264,
+        )
+        .map(|()| x264),
+    ));
+    let mut measured = Vec::new();
+    for (label, path) in encoded {
+        match path.and_then(|p| psnr_ssim(raw, &p).map(|q| (q, p))) {
+            Ok(((psnr, ssim), p)) => {
+                let kb = std::fs::metadata(&p).map_or(0, |m| m.len()) / 1000;
+                println!("  {label:34} PSNR {psnr:.2} dB, SSIM {ssim:.4}, {kb} kB");
+                measured.push((label, psnr, ssim));
+            }
+            Err(why) => println!("  {label:34} not measured: {why}"),
+        }
+    }
+    if let (Some(ours), Some(x264)) = (
+        measured
+            .iter()
+            .find(|m| m.0.starts_with("benchcam (default")),
+        measured.iter().find(|m| m.0 == "libx264 ultrafast"),
+    ) {
+        figures::row(
+            "picture quality, PSNR / SSIM: benchcam's default settings vs libx264 ultrafast (same frames and bitrate as the CPU rows)",
+            &format!("{:.2} dB / {:.4}", ours.1, ours.2),
+            &format!("{:.2} dB / {:.4}", x264.1, x264.2),
+            None,
+            "—",
+            None,
+        );
+    }
+}
+
+/// benchcam's software encoder over `frames` (an IDR every `FPS` frames, as the recorder's
+/// fragments force), written as an Annex B stream ffmpeg reads.
+fn benchcam_annexb(
+    frames: &[Vec<u8>],
+    deblocking: bool,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    use benchcam::encode::h264::{H264Encode, H264Encoder, Settings};
+    use benchcam::encode::yuv::I420;
+    let mut encoder = H264Encoder::with_settings(Settings {
+        fps: FPS,
+        bitrate_kbps: 3000,
+        deblocking,
+    });
+    let (mut sample, mut stream) = (Vec::new(), Vec::new());
+    for (i, frame) in frames.iter().enumerate() {
+        sample.clear();
+        let picture = I420::from_packed(frame, W, H).map_err(|e| e.to_string())?;
+        let e = encoder
+            .encode(&picture, i % FPS as usize == 0, &mut sample)
+            .map_err(|e| e.to_string())?;
+        if e.keyframe {
+            let (sps, pps) = encoder.parameter_sets().ok_or("no SPS/PPS after an IDR")?;
+            for nal in [sps, pps] {
+                stream.extend_from_slice(&[0, 0, 0, 1]);
+                stream.extend_from_slice(nal);
+            }
+        }
+        // AVCC (4-byte lengths) → Annex B (start codes).
+        let mut at = 0;
+        while at + 4 <= sample.len() {
+            let len = u32::from_be_bytes(sample[at..at + 4].try_into().expect("4 bytes")) as usize;
+            stream.extend_from_slice(&[0, 0, 0, 1]);
+            stream.extend_from_slice(&sample[at + 4..at + 4 + len]);
+            at += 4 + len;
+        }
+    }
+    std::fs::write(path, stream).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Average PSNR (dB, all planes) and SSIM of `encoded` against the raw I420 `raw`.
+fn psnr_ssim(raw: &std::path::Path, encoded: &std::path::Path) -> Result<(f64, f64), String> {
+    let size = format!("{W}x{H}");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
+        .arg(encoded)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size, "-i"])
+        .arg(raw)
+        .args(["-lavfi", "[0:v][1:v]psnr;[0:v][1:v]ssim", "-f", "null", "-"])
+        .output()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let after = |key: &str| {
+        log.lines()
+            .filter_map(|l| l.split(key).nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .next_back()
+    };
+    match (after("average:"), after("All:")) {
+        (Some(psnr), Some(ssim)) => Ok((psnr, ssim)),
+        _ => Err(format!("no psnr/ssim in ffmpeg's output ({})", out.status)),
+    }
 }
 
 enum Peer {

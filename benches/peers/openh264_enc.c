@@ -9,8 +9,9 @@
  *             so medium complexity, then quality rate control, adaptive quant, background
  *             detection, CAVLC, IDR every FPS frames).
  *   benchcam: what src/encode/h264.rs asks of its bundled openh264 (low complexity,
- *             bitrate rate control, one slice, no frame skipping), with an IDR every FPS
- *             frames as the recorder's 1 s fragments force.
+ *             bitrate rate control, one slice, no frame skipping, no adaptive quant,
+ *             background or scene-change detection), with an IDR every FPS frames as the
+ *             recorder's 1 s fragments force.
  * The CPU this process and the muxing ffmpeg take is what the bench compares.
  */
 #include <stdio.h>
@@ -72,9 +73,9 @@ int main(int argc, char **argv) {
         p.iUsageType = CAMERA_VIDEO_REAL_TIME;
         p.iRCMode = RC_BITRATE_MODE;
         p.iComplexityMode = LOW_COMPLEXITY;
-        p.bEnableSceneChangeDetect = 1;
-        p.bEnableAdaptiveQuant = 1;
-        p.bEnableBackgroundDetection = 1;
+        p.bEnableSceneChangeDetect = 0;
+        p.bEnableAdaptiveQuant = 0;
+        p.bEnableBackgroundDetection = 0;
         p.uiIntraPeriod = 0;
         p.iLoopFilterDisableIdc = 0;
         p.iMinQp = 0;

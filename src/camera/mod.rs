@@ -583,6 +583,7 @@ pub fn stage_settings(config: &Config) -> StageSettings {
             Codec::Auto | Codec::H264 => Codec::H264,
         },
         bitrate_kbps: config.recording.bitrate_kbps,
+        deblocking: config.recording.deblocking,
         fps: config.camera.fps,
         fragment_duration: config.recording.fragment_duration.0,
         // The raw ring keeps three slots for capture, the JPEG live view and the snapshot.

@@ -259,6 +259,10 @@ pub struct RecordingConfig {
     pub codec: Codec,
     /// H.264 target bitrate in kbit/s.
     pub bitrate_kbps: u32,
+    /// The software H.264 encoder's in-loop deblocking filter: off by default (as libx264's
+    /// `ultrafast`), ~10 % of each encode; on smooths block edges at low bitrates. The
+    /// Raspberry Pi's hardware encoder decides this itself.
+    pub deblocking: bool,
 }
 
 impl Default for RecordingConfig {
@@ -271,6 +275,7 @@ impl Default for RecordingConfig {
             fragment_duration: HumanDuration(Duration::from_secs(1)),
             codec: Codec::Auto,
             bitrate_kbps: 3000,
+            deblocking: false,
         }
     }
 }

@@ -7,13 +7,9 @@
 //! capture times. openh264's intra period is not honoured exactly, so the recorder
 //! forces an IDR at every clip and fragment start instead.
 
-use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
-};
-use openh264::OpenH264API;
-
+use super::openh264::{Openh264, Params};
 use super::yuv::I420;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 
 /// One encoded frame, appended to the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +40,17 @@ pub trait H264Encode: Send {
 
 /// The encoder for a recording: the hardware encoder when the board has one (found under
 /// `/dev`) and it opens for this size, openh264 otherwise.
-pub fn open(width: u32, height: u32, fps: u32, bitrate_kbps: u32) -> Result<Box<dyn H264Encode>> {
+pub fn open(width: u32, height: u32, settings: Settings) -> Result<Box<dyn H264Encode>> {
+    let Settings {
+        fps, bitrate_kbps, ..
+    } = settings;
     if let Some(path) = super::v4l2m2m::find_encoder(std::path::Path::new("/dev")) {
         match super::v4l2m2m::V4l2M2mEncoder::open(&path, width, height, fps, bitrate_kbps) {
             Ok(hw) => return Ok(Box::new(hw)),
             Err(e) => log::warn!("h264: hardware encoder unusable ({e}); using openh264"),
         }
     }
-    Ok(Box::new(H264Encoder::new(fps, bitrate_kbps)?))
+    Ok(Box::new(H264Encoder::opened(settings, width, height)?))
 }
 
 /// Appends the NAL units of an Annex B stream (start-code separated, as hardware encoders
@@ -108,40 +107,66 @@ fn annexb_nals(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The software encoder (openh264).
+/// The software encoder (openh264, `super::openh264`): opened at the first picture, at its
+/// size, and opened again (starting with an IDR) if the size changes.
 pub struct H264Encoder {
-    encoder: Encoder,
+    settings: Settings,
+    session: Option<Openh264>,
     /// Sequence and picture parameter sets from the first IDR, without start codes.
     sps: Vec<u8>,
     pps: Vec<u8>,
 }
 
-impl H264Encoder {
-    pub fn new(fps: u32, bitrate_kbps: u32) -> Result<Self> {
-        Self::with_config(config(fps, bitrate_kbps))
-    }
-
-    fn with_config(config: EncoderConfig) -> Result<Self> {
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| Error::new(ErrorKind::Codec, format!("starting H.264 encoder: {e}")))?;
-        Ok(H264Encoder {
-            encoder,
-            sps: Vec::with_capacity(64),
-            pps: Vec::with_capacity(16),
-        })
-    }
+/// How the software encoder encodes: bitrate control at `bitrate_kbps`, every frame a
+/// sample, one thread, low complexity, none of openh264's optional analyses (adaptive
+/// quantisation, background and scene-change detection: 15–25 % of each encode, and PSNR and
+/// SSIM on ffmpeg's `testsrc2` at 1 and 3 Mbit/s were as good or better without them; the
+/// recorder forces an IDR at every fragment start anyway), and the deblocking filter only
+/// when `deblocking` is set (README, "H.264 encoder settings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub deblocking: bool,
 }
 
-/// openh264's settings for clips: bitrate control, every frame a sample, one thread.
-fn config(fps: u32, bitrate_kbps: u32) -> EncoderConfig {
-    EncoderConfig::new()
-        .bitrate(BitRate::from_bps(bitrate_kbps * 1000))
-        .max_frame_rate(FrameRate::from_hz(fps as f32))
-        .rate_control_mode(RateControlMode::Bitrate)
-        .usage_type(UsageType::CameraVideoRealTime)
-        .complexity(Complexity::Low)
-        .skip_frames(false)
-        .num_threads(1)
+impl H264Encoder {
+    /// An encoder with the defaults of `[recording]` (no deblocking), opened at the first
+    /// picture.
+    pub fn new(fps: u32, bitrate_kbps: u32) -> Result<Self> {
+        Ok(Self::with_settings(Settings {
+            fps,
+            bitrate_kbps,
+            deblocking: false,
+        }))
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
+        H264Encoder {
+            settings,
+            session: None,
+            sps: Vec::with_capacity(64),
+            pps: Vec::with_capacity(16),
+        }
+    }
+
+    /// Opens the library now, at `width`x`height`, so that a size or rate it refuses is an
+    /// error here rather than at the first frame.
+    pub fn opened(settings: Settings, width: u32, height: u32) -> Result<Self> {
+        let mut encoder = Self::with_settings(settings);
+        encoder.session = Some(Openh264::open(encoder.params(width, height))?);
+        Ok(encoder)
+    }
+
+    fn params(&self, width: u32, height: u32) -> Params {
+        Params {
+            width,
+            height,
+            fps: self.settings.fps,
+            bitrate_kbps: self.settings.bitrate_kbps,
+            deblocking: self.settings.deblocking,
+        }
+    }
 }
 
 impl H264Encode for H264Encoder {
@@ -159,22 +184,16 @@ impl H264Encode for H264Encoder {
         force_keyframe: bool,
         out: &mut Vec<u8>,
     ) -> Result<Encoded> {
-        if force_keyframe {
-            self.encoder.force_intra_frame();
-        }
-        let stream = self
-            .encoder
-            .encode(picture)
-            .map_err(|e| Error::new(ErrorKind::Codec, format!("H.264 encode: {e}")))?;
-        let keyframe = matches!(stream.frame_type(), FrameType::IDR);
+        let params = self.params(picture.width as u32, picture.height as u32);
+        let session = match &mut self.session {
+            Some(s) if s.params() == params => s,
+            slot => slot.insert(Openh264::open(params)?),
+        };
+        let (sps, pps) = (&mut self.sps, &mut self.pps);
         let start = out.len();
-        for l in 0..stream.num_layers() {
-            let layer = stream.layer(l).expect("layer index below num_layers");
-            for n in 0..layer.nal_count() {
-                let nal = layer.nal_unit(n).expect("nal index below nal_count");
-                append_annexb(nal, &mut self.sps, &mut self.pps, out);
-            }
-        }
+        let keyframe = session.encode(picture, force_keyframe, |nal| {
+            append_annexb(nal, sps, pps, out);
+        })?;
         Ok(Encoded {
             keyframe,
             len: out.len() - start,
@@ -191,8 +210,8 @@ fn replace(dst: &mut Vec<u8>, src: &[u8]) {
 mod tests {
     use super::*;
 
-    /// CPU and bytes per 720p pattern frame for openh264 settings beside today's, in one
-    /// run: `cargo test --release --lib h264_settings_cost -- --ignored --nocapture`.
+    /// CPU and bytes per 720p pattern frame for each software encoder setting, in one run:
+    /// `cargo test --release --lib h264_settings_cost -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement, run by hand"]
     fn h264_settings_cost() {
@@ -201,20 +220,14 @@ mod tests {
         let (w, h) = (1280u32, 720u32);
         for noise in [false, true] {
             let frames = sample_frames(w, h, PixelFormat::I420, noise, 90).unwrap();
-            let variants: [(&str, EncoderConfig); 4] = [
-                ("today", config(30, 4000)),
-                ("no AQ", config(30, 4000).adaptive_quantization(false)),
-                (
-                    "no background detection",
-                    config(30, 4000).background_detection(false),
-                ),
-                (
-                    "no AQ, background, scene change",
-                    config(30, 4000)
-                        .adaptive_quantization(false)
-                        .background_detection(false)
-                        .scene_change_detect(false),
-                ),
+            let settings = |deblocking| Settings {
+                fps: 30,
+                bitrate_kbps: 4000,
+                deblocking,
+            };
+            let variants = [
+                ("today (no deblocking)", settings(false)),
+                ("deblocking = true", settings(true)),
             ];
             let cpu = || {
                 let mut ts = libc::timespec {
@@ -228,7 +241,7 @@ mod tests {
             let mut results = vec![(f64::INFINITY, 0usize); variants.len()];
             for _round in 0..3 {
                 for (i, (_, c)) in variants.iter().enumerate() {
-                    let mut enc = H264Encoder::with_config(*c).unwrap();
+                    let mut enc = H264Encoder::with_settings(*c);
                     let mut out = Vec::new();
                     let t0 = cpu();
                     for (n, f) in frames.iter().enumerate() {

@@ -10,6 +10,7 @@ pub mod jpeg_huffman;
 pub mod jpeg_planar;
 pub mod jpeg_scan;
 pub mod mjpeg;
+pub mod openh264;
 pub mod placeholder;
 pub mod ring;
 pub mod stage;

@@ -56,6 +56,8 @@ pub struct StageSettings {
     /// `h264` (also for `auto`) or `mjpeg`.
     pub codec: Codec,
     pub bitrate_kbps: u32,
+    /// The software encoder's deblocking filter (`recording.deblocking`).
+    pub deblocking: bool,
     /// Nominal frame rate: encoder rate control and live sample durations.
     pub fps: u32,
     /// The keyframe grid.
@@ -647,8 +649,11 @@ impl Work {
             let encoder = h264::open(
                 frame.width,
                 frame.height,
-                self.settings.fps,
-                self.settings.bitrate_kbps,
+                h264::Settings {
+                    fps: self.settings.fps,
+                    bitrate_kbps: self.settings.bitrate_kbps,
+                    deblocking: self.settings.deblocking,
+                },
             )?;
             log::info!("encoder {}: H.264 by {}", stage.camera, encoder.backend());
             *stage.backend.lock().expect("stage poisoned") = Some(encoder.backend());

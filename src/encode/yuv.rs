@@ -36,29 +36,6 @@ impl<'a> I420<'a> {
     }
 }
 
-impl openh264::formats::YUVSource for I420<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.width, self.height)
-    }
-
-    fn strides(&self) -> (usize, usize, usize) {
-        let cw = self.width.div_ceil(2);
-        (self.width, cw, cw)
-    }
-
-    fn y(&self) -> &[u8] {
-        self.y
-    }
-
-    fn u(&self) -> &[u8] {
-        self.u
-    }
-
-    fn v(&self) -> &[u8] {
-        self.v
-    }
-}
-
 /// Converts a raw frame to packed I420 in `out` (cleared first; reuses its capacity).
 /// I420 input is copied; MJPEG is refused (it needs a decoder, see `Codec::Auto`).
 pub fn to_i420(
