@@ -222,6 +222,16 @@ fn sustained() -> f64 {
     per_frame
 }
 
+/// The libx264 peer's arguments: its fastest preset, no frame delay.
+const X264_ULTRAFAST: [&str; 6] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+];
+
 /// The peers' bitrate: the recorder's default (`bitrate_kbps = 3000`).
 const BITRATE: &str = "3M";
 
@@ -257,14 +267,7 @@ fn versus_ffmpeg(ours_per_frame: f64) {
         (
             "libx264 ultrafast",
             Some(1.0),
-            Peer::Ffmpeg(vec![
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ]),
+            Peer::Ffmpeg(X264_ULTRAFAST.to_vec()),
         ),
         ("libopenh264", Some(1.0), Peer::OpenH264("ffmpeg")),
         (
@@ -368,19 +371,7 @@ fn quality(dir: &std::path::Path, raw: &std::path::Path, frames: &[Vec<u8>]) {
     let x264 = dir.join("x264.mp4");
     encoded.push((
         "libx264 ultrafast",
-        ffmpeg_encode(
-            raw,
-            &[
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ],
-            &x264,
-        )
-        .map(|()| x264),
+        ffmpeg_encode(raw, &X264_ULTRAFAST, &x264).map(|()| x264),
     ));
     let mut measured = Vec::new();
     for (label, path) in encoded {
