@@ -444,12 +444,20 @@ fn benchcam_annexb(
 /// Average PSNR (dB, all planes) and SSIM of `encoded` against the raw I420 `raw`.
 fn psnr_ssim(raw: &std::path::Path, encoded: &std::path::Path) -> Result<(f64, f64), String> {
     let size = format!("{W}x{H}");
+    // Frames paired by their index (one time base, setpts=N), not their times: raw video and Annex B
+    // streams carry no rate of their own.
     let out = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
         .arg(encoded)
         .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size, "-i"])
         .arg(raw)
-        .args(["-lavfi", "[0:v][1:v]psnr;[0:v][1:v]ssim", "-f", "null", "-"])
+        .args([
+            "-lavfi",
+            "[0:v]settb=1/30,setpts=N,split[a0][a1];[1:v]settb=1/30,setpts=N,split[b0][b1];[a0][b0]psnr;[a1][b1]ssim",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .map_err(|e| format!("ffmpeg: {e}"))?;
     let log = String::from_utf8_lossy(&out.stderr);
