@@ -52,13 +52,14 @@
 #   packages tests/packaging/run.sh: builds the .debs (packaging/build-debs.sh) and installs them
 #            into clean Debian trixie roots (arm64 under qemu-user: probe, record, purge keeps the
 #            clips); roots cached in ~/.cache/benchcam-packaging and ~/.cache/benchcam-libcamera
-#   image    the flashable image (image-build/build.sh --no-xz, on image-base's root filesystem
-#            and the aarch64 binary the packages step built), then image-build/boot-test.sh: three
-#            boots of it under qemu-system-aarch64 (TCG) on Debian's 7.3 kernel: vivid recorded
-#            on the first, a clean power-off, a power cut, every clip decodes (~8 min: 20 s to
-#            build, 7-8 min of TCG); BENCHCAM_IMAGE_TEST=0 skips it
+#   image    (background, beside the packages step, joined last) the flashable image
+#            (image-build/build.sh --no-xz, on image-base's root filesystem, with the aarch64
+#            binary of the packages step's recipe), then image-build/boot-test.sh: three boots
+#            of it under qemu-system-aarch64 (TCG) on Debian's 7.3 kernel: vivid recorded on the
+#            first, a clean power-off, a power cut, every clip decodes (~8 min: ~2 min to build,
+#            6-8 min of TCG); BENCHCAM_IMAGE_TEST=0 skips it
 # The background steps' logs are printed when the run waits for them (fuzz-build before fuzz,
-# garage-build before replication, vm before aarch64, image-base before image).
+# garage-build before replication, vm before aarch64, image-base before image, image last).
 # Every step runs even after an earlier one failed; the last line is `N passed, M failed`
 # (steps), and the exit status is non-zero if any step failed.
 #
