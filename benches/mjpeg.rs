@@ -111,7 +111,7 @@ fn main() {
         zune / jd_i420
     );
 
-    let mut encoder = H264Encoder::new(30, 3000).expect("openh264 starts");
+    let mut encoder = H264Encoder::new(30, 3000);
     let mut out = Vec::with_capacity(1 << 20);
     let mut n = 0u64;
     let transcode = per_frame_ms(&frames, |jpeg| {

@@ -644,7 +644,7 @@ fn encode_loop(what: &str, count: usize) {
             }
         }
         "h264" => {
-            let mut encoder = H264Encoder::new(FPS, 3000).expect("openh264 starts");
+            let mut encoder = H264Encoder::new(FPS, 3000);
             for (i, frame) in frames[..count].iter().enumerate() {
                 out.clear();
                 let picture = I420::from_packed(frame, W, H).expect("I420");

@@ -132,13 +132,13 @@ pub struct Settings {
 
 impl H264Encoder {
     /// An encoder with the defaults of `[recording]` (no deblocking), opened at the first
-    /// picture.
-    pub fn new(fps: u32, bitrate_kbps: u32) -> Result<Self> {
-        Ok(Self::with_settings(Settings {
+    /// picture (so a size the library refuses is an error of that `encode`).
+    pub fn new(fps: u32, bitrate_kbps: u32) -> Self {
+        Self::with_settings(Settings {
             fps,
             bitrate_kbps,
             deblocking: false,
-        }))
+        })
     }
 
     pub fn with_settings(settings: Settings) -> Self {
@@ -269,7 +269,7 @@ mod tests {
     fn forced_keyframes_and_parameter_sets() {
         let (w, h) = (160usize, 96usize);
         let mut data = vec![128u8; w * h * 3 / 2];
-        let mut enc = H264Encoder::new(30, 500).unwrap();
+        let mut enc = H264Encoder::new(30, 500);
         let mut out = Vec::new();
         let mut kinds = Vec::new();
         for i in 0..6 {
@@ -365,7 +365,7 @@ mod tests {
                 sps: Vec::new(),
                 pps: Vec::new(),
             }),
-            Box::new(H264Encoder::new(30, 500).unwrap()),
+            Box::new(H264Encoder::new(30, 500)),
         ];
         let (w, h) = (64u32, 48u32);
         let data = vec![100u8; (w * h * 3 / 2) as usize];

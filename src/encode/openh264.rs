@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 
 use openh264_sys2::{
     DynamicAPI, ISVCEncoder, ISVCEncoderVtbl, SEncParamExt, SFrameBSInfo, SSourcePicture, API,
-    CAMERA_VIDEO_REAL_TIME, CONSTANT_ID, DEBLOCKING_IDC_0, DEBLOCKING_IDC_1,
+    CAMERA_VIDEO_REAL_TIME, CONSTANT_ID, DEBLOCKING_IDC_0, DEBLOCKING_IDC_1, ENCODER_OPTION,
     ENCODER_OPTION_DATAFORMAT, ENCODER_OPTION_TRACE_LEVEL, LOW_COMPLEXITY, RC_BITRATE_MODE,
     SM_SINGLE_SLICE, WELS_LOG_ERROR,
 };
@@ -32,9 +32,34 @@ pub struct Params {
 pub struct Openh264 {
     api: DynamicAPI,
     encoder: NonNull<ISVCEncoder>,
-    vtbl: ISVCEncoderVtbl,
+    calls: Calls,
     info: Box<SFrameBSInfo>,
     params: Params,
+}
+
+type Enc = *mut ISVCEncoder;
+
+/// The entries of the encoder's vtable that benchcam calls, looked up once when it is made.
+struct Calls {
+    get_defaults: unsafe extern "C" fn(Enc, *mut SEncParamExt) -> c_int,
+    init: unsafe extern "C" fn(Enc, *const SEncParamExt) -> c_int,
+    uninit: unsafe extern "C" fn(Enc) -> c_int,
+    encode: unsafe extern "C" fn(Enc, *const SSourcePicture, *mut SFrameBSInfo) -> c_int,
+    force_idr: unsafe extern "C" fn(Enc, bool) -> c_int,
+    set_option: unsafe extern "C" fn(Enc, ENCODER_OPTION, *mut c_void) -> c_int,
+}
+
+impl Calls {
+    fn of(v: &ISVCEncoderVtbl) -> Option<Self> {
+        Some(Calls {
+            get_defaults: v.GetDefaultParams?,
+            init: v.InitializeExt?,
+            uninit: v.Uninitialize?,
+            encode: v.EncodeFrame?,
+            force_idr: v.ForceIntraFrame?,
+            set_option: v.SetOption?,
+        })
+    }
 }
 
 // SAFETY: the encoder is reached only through `&mut self`, so from one thread at a time;
@@ -46,6 +71,15 @@ fn codec_error(what: &str, code: c_int) -> Error {
         ErrorKind::Codec,
         format!("openh264 {what} failed (code {code})"),
     )
+}
+
+/// A library call's return code as a result (0 is success).
+fn check(what: impl FnOnce() -> String, rc: c_int) -> Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(codec_error(&what(), rc))
+    }
 }
 
 impl Openh264 {
@@ -64,11 +98,15 @@ impl Openh264 {
         let rc = unsafe { api.WelsCreateSVCEncoder(&raw mut raw) };
         let encoder = NonNull::new(raw).ok_or_else(|| codec_error("WelsCreateSVCEncoder", rc))?;
         // SAFETY: a created encoder points at its vtable pointer, valid until destroyed.
-        let vtbl = unsafe { **encoder.as_ptr() };
+        let Some(calls) = Calls::of(unsafe { &**encoder.as_ptr() }) else {
+            // SAFETY: created above, never initialised, destroyed once.
+            unsafe { api.WelsDestroySVCEncoder(encoder.as_ptr()) };
+            return Err(codec_error("vtable (an entry is missing)", -1));
+        };
         let mut this = Openh264 {
             api,
             encoder,
-            vtbl,
+            calls,
             info: Box::default(),
             params,
         };
@@ -86,20 +124,10 @@ impl Openh264 {
             (p.bitrate_kbps.saturating_mul(1000)).min(i32::MAX as u32) as c_int,
             p.fps as f32,
         );
-        let get_defaults = self
-            .vtbl
-            .GetDefaultParams
-            .ok_or_else(|| codec_error("vtable", -1))?;
-        let init = self
-            .vtbl
-            .InitializeExt
-            .ok_or_else(|| codec_error("vtable", -1))?;
         let mut e = SEncParamExt::default();
         // SAFETY: the encoder is live; `e` is a valid SEncParamExt to fill.
-        let rc = unsafe { get_defaults(self.encoder.as_ptr(), &raw mut e) };
-        if rc != 0 {
-            return Err(codec_error("GetDefaultParams", rc));
-        }
+        let rc = unsafe { (self.calls.get_defaults)(self.encoder.as_ptr(), &raw mut e) };
+        check(|| "GetDefaultParams".into(), rc)?;
         e.iUsageType = CAMERA_VIDEO_REAL_TIME;
         e.iPicWidth = p.width as c_int;
         e.iPicHeight = p.height as c_int;
@@ -140,43 +168,32 @@ impl Openh264 {
         // without frame skipping, which is the choice above.
         self.set_option(ENCODER_OPTION_TRACE_LEVEL, WELS_LOG_ERROR as c_int)?;
         // SAFETY: the encoder is live; `e` is fully initialised.
-        let rc = unsafe { init(self.encoder.as_ptr(), &raw const e) };
-        if rc != 0 {
-            return Err(codec_error(
-                &format!(
+        let rc = unsafe { (self.calls.init)(self.encoder.as_ptr(), &raw const e) };
+        check(
+            || {
+                format!(
                     "InitializeExt ({}x{}, {} fps, {} kbit/s)",
                     p.width, p.height, p.fps, p.bitrate_kbps
-                ),
-                rc,
-            ));
-        }
+                )
+            },
+            rc,
+        )?;
         self.set_option(
             ENCODER_OPTION_DATAFORMAT,
             openh264_sys2::videoFormatI420 as c_int,
         )
     }
 
-    fn set_option(
-        &mut self,
-        option: openh264_sys2::ENCODER_OPTION,
-        mut value: c_int,
-    ) -> Result<()> {
-        let set = self
-            .vtbl
-            .SetOption
-            .ok_or_else(|| codec_error("vtable", -1))?;
+    fn set_option(&mut self, option: ENCODER_OPTION, mut value: c_int) -> Result<()> {
         // SAFETY: the encoder is live; both options read one int through the pointer.
         let rc = unsafe {
-            set(
+            (self.calls.set_option)(
                 self.encoder.as_ptr(),
                 option,
                 (&raw mut value).cast::<c_void>(),
             )
         };
-        if rc != 0 {
-            return Err(codec_error("SetOption", rc));
-        }
-        Ok(())
+        check(|| "SetOption".into(), rc)
     }
 
     /// Encodes one picture of the opened size (an IDR with `force_idr`) and calls `nal` with
@@ -205,12 +222,8 @@ impl Openh264 {
             ));
         }
         if force_idr {
-            let force = self
-                .vtbl
-                .ForceIntraFrame
-                .ok_or_else(|| codec_error("vtable", -1))?;
             // SAFETY: the encoder is live.
-            unsafe { force(self.encoder.as_ptr(), true) };
+            unsafe { (self.calls.force_idr)(self.encoder.as_ptr(), true) };
         }
         let source = SSourcePicture {
             iColorFormat: openh264_sys2::videoFormatI420 as c_int,
@@ -229,22 +242,16 @@ impl Openh264 {
             bPsnrU: false,
             bPsnrV: false,
         };
-        let encode = self
-            .vtbl
-            .EncodeFrame
-            .ok_or_else(|| codec_error("vtable", -1))?;
         // SAFETY: the planes are at least stride × rows long (checked above) and outlive the
         // call; `info` is the library's to fill.
         let rc = unsafe {
-            encode(
+            (self.calls.encode)(
                 self.encoder.as_ptr(),
                 &raw const source,
                 &raw mut *self.info,
             )
         };
-        if rc != 0 {
-            return Err(codec_error("EncodeFrame", rc));
-        }
+        check(|| "EncodeFrame".into(), rc)?;
         let info = &*self.info;
         for layer in info.sLayerInfo.iter().take(info.iLayerNum.max(0) as usize) {
             let mut at = 0usize;
@@ -266,9 +273,7 @@ impl Drop for Openh264 {
         // SAFETY: the encoder is live and dropped once; Uninitialize before Destroy, as the
         // library asks.
         unsafe {
-            if let Some(uninit) = self.vtbl.Uninitialize {
-                uninit(self.encoder.as_ptr());
-            }
+            (self.calls.uninit)(self.encoder.as_ptr());
             self.api.WelsDestroySVCEncoder(self.encoder.as_ptr());
         }
     }
