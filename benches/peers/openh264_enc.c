@@ -4,7 +4,7 @@
  * `ffmpeg -c:v libopenh264` would do. Debian's ffmpeg is built without libopenh264, so
  * the encoder is driven here with the parameters ffmpeg 5.1's libopenh264enc.c sets.
  *
- * usage: openh264_enc FRAMES.yuv WIDTH HEIGHT FPS FRAME_COUNT BITRATE_BPS ffmpeg|benchcam
+ * usage: openh264_enc FRAMES.yuv WIDTH HEIGHT FPS FRAME_COUNT BITRATE_BPS ffmpeg|benchcam [paced]
  *   ffmpeg:   what `ffmpeg -c:v libopenh264 -b:v B -g FPS -threads 1` sets (GetDefaultParams,
  *             so medium complexity, then quality rate control, adaptive quant, background
  *             detection, CAVLC, IDR every FPS frames).
@@ -12,18 +12,23 @@
  *             bitrate rate control, one slice, no frame skipping, no adaptive quant,
  *             background or scene-change detection), with an IDR every FPS frames as the
  *             recorder's 1 s fragments force.
+ *   paced:    takes frame i at start + i/FPS, as frames come from a camera (ffmpeg's -re).
  * The CPU this process and the muxing ffmpeg take is what the bench compares.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <wels/codec_api.h>
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s FRAMES.yuv W H FPS COUNT BITRATE_BPS ffmpeg|benchcam\n", argv[0]);
+    if (argc != 8 && !(argc == 9 && strcmp(argv[8], "paced") == 0)) {
+        fprintf(stderr, "usage: %s FRAMES.yuv W H FPS COUNT BITRATE_BPS ffmpeg|benchcam [paced]\n", argv[0]);
         return 2;
     }
+    /* paced: frame i is taken at start + i/FPS, as from a camera (ffmpeg's -re). */
+    int paced = argc == 9;
     const char *path = argv[1];
     int w = atoi(argv[2]), h = atoi(argv[3]), fps = atoi(argv[4]), count = atoi(argv[5]);
     int bitrate = atoi(argv[6]);
@@ -111,7 +116,15 @@ int main(int argc, char **argv) {
     pic.iStride[0] = w;
     pic.iStride[1] = pic.iStride[2] = w / 2;
     SFrameBSInfo info;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (int i = 0; i < count; i++) {
+        if (paced) {
+            long long ns = start.tv_nsec + (long long)i * 1000000000LL / fps;
+            struct timespec due = {start.tv_sec + ns / 1000000000LL, ns % 1000000000LL};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR) {
+            }
+        }
         unsigned char *f = frames + frame_bytes * i;
         pic.pData[0] = f;
         pic.pData[1] = f + (size_t)w * h;

@@ -34,6 +34,8 @@ pub struct PatternDevice {
     seed: u64,
     /// Sensor-like grain over the picture (see [`PatternDevice::with_noise`]).
     noise: bool,
+    /// Recorded I420 pictures lent in turn instead of drawn ([`PatternDevice::replaying`]).
+    replay: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl PatternDevice {
@@ -59,7 +61,17 @@ impl PatternDevice {
             jitter: Duration::ZERO,
             seed: 0x9E37_79B9_7F4A_7C15 ^ index as u64,
             noise: false,
+            replay: None,
         }
+    }
+
+    /// Lends these I420 pictures of the camera's size in turn, from the first, on the
+    /// camera's cadence, instead of drawing: benchmarks feed the service exactly the frames
+    /// they feed a peer (see [`sample_frames`]). The camera then offers only I420.
+    pub fn replaying(mut self, frames: Arc<Vec<Vec<u8>>>) -> Self {
+        self.info.modes.retain(|m| m.format == PixelFormat::I420);
+        self.replay = Some(frames);
+        self
     }
 
     /// Stamps frames like a real driver does, not on a perfect cadence: each frame up to
@@ -144,6 +156,19 @@ impl CaptureDevice for PatternDevice {
         source.jitter_us = self.jitter.min(interval / 2).as_micros() as u64;
         source.rng = self.seed | 1;
         source.noise = self.noise;
+        if let Some(frames) = &self.replay {
+            let size = source.picture.len();
+            if frames.is_empty() || frames.iter().any(|f| f.len() != size) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{}: replay frames must be {size}-byte I420 pictures",
+                        self.info.device
+                    ),
+                ));
+            }
+            source.replay = Some(Arc::clone(frames));
+        }
         Ok(Box::new(source))
     }
 }
@@ -169,6 +194,8 @@ pub struct PatternSource {
     ramp: Vec<u8>,
     /// MJPEG output, reused.
     jpeg: Vec<u8>,
+    /// Pictures lent in turn instead of `picture` (checked at open: I420 of this size).
+    replay: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl PatternSource {
@@ -212,6 +239,7 @@ impl PatternSource {
             picture,
             ramp,
             jpeg: Vec::with_capacity(size / 4),
+            replay: None,
         }
     }
 
@@ -325,9 +353,12 @@ impl CaptureSource for PatternSource {
             stamp
         };
         self.last_timestamp_us = timestamp_us;
-        self.draw(self.clock.wall_at_us(timestamp_us));
-        let data: &[u8] = match self.mode.format {
-            PixelFormat::Mjpeg => {
+        if self.replay.is_none() {
+            self.draw(self.clock.wall_at_us(timestamp_us));
+        }
+        let data: &[u8] = match (&self.replay, self.mode.format) {
+            (Some(frames), _) => &frames[self.sequence as usize % frames.len()],
+            (None, PixelFormat::Mjpeg) => {
                 self.jpeg.clear();
                 crate::encode::jpeg::encode_i420(
                     &self.picture,
@@ -456,6 +487,38 @@ mod tests {
         assert_eq!((seen[0].1, seen[2].1), (0, 2));
         assert_eq!(seen[0].2.len(), 320 * 240 * 3 / 2);
         assert_ne!(seen[0].2, seen[1].2, "consecutive frames must differ");
+    }
+
+    #[test]
+    fn replaying_lends_the_given_frames_in_turn_on_the_cadence() {
+        let clock = Arc::new(SimClock::new(1_000_000, 0, true));
+        let size = 320 * 240 * 3 / 2;
+        let frames: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i * 50; size]).collect();
+        let device = PatternDevice::new(0, 320, 240, 25, clock).replaying(Arc::new(frames));
+        assert!(device
+            .info()
+            .modes
+            .iter()
+            .all(|m| m.format == PixelFormat::I420));
+        let mut source = device.open(&request(PixelFormat::I420)).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            source
+                .next_frame(Duration::from_secs(1), &mut |f| {
+                    seen.push((f.timestamp_us, f.sequence, f.data[0], f.data.len()))
+                })
+                .unwrap();
+        }
+        assert_eq!(seen[1].0 - seen[0].0, 40_000);
+        let firsts: Vec<u8> = seen.iter().map(|s| s.2).collect();
+        assert_eq!(firsts, [0, 50, 100, 0], "in turn, from the first, wrapping");
+        assert!(seen.iter().all(|s| s.3 == size));
+        // Frames of another size are refused at open, naming the size wanted.
+        let clock = Arc::new(SimClock::new(0, 0, true));
+        let wrong =
+            PatternDevice::new(0, 320, 240, 25, clock).replaying(Arc::new(vec![vec![0; 10]]));
+        let err = wrong.open(&request(PixelFormat::I420)).err().unwrap();
+        assert!(err.to_string().contains("115200-byte"), "{err}");
     }
 
     #[test]
