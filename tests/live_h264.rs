@@ -137,6 +137,63 @@ fn an_h264_viewer_gets_init_then_frames_from_a_keyframe_and_they_decode() {
     }
 }
 
+/// A live fragment's decode time and its one sample's duration (timescale ticks).
+fn fragment_timing(fragment: &[u8]) -> (u64, u64) {
+    use mp4_atom::{Decode, Moof, TrunSamples};
+    let moof = Moof::decode(&mut &fragment[..]).expect("a moof");
+    let traf = &moof.traf[0];
+    let start = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+    let TrunSamples::Explicit(entries) = &traf.trun[0].samples else {
+        panic!("explicit trun entries");
+    };
+    assert_eq!(entries.len(), 1, "one sample per live fragment");
+    (start, u64::from(entries[0].duration.expect("a duration")))
+}
+
+#[test]
+fn live_fragments_leave_no_hole_in_the_timeline_when_the_camera_jitters() {
+    // Driver-like stamps: up to 12 ms off the cadence, one frame in 50 late by 1-3 frames.
+    // With each sample lasting one nominal interval from its own stamp, every late frame
+    // left a hole the browser stops at (and the page then jumped, skipping pictures).
+    let t = TestApp::start_with(|c| {
+        c.camera.pattern_jitter = benchcam::config::HumanDuration(Duration::from_millis(12));
+    });
+    let mut ws = ws_connect(t.addr, "cam0");
+    subscribe_h264(&mut ws);
+    let mut timing = Vec::new();
+    for _ in 0..150 {
+        let (meta, fragment) = next_unit(&mut ws);
+        timing.push((
+            meta["frame_number"].as_u64().unwrap(),
+            fragment_timing(&fragment),
+        ));
+    }
+    let fps = t.health()["cameras"][0]["mode"]["fps"]
+        .as_u64()
+        .unwrap_or(30);
+    let interval = 90_000 / fps;
+    let mut lengthened = 0;
+    for pair in timing.windows(2) {
+        let ((_, (start, duration)), (number, (next, _))) = (pair[0], pair[1]);
+        assert_eq!(
+            start + duration,
+            next,
+            "frame {number}: a hole or an overlap before it: {timing:?}"
+        );
+        lengthened += usize::from(duration > interval * 3 / 2);
+    }
+    // The jitter is there (the stamps are not a cadence), and the late frames' samples
+    // covered their wait.
+    assert!(
+        timing.iter().any(|(_, (_, d))| *d != interval),
+        "every sample lasted exactly one interval: no jitter reached the stream?"
+    );
+    eprintln!(
+        "{} fragments, {lengthened} lengthened past 1.5 intervals",
+        timing.len()
+    );
+}
+
 #[test]
 fn recording_and_h264_viewers_share_one_encode_per_frame() {
     let t = TestApp::start();

@@ -9,6 +9,7 @@ pub mod jpeg_fdct;
 pub mod jpeg_huffman;
 pub mod jpeg_planar;
 pub mod jpeg_scan;
+pub mod live_timeline;
 pub mod mjpeg;
 pub mod openh264;
 pub mod placeholder;

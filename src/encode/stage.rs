@@ -27,6 +27,7 @@ use bytes::{BufMut, Bytes};
 
 use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
 use super::h264::{self, H264Encode};
+use super::live_timeline::LiveTimeline;
 use super::mjpeg::MjpegDecoder;
 use super::ring::{EncodedRing, StreamParams, Unit, UnitMeta};
 use super::{jpeg, yuv};
@@ -468,6 +469,8 @@ struct Work {
     live_sequence: u32,
     /// Capture time the stream's decode times count from.
     epoch_us: u64,
+    /// Where live fragments' samples start and end (ticks from `epoch_us`).
+    live_timeline: LiveTimeline,
     /// The next keyframe on the grid (None: the next frame is one).
     next_keyframe_us: Option<u64>,
     last_error_log: Option<Instant>,
@@ -491,6 +494,7 @@ impl Work {
             live_moof: FragmentBuilder::new(1),
             live_sequence: 0,
             epoch_us: 0,
+            live_timeline: LiveTimeline::default(),
             next_keyframe_us: None,
             last_error_log: None,
         }
@@ -627,12 +631,14 @@ impl Work {
         // One sample in its own fragment: what a live viewer appends to its buffer.
         self.live_sequence = self.live_sequence.wrapping_add(1);
         let interval_us = 1_000_000 / self.settings.fps.max(1) as u64;
+        let at = fmp4::us_to_ticks(frame.timestamp_us.saturating_sub(self.epoch_us));
+        let (start, duration) = self.live_timeline.next(at, fmp4::us_to_ticks(interval_us));
         let header = self.live_moof.build(
             self.live_sequence,
-            fmp4::us_to_ticks(frame.timestamp_us.saturating_sub(self.epoch_us)),
+            start,
             &[SampleInfo {
                 size: self.sample.len() as u32,
-                duration: fmp4::us_to_ticks(interval_us).max(1) as u32,
+                duration,
                 keyframe,
             }],
         )?;
@@ -744,6 +750,7 @@ impl Work {
             init: Bytes::from(init),
         });
         self.epoch_us = frame.timestamp_us;
+        self.live_timeline = LiveTimeline::default();
         self.live_sequence = 0;
         *stage.params.lock().expect("stage poisoned") = Some(Arc::clone(&params));
         self.params = Some(params);

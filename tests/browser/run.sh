@@ -11,6 +11,9 @@
 #   BENCHCAM_ASSETS_DIR  development only: the page from this directory (src/web/assets),
 #                  not from the binary, to try page changes without a rebuild
 #
+#   BROWSER_SCRIPT the script to run against the service (default page.test.mjs; latency.mjs
+#                  is the live H.264 latency benchmark, LATENCY_SECONDS long)
+#
 # Prints the test's "N passed, M failed" line last; exits non-zero on any failure.
 set -euo pipefail
 
@@ -106,6 +109,7 @@ done
 [ -n "$up" ] || fail "no answer from $url/api/v1/health within 30 s (log: $out/service.log)"
 
 status=0
-BENCHCAM_URL="$url" SCREENSHOT_DIR="$out" CHROMIUM="$chromium" node tests/browser/page.test.mjs || status=$?
+BENCHCAM_URL="$url" SCREENSHOT_DIR="$out" CHROMIUM="$chromium" \
+  node "tests/browser/${BROWSER_SCRIPT:-page.test.mjs}" || status=$?
 echo "browser test: screenshots and logs in $out" >&2
 exit "$status"
