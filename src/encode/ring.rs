@@ -112,10 +112,13 @@ impl EncodedRing {
             slots: (0..slots)
                 .map(|i| {
                     let cap = if i < preallocate { slot_bytes } else { 0 };
-                    Slot {
-                        buf: BytesMut::with_capacity(cap),
-                        cap,
+                    let mut buf = BytesMut::with_capacity(cap);
+                    if cap > 0 {
+                        // The first split of a buffer allocates its shared header: done
+                        // here, not when a burst first reaches this slot mid-stream.
+                        drop(buf.split_to(0));
                     }
+                    Slot { buf, cap }
                 })
                 .collect(),
             slot_bytes,
