@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
+use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
@@ -226,6 +227,8 @@ struct Conn {
     wants_h264: bool,
     /// The stream whose init segment the client has; another one is sent first.
     h264_stream: Option<Arc<StreamParams>>,
+    /// Where each frame's JSON text is written (see [`Conn::frame_text`]).
+    frame_text: BytesMut,
     /// A unit was left out (bandwidth): the next one sent must be a keyframe.
     h264_resync: bool,
     subscribed: bool,
@@ -278,6 +281,7 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
         h264: None,
         wants_h264: false,
         h264_stream: None,
+        frame_text: BytesMut::with_capacity(FRAME_TEXT_BYTES),
         h264_resync: false,
         subscribed: false,
         pull_deadline: None,
@@ -351,6 +355,25 @@ async fn run_session(mut ws: Ws, state: Arc<AppState>, camera: String, client: S
     }
 }
 
+/// Room for one `frame` message's JSON (about 130 bytes).
+const FRAME_TEXT_BYTES: usize = 256;
+
+/// A text message of `args`, written into a session's own buffer `buf`: this runs per frame
+/// per viewer, and once the previous message has been sent (tungstenite copies it into its
+/// write buffer and lets it go) the buffer is taken back whole, so nothing is allocated
+/// (`format!` and `Message::text` allocated twice per message).
+fn frame_text(buf: &mut BytesMut, args: std::fmt::Arguments<'_>) -> Message {
+    use std::fmt::Write;
+    if !buf.try_reclaim(FRAME_TEXT_BYTES) {
+        // Still held (not once sends complete): a fresh buffer.
+        *buf = BytesMut::with_capacity(FRAME_TEXT_BYTES);
+    }
+    // Writing into a BytesMut cannot fail; it grows if a message is longer.
+    let _ = buf.write_fmt(args);
+    let text = buf.split().freeze();
+    Message::Text(Utf8Bytes::try_from(text).expect("formatted text is UTF-8"))
+}
+
 impl Conn {
     /// Sends one message. No timer per send: the socket's `StallGuard` fails a write
     /// that stays blocked past the stall limit, which ends the session here.
@@ -393,15 +416,18 @@ impl Conn {
 
     async fn send_frame(&mut self, frame: Arc<LiveFrame>) -> Result<(), Gone> {
         // Formatted directly: this runs per frame per viewer. Camera ids are `camN`.
-        let meta = format!(
-            r#"{{"type":"frame","camera":"{}","frame_number":{},"timestamp_us":{},"size":{},"quality":"{}"}}"#,
-            frame.camera,
-            frame.frame_number,
-            frame.timestamp_us,
-            frame.jpeg.len(),
-            frame.quality.name()
+        let meta = frame_text(
+            &mut self.frame_text,
+            format_args!(
+                r#"{{"type":"frame","camera":"{}","frame_number":{},"timestamp_us":{},"size":{},"quality":"{}"}}"#,
+                frame.camera,
+                frame.frame_number,
+                frame.timestamp_us,
+                frame.jpeg.len(),
+                frame.quality.name()
+            ),
         );
-        self.send(Message::text(meta)).await?;
+        self.send(meta).await?;
         self.send(Message::Binary(frame.jpeg.clone())).await?;
         self.session.frame_sent();
         Ok(())
@@ -422,15 +448,18 @@ impl Conn {
             self.h264_stream = Some(Arc::clone(&unit.params));
         }
         let fragment = unit.fragment();
-        let meta = format!(
-            r#"{{"type":"frame","camera":"{}","frame_number":{},"timestamp_us":{},"size":{},"codec":"h264","keyframe":{}}}"#,
-            self.camera,
-            unit.number,
-            unit.timestamp_us,
-            fragment.len(),
-            unit.keyframe
+        let meta = frame_text(
+            &mut self.frame_text,
+            format_args!(
+                r#"{{"type":"frame","camera":"{}","frame_number":{},"timestamp_us":{},"size":{},"codec":"h264","keyframe":{}}}"#,
+                self.camera,
+                unit.number,
+                unit.timestamp_us,
+                fragment.len(),
+                unit.keyframe
+            ),
         );
-        self.send(Message::text(meta)).await?;
+        self.send(meta).await?;
         self.send(Message::Binary(fragment.clone())).await?;
         self.session.frame_sent();
         Ok(())
