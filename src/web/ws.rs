@@ -227,7 +227,7 @@ struct Conn {
     wants_h264: bool,
     /// The stream whose init segment the client has; another one is sent first.
     h264_stream: Option<Arc<StreamParams>>,
-    /// Where each frame's JSON text is written (see [`Conn::frame_text`]).
+    /// Where each frame's JSON text is written (see [`frame_text`]).
     frame_text: BytesMut,
     /// A unit was left out (bandwidth): the next one sent must be a keyframe.
     h264_resync: bool,
