@@ -21,13 +21,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { patternReader } from './pattern.mjs';
+import { CHROMIUM_ARGS, routeAssets } from './chromium.mjs';
 
 const BASE = process.env.BENCHCAM_URL;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SECONDS = Number(process.env.LATENCY_SECONDS || 30);
 const FIRST_PICTURE_TRIES = Number(process.env.FIRST_PICTURE_TRIES || 5);
-// Development only, as in page.test.mjs: the page from this directory, not the binary.
-const ASSETS = process.env.BENCHCAM_ASSETS_DIR || '';
 if (!BASE) {
   console.error('latency.mjs: BENCHCAM_URL is required (tests/browser/run.sh sets it)');
   process.exit(2);
@@ -106,22 +105,12 @@ async function main() {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ...(ASSETS ? ['--disable-features=LocalNetworkAccessChecks'] : [])],
+    args: CHROMIUM_ARGS,
     viewport: { width: 390, height: 844 },
     deviceScaleFactor: 1,
     isMobile: true,
   });
-  if (ASSETS) {
-    const files = { '/': 'index.html', '/index.html': 'index.html', '/app.js': 'app.js', '/style.css': 'style.css' };
-    const types = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
-    await context.route((url) => url.origin === new URL(BASE).origin && url.pathname in files, (route) => {
-      const file = files[new URL(route.request().url()).pathname];
-      route.fulfill({ body: fs.readFileSync(path.join(ASSETS, file)), contentType: types[file.split('.').pop()] });
-    });
-    console.log(`note: page assets from ${ASSETS}, not the binary`);
-  }
+  await routeAssets(context, BASE);
   try {
     const cams = await (await fetch(`${BASE}/api/v1/cameras`)).json();
     const cam = (Array.isArray(cams) ? cams : cams.cameras || []).find((c) => c.id === 'cam0');

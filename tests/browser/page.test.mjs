@@ -33,6 +33,7 @@
 import { chromium } from 'playwright-core';
 import { unzipSync } from 'fflate';
 import { patternReader } from './pattern.mjs';
+import { CHROMIUM_ARGS, routeAssets } from './chromium.mjs';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -48,7 +49,6 @@ const run = promisify(execFile);
 const BASE = process.env.BENCHCAM_URL;
 const SHOTS = process.env.SCREENSHOT_DIR || 'target/test-output/browser';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ASSETS = process.env.BENCHCAM_ASSETS_DIR || '';
 /** Clips rotate every 4 s (run.sh config); allow for encoder start-up and a slow CI machine. */
 const CLIP_TIMEOUT_MS = 45000;
 /** The span downloaded as one MP4. */
@@ -337,13 +337,7 @@ async function main() {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      // A page Playwright serves counts as public, and public pages may not open sockets
-      // to 127.0.0.1; only with BENCHCAM_ASSETS_DIR.
-      ...(ASSETS ? ['--disable-features=LocalNetworkAccessChecks'] : []),
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 390, height: 844 },
     deviceScaleFactor: 1,
     isMobile: true,
@@ -352,15 +346,7 @@ async function main() {
     timezoneId: TIME_ZONE,
     acceptDownloads: true,
   });
-  if (ASSETS) {
-    const files = { '/': 'index.html', '/index.html': 'index.html', '/app.js': 'app.js', '/style.css': 'style.css' };
-    const types = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
-    await context.route((url) => url.origin === new URL(BASE).origin && url.pathname in files, (route) => {
-      const file = files[new URL(route.request().url()).pathname];
-      route.fulfill({ body: fs.readFileSync(path.join(ASSETS, file)), contentType: types[file.split('.').pop()] });
-    });
-    console.log(`note: page assets from ${ASSETS}, not the binary`);
-  }
+  await routeAssets(context, BASE);
   try {
     await runChecks(context, downloads);
   } finally {
