@@ -202,6 +202,10 @@ fn real_time() {
     );
 }
 
+/// The threads a recording runs on (name prefixes): the encoder stage, the recorder, the
+/// clip writer.
+const RECORDER_THREADS: [&str; 3] = ["enc-", "rec-", "clipw-"];
+
 fn sustained() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The simulated clock jumps ahead on every sleep: capture delivers frames as fast
@@ -213,7 +217,7 @@ fn sustained() {
         .expect("recording");
     std::thread::sleep(Duration::from_secs(2));
     // The encoder stage encodes; the recorder cuts fragments; the writer writes.
-    let rec = || threads_cpu("enc-") + threads_cpu("rec-") + threads_cpu("clipw-");
+    let rec = || RECORDER_THREADS.map(threads_cpu).iter().sum::<f64>();
     let recorded = || svc.health_check().cameras[0].frames_recorded;
     let (cpu0, frames0, t0) = (rec(), recorded(), Instant::now());
     std::thread::sleep(Duration::from_secs(10));
@@ -248,7 +252,7 @@ fn paced(frames: &Arc<Vec<Vec<u8>>>) -> f64 {
     let cams = svc.detect_cameras().expect("camera");
     svc.start_recording("cam0", RecordingType::Rolling)
         .expect("recording");
-    let rec = || ["enc-", "rec-", "clipw-"].map(threads_cpu);
+    let rec = || RECORDER_THREADS.map(threads_cpu);
     let recorded = || svc.health_check().cameras[0].frames_recorded;
     // Until the encoder is open and the first fragment written.
     std::thread::sleep(Duration::from_secs(1));
