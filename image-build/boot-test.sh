@@ -249,7 +249,7 @@ assert len(c) == 1 and c[0]["backend"] == "pattern", c' "$work/cameras-$n.json"
     # (A lazy unmount inside the sandbox's mount namespace is not a removal: reported only.)
     echo "  data unmounted: benchcam saw storage removed after: $(r drive-removed-after-s) s"
     check "boot $n: data unmounted: nothing written under the empty mount point" bash -c "[ '$(r drive-before)' = ok ] && [ '$(r drive-removed-files)' = 0 ]"
-    check "boot $n: data mounted again: benchcam-data-return restarted benchcam, storage ok ($(r drive-back-after-s) s), recording again" bash -c "[ '$(r drive-back-restarted)' = yes ] && [ '$(r drive-back-after-s)' != never ] && [ '$(r drive-back-recording)' = yes ]"
+    check "boot $n: data mounted again: benchcam-data-return restarted benchcam ($(r drive-back-restart-after-s) s), storage ok ($(r drive-back-after-s) s), recording again" bash -c "[ '$(r drive-back-restarted)' = yes ] && [ '$(r drive-back-after-s)' != never ] && [ '$(r drive-back-recording)' = yes ]"
     check "boot $n: data partition grew to the disk's end (> 700 MiB)" [ "$(r data-size-mib)" -gt 700 ]
     check "boot $n: mDNS runs in the unit's sandbox (interfaces listed: AF_NETLINK; announcing and browsing)" bash -c "grep -q '^BENCHCAM-TEST fleet-log .*fleet: mDNS as ' '$work/report-$n.txt' && ! grep -q -e 'cannot list network interfaces' -e 'cannot start mDNS' '$work/report-$n.txt' && [ '$(r fleet-api)' = 'announcing=true browsing=true' ]"
     check "boot $n: /tmp is a tmpfs" [ "$(r tmp)" = tmpfs ]

@@ -1,7 +1,8 @@
 //! Zero heap allocations per frame in steady state on the path capture → ring →
-//! recorder (H.264 encode, fMP4 fragments, fsynced writes) with a live latest-only
-//! subscriber taking frames too, and a live H.264 viewer's mailbox that once holds its units
-//! for a while (so the encoded ring reaches slots it had not used yet, mid-stream). A
+//! recorder (H.264 encode, fMP4 fragments, fsynced writes) with a live JPEG viewer (the
+//! hub's encoder, its pooled frames, the viewer's async wait) taking frames too, and a live
+//! H.264 viewer's mailbox that once holds its units for a while (so the encoded ring
+//! reaches slots it had not used yet, mid-stream). A
 //! counting global allocator counts every Rust heap
 //! allocation in the process; this file holds one test so nothing else runs alongside.
 //! (openh264 is C++: its own `new` calls bypass Rust's allocator and are not counted;
@@ -15,8 +16,8 @@ use benchcam::camera::discovery::FixedDiscoverer;
 use benchcam::camera::CameraService;
 use benchcam::capture::pattern::PatternDevice;
 use benchcam::clock::{Clock, SystemClock};
-use benchcam::config::Config;
-use benchcam::frame::Delivery;
+use benchcam::config::{Config, QualityPresets};
+use benchcam::live::{LiveHub, Quality};
 use benchcam::record::index::RecordingType;
 use benchcam::storage::{Limits, Statvfs, Storage};
 
@@ -58,25 +59,21 @@ fn steady_state_allocates_nothing_per_frame() {
     service
         .start_recording("cam0", RecordingType::Rolling)
         .unwrap();
-    // A live viewer's subscriber, drained by its own thread (the JPEG encoding behind
-    // it is measured by the live bench, not here).
-    let live = cameras[0]
-        .capture
-        .fanout
-        .subscribe("live", Delivery::Latest);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let drain = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut taken = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(frame) = live.recv_timeout(Duration::from_millis(100)) {
-                    taken += frame.data()[0] as u64 & 1;
-                }
+    // A live JPEG viewer (the hub's encoder thread at the medium preset, the viewer's
+    // one-frame mailbox), waited on as a WebSocket session waits, on its own thread.
+    let hub = LiveHub::new(Arc::clone(&service), QualityPresets::default());
+    let jpeg_viewer = hub.watch("cam0", Quality::Medium);
+    let drain = std::thread::spawn(move || {
+        smol::block_on(async {
+            let mut frames = 0u64;
+            while let Some(frame) = jpeg_viewer.next().await {
+                assert!(frame.jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+                frames += 1;
             }
-            taken
+            frames
         })
-    };
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // An H.264 viewer's mailbox, drained every 2 ms except while `hold` is set.
     let viewer = service
@@ -127,15 +124,18 @@ fn steady_state_allocates_nothing_per_frame() {
         - frames_before;
 
     stop.store(true, Ordering::Relaxed);
-    drain.join().unwrap();
+    // Ends the JPEG viewer's mailbox: its wait returns None.
+    hub.shutdown();
+    let jpegs = drain.join().unwrap();
     let units = watcher.join().unwrap();
     let health = service.health_check();
     service.shutdown();
     eprintln!(
-        "steady state: {allocs} allocations over {frames} frames; the H.264 viewer took {units} units"
+        "steady state: {allocs} allocations over {frames} frames; the H.264 viewer took {units} units, the JPEG viewer {jpegs} frames"
     );
     // Under emulation the encoder may not keep up with 60 fps; the viewer must get units.
     assert!(units >= 30, "the H.264 viewer got only {units} units");
+    assert!(jpegs >= 30, "the JPEG viewer got only {jpegs} frames");
     assert!(frames >= 150, "the pipeline ran ({frames} frames)");
     // Under qemu-user (the aarch64 CI step) the encoder is too slow for 60 fps and the
     // recorder may drop frames; what this test proves, the allocation count, holds.

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
-use event_listener::Event;
 
 use super::fmp4::{self, FragmentBuilder, SampleInfo, TrackCodec};
 use super::h264::{self, H264Encode};
@@ -35,7 +34,8 @@ use super::{jpeg, yuv};
 use crate::capture::PixelFormat;
 use crate::config::Codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{Delivery, Fanout, Frame, Subscription};
+use crate::frame::mailbox::TrySendError;
+use crate::frame::{mailbox, Delivery, Fanout, Frame, Mailbox, MailboxSender, Subscription};
 
 /// Units the recorder may have waiting (about two seconds at 30 fps).
 pub const RECORDER_QUEUE: usize = 64;
@@ -107,20 +107,10 @@ pub struct StageStats {
 
 struct ViewerEntry {
     id: u64,
-    mailbox: async_channel::Sender<Unit>,
-    /// Notified after each unit put in the mailbox and when it closes (see
-    /// [`H264Viewer::next`]).
-    ready: Arc<Event>,
+    /// Closed when the entry goes, however it goes: a session waiting on it wakes.
+    mailbox: MailboxSender<Unit>,
     /// False until a keyframe has been delivered (again, after a loss).
     in_sync: bool,
-}
-
-impl Drop for ViewerEntry {
-    fn drop(&mut self) {
-        // However the entry goes, a session waiting on it wakes and finds it closed.
-        self.mailbox.close();
-        self.ready.notify(usize::MAX);
-    }
 }
 
 #[derive(Default)]
@@ -177,36 +167,19 @@ impl Drop for StageUser {
 pub struct H264Viewer {
     stage: Arc<EncoderStage>,
     id: u64,
-    mailbox: async_channel::Receiver<Unit>,
-    ready: Arc<Event>,
+    mailbox: Mailbox<Unit>,
     _user: StageUser,
 }
 
 impl H264Viewer {
     /// The next unit for this viewer; `None` once the stage stopped for good (the camera
     /// went away).
-    ///
-    /// Waits on a listener on this future's own stack, not the channel's `recv` (which boxes
-    /// a new listener every time it waits: once per frame per viewer).
     pub async fn next(&self) -> Option<Unit> {
-        loop {
-            match self.mailbox.try_recv() {
-                Ok(unit) => return Some(unit),
-                Err(async_channel::TryRecvError::Closed) => return None,
-                Err(async_channel::TryRecvError::Empty) => {}
-            }
-            event_listener::listener!(self.ready => listener);
-            // A unit put in before the listener was registered is not missed.
-            match self.mailbox.try_recv() {
-                Ok(unit) => return Some(unit),
-                Err(async_channel::TryRecvError::Closed) => return None,
-                Err(async_channel::TryRecvError::Empty) => listener.await,
-            }
-        }
+        self.mailbox.next().await
     }
 
     pub fn try_next(&self) -> Option<Unit> {
-        self.mailbox.try_recv().ok()
+        self.mailbox.try_next()
     }
 
     /// Units waiting in the mailbox.
@@ -303,8 +276,7 @@ impl EncoderStage {
         let user = self
             .attach(settings)
             .map_err(|e| NoH264::NotStarted(e.to_string()))?;
-        let (tx, rx) = async_channel::bounded(VIEWER_QUEUE);
-        let ready = Arc::new(Event::new());
+        let (tx, rx) = mailbox(VIEWER_QUEUE);
         let id = {
             let mut viewers = self.viewers.lock().expect("viewers poisoned");
             viewers.0 += 1;
@@ -312,7 +284,6 @@ impl EncoderStage {
             viewers.1.push(ViewerEntry {
                 id,
                 mailbox: tx,
-                ready: Arc::clone(&ready),
                 in_sync: false,
             });
             id
@@ -322,7 +293,6 @@ impl EncoderStage {
             stage: Arc::clone(self),
             id,
             mailbox: rx,
-            ready,
             _user: user,
         })
     }
@@ -443,7 +413,6 @@ impl EncoderStage {
     fn end_viewers(&self) {
         for v in &self.viewers.lock().expect("viewers poisoned").1 {
             v.mailbox.close();
-            v.ready.notify(usize::MAX);
         }
     }
 
@@ -465,17 +434,14 @@ impl EncoderStage {
                 continue;
             }
             match v.mailbox.try_send(unit.clone()) {
-                Ok(()) => {
-                    v.in_sync = true;
-                    v.ready.notify(usize::MAX);
-                }
-                Err(async_channel::TrySendError::Full(_)) => {
+                Ok(()) => v.in_sync = true,
+                Err(TrySendError::Full(_)) => {
                     // Everything up to the next keyframe would not decode without it.
                     v.in_sync = false;
                     want_keyframe = true;
                     self.stats.viewer_drops.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(async_channel::TrySendError::Closed(_)) => {}
+                Err(TrySendError::Closed(_)) => {}
             }
         }
         drop(viewers);

@@ -3,8 +3,9 @@
 //!
 //! Layout: `config` (the `[gpio]` section), `debounce` (software debounce), `leds` (LED
 //! patterns as pure functions of state and time), `cdev` (Linux GPIO character device),
-//! `sim` (simulated pins for laptops and tests). `Backend::open` picks cdev or sim once;
-//! `Gpio::start` takes the backend, the clock and the event channel as arguments.
+//! `sim` (simulated pins for laptops and tests), behind the line traits of `lines`.
+//! `Backend::open` picks cdev or sim once; `Gpio::start` takes the backend, the clock and
+//! the event channel as arguments; `workers` holds the threads' bodies.
 //!
 //! Threads: one per input (blocking waits on its line), one for the LEDs, one for
 //! frame pulses when `ttl_out.mode = "frame_pulse"`. All stop when `Gpio` is dropped,
@@ -14,17 +15,17 @@ pub mod cdev;
 pub mod config;
 pub mod debounce;
 pub mod leds;
+mod lines;
 pub mod sim;
+mod workers;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::board::{self, Board};
+use crate::board::Board;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -34,144 +35,12 @@ pub use config::{
     TtlOutConfig,
 };
 pub use leds::{Health, LedState};
+pub use lines::{Backend, Edge, GpioBackend, InputLine, InputSpec, OutputLine, OutputSpec};
 pub use sim::SimGpio;
+use workers::{run_frame_pulses, run_input, run_leds, spawn};
 
-/// How long an input thread waits for an edge before checking for shutdown.
-const INPUT_POLL: Duration = Duration::from_millis(100);
-/// Longest sleep of the LED and TTL threads between looks at the clock: bounds how late
-/// they notice a simulated clock moving (the system clock they compute exactly).
-const CLOCK_POLL: Duration = Duration::from_millis(100);
-/// Reopen backoff of a failed input line.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Repeated output errors are logged at most this often.
 const WARN_EVERY_US: u64 = 60_000_000;
-
-/// One debounced edge of an input, in logical terms: `rising` means the line became
-/// active (after active_low), like the kernel's "rising" edge event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Edge {
-    pub rising: bool,
-    /// CLOCK_MONOTONIC µs of the transition (kernel stamp on cdev, clock on sim).
-    pub timestamp_us: u64,
-}
-
-/// An output line (LED, TTL out). `set` takes the logical level (true = on).
-pub trait OutputLine: Send + Sync {
-    fn set(&self, on: bool) -> Result<()>;
-}
-
-/// An input line with debounced edges.
-pub trait InputLine: Send {
-    /// Blocks up to `timeout` (real time) for the next debounced edge.
-    fn wait_edge(&mut self, timeout: Duration) -> Result<Option<Edge>>;
-    /// The current debounced logical level (true = active).
-    fn level(&self) -> Result<bool>;
-}
-
-/// How to open an input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputSpec {
-    /// Line name; the consumer label becomes `benchcam-<name>`.
-    pub name: String,
-    /// BCM GPIO number (line offset on the header's gpiochip).
-    pub pin: u32,
-    pub active_low: bool,
-    pub pull: Pull,
-    /// Zero: no debounce.
-    pub debounce: Duration,
-}
-
-impl From<&InputConfig> for InputSpec {
-    fn from(c: &InputConfig) -> Self {
-        InputSpec {
-            name: c.name.clone(),
-            pin: c.pin,
-            active_low: c.active_low,
-            pull: c.effective_pull(),
-            debounce: c.debounce.0,
-        }
-    }
-}
-
-/// How to open an output. It starts off.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub name: String,
-    pub pin: u32,
-    pub active_low: bool,
-}
-
-/// Opens lines by pin. Implementations debounce inputs as the spec asks.
-pub trait GpioBackend: Send + Sync {
-    /// "cdev" or "sim".
-    fn name(&self) -> &'static str;
-    fn open_input(&self, spec: &InputSpec) -> Result<Box<dyn InputLine>>;
-    fn open_output(&self, spec: &OutputSpec) -> Result<Box<dyn OutputLine>>;
-}
-
-/// The backend chosen for this run.
-#[derive(Clone)]
-pub enum Backend {
-    Cdev(Arc<CdevGpio>),
-    Sim(SimGpio),
-    /// Any other implementation (tests inject faulty lines this way).
-    Other(Arc<dyn GpioBackend>),
-    /// `backend = "none"`: no lines; the API shows an empty GPIO.
-    None,
-}
-
-impl Backend {
-    /// Resolves `gpio.backend`: `auto` is cdev on a Raspberry Pi with /dev/gpiochip*,
-    /// sim elsewhere. Opening cdev finds the board's gpiochip by label (or `gpio.chip`).
-    pub fn open(config: &GpioConfig, board: &Board, clock: Arc<dyn Clock>) -> Result<Backend> {
-        let choice = match config.backend {
-            BackendChoice::Auto if has_gpiochip() && board::is_raspberry_pi() => {
-                BackendChoice::Cdev
-            }
-            BackendChoice::Auto => BackendChoice::Sim,
-            other => other,
-        };
-        match choice {
-            BackendChoice::Cdev => {
-                let gpio = CdevGpio::open(
-                    config.chip.as_deref().map(Path::new),
-                    &board.gpio.chip_labels,
-                    config.kernel_debounce,
-                )?;
-                Ok(Backend::Cdev(Arc::new(gpio)))
-            }
-            BackendChoice::Sim => Ok(Backend::Sim(SimGpio::new(clock))),
-            BackendChoice::None | BackendChoice::Auto => Ok(Backend::None),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Cdev(_) => "cdev",
-            Backend::Sim(_) => "sim",
-            Backend::Other(b) => b.name(),
-            Backend::None => "none",
-        }
-    }
-
-    fn lines(&self) -> Option<Arc<dyn GpioBackend>> {
-        match self {
-            Backend::Cdev(c) => Some(Arc::clone(c) as Arc<dyn GpioBackend>),
-            Backend::Sim(s) => Some(Arc::new(s.clone())),
-            Backend::Other(b) => Some(Arc::clone(b)),
-            Backend::None => None,
-        }
-    }
-}
-
-/// Whether any /dev/gpiochip* exists.
-fn has_gpiochip() -> bool {
-    std::fs::read_dir("/dev").is_ok_and(|dir| {
-        dir.filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().starts_with("gpiochip"))
-    })
-}
 
 /// What a trigger input asks of the experiment side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -662,144 +531,6 @@ impl Shared {
         {
             log::warn!("gpio: nobody listens for trigger events any more");
         }
-    }
-}
-
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(body)
-        .map_err(|e| Error::io(e, format!("starting thread {name}")))
-}
-
-/// Watches one input until shutdown, reopening its line with backoff after errors.
-fn run_input(
-    shared: &Shared,
-    index: usize,
-    line: Box<dyn InputLine>,
-    backend: &dyn GpioBackend,
-    spec: &InputSpec,
-) {
-    let mut line = Some(line);
-    let mut backoff = BACKOFF_MIN;
-    while !shared.shutting_down() {
-        match run_input_once(shared, index, &mut line, backend, spec, &mut backoff) {
-            Ok(()) => return,
-            Err(e) => {
-                log::warn!("gpio: input {}: {e}; retrying in {backoff:?}", spec.name);
-                shared.set_fault(index, Some(e.to_string()));
-                line = None;
-                sleep_unless_shutdown(shared, backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-/// Opens the line if needed, then turns its edges into triggers until shutdown
-/// (`Ok`) or a line error (`Err`).
-fn run_input_once(
-    shared: &Shared,
-    index: usize,
-    line: &mut Option<Box<dyn InputLine>>,
-    backend: &dyn GpioBackend,
-    spec: &InputSpec,
-    backoff: &mut Duration,
-) -> Result<()> {
-    let line = match line {
-        Some(line) => line,
-        None => line.insert(backend.open_input(spec)?),
-    };
-    // A level input that is active when watching starts (or resumes after an error)
-    // means "running" now; other roles only react to edges.
-    let level = line.level()?;
-    shared.set_fault(index, None);
-    *backoff = BACKOFF_MIN;
-    let state = &shared.inputs[index];
-    if level != state.level.load(Ordering::SeqCst) {
-        if state.config.role == InputRole::Experiment
-            && state.config.effective_mode() == InputMode::Level
-        {
-            let edge = Edge {
-                rising: level,
-                timestamp_us: shared.clock.monotonic_us(),
-            };
-            shared.on_edge(index, edge);
-        } else {
-            state.level.store(level, Ordering::SeqCst);
-        }
-    }
-    while !shared.shutting_down() {
-        if let Some(edge) = line.wait_edge(INPUT_POLL)? {
-            shared.on_edge(index, edge);
-        }
-    }
-    Ok(())
-}
-
-fn sleep_unless_shutdown(shared: &Shared, total: Duration) {
-    let step = Duration::from_millis(50);
-    let mut left = total;
-    while !left.is_zero() && !shared.shutting_down() {
-        std::thread::sleep(left.min(step));
-        left = left.saturating_sub(step);
-    }
-}
-
-/// Drives the LEDs from the state and the clock until shutdown.
-fn run_leds(shared: &Shared) {
-    let mut state = shared.led_state.lock().expect("led state poisoned");
-    while !shared.shutting_down() {
-        let now = shared.clock.monotonic_us();
-        let current = *state;
-        drop(state);
-        let fault = shared.trigger_fault().is_some();
-        let want = leds::levels(&current, fault, now);
-        for led in &shared.leds {
-            let on = match led.name {
-                "status" => want.status,
-                "recording" => want.recording,
-                _ => want.error,
-            };
-            if led.on.load(Ordering::SeqCst) != on {
-                shared.write_led(led, on);
-            }
-        }
-        let wait = leds::next_change(&current, now)
-            .map(|at| Duration::from_micros(at - now).min(CLOCK_POLL))
-            .unwrap_or(CLOCK_POLL);
-        state = shared.led_state.lock().expect("led state poisoned");
-        if *state == current && !shared.shutting_down() {
-            state = shared
-                .led_wake
-                .wait_timeout(state, wait)
-                .expect("led state poisoned")
-                .0;
-        }
-    }
-}
-
-/// Lowers the TTL line when each frame pulse ends, until the `Gpio` is dropped.
-fn run_frame_pulses(ttl: &Ttl) {
-    let mut end = ttl.pulse_end_us.lock().expect("ttl lock poisoned");
-    while !ttl.closed.load(Ordering::SeqCst) {
-        let wait = match *end {
-            None => CLOCK_POLL,
-            Some(at) => {
-                let now = ttl.clock.monotonic_us();
-                if now >= at {
-                    ttl.set(false);
-                    *end = None;
-                    continue;
-                }
-                Duration::from_micros(at - now).min(CLOCK_POLL)
-            }
-        };
-        end = ttl
-            .wake
-            .wait_timeout(end, wait)
-            .expect("ttl lock poisoned")
-            .0;
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::clock::SimClock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const MS: Duration = Duration::from_millis(1);
 

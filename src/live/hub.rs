@@ -20,7 +20,7 @@ use crate::capture::PixelFormat;
 use crate::config::{QualityPreset, QualityPresets};
 use crate::encode::jpeg;
 use crate::encode::mjpeg::MjpegDecoder;
-use crate::frame::{Delivery, Frame};
+use crate::frame::{mailbox, Delivery, Frame, Mailbox, MailboxSender};
 
 use super::Quality;
 
@@ -69,7 +69,7 @@ pub struct EncoderStats {
 
 struct ViewerEntry {
     id: u64,
-    mailbox: async_channel::Sender<Arc<LiveFrame>>,
+    mailbox: MailboxSender<Arc<LiveFrame>>,
 }
 
 /// Who watches one camera at one quality, and whether its encoder thread runs.
@@ -126,18 +126,18 @@ pub struct LiveHub {
 pub struct Viewer {
     channel: Arc<Channel>,
     id: u64,
-    mailbox: async_channel::Receiver<Arc<LiveFrame>>,
+    mailbox: Mailbox<Arc<LiveFrame>>,
 }
 
 impl Viewer {
     /// Waits for the next (newest) frame. `None` once the hub shuts down.
     pub async fn next(&self) -> Option<Arc<LiveFrame>> {
-        self.mailbox.recv().await.ok()
+        self.mailbox.next().await
     }
 
     /// The frame waiting in the mailbox, if any (always the newest encoded one).
     pub fn try_next(&self) -> Option<Arc<LiveFrame>> {
-        self.mailbox.try_recv().ok()
+        self.mailbox.try_next()
     }
 
     pub fn quality(&self) -> Quality {
@@ -190,7 +190,7 @@ impl LiveHub {
                     }),
             )
         };
-        let (tx, rx) = async_channel::bounded(1);
+        let (tx, rx) = mailbox(1);
         let mut viewers = channel.viewers.lock().expect("viewers poisoned");
         let id = viewers.next_id;
         viewers.next_id += 1;
@@ -264,39 +264,85 @@ struct EncoderThread {
 
 /// How long the encoder waits for a frame before it checks whether anyone still watches.
 const ENCODER_POLL: Duration = Duration::from_millis(200);
-/// JPEG buffers an encoder keeps for reuse. Viewers hold at most one frame each, and a
-/// frame is usually sent before the next one is encoded, so a few buffers cover the
-/// steady state; beyond them (many slow viewers) buffers are allocated and freed.
-const JPEG_POOL: usize = 4;
+/// Live frames an encoder keeps for reuse. Viewers hold at most one frame each, and a
+/// frame is usually sent before the next one is encoded, so a few cover the steady state;
+/// beyond them (many slow viewers) frames are allocated and freed.
+const FRAME_POOL: usize = 4;
 
-/// Recycles JPEG buffers once no viewer holds them any more, so the encoder allocates
-/// nothing per frame in steady state.
+/// Recycles live frames, the `Arc` and its JPEG buffer, once no viewer holds them any more,
+/// so the encoder allocates nothing per frame in steady state.
 #[derive(Default)]
-struct JpegPool {
-    /// Clones of recently published JPEGs; a buffer is free when its clone here is the
-    /// only reference left.
-    recent: Vec<Bytes>,
+struct FramePool {
+    /// Recently published frames (a clone of each), with the buffer their JPEG was split
+    /// from; a frame is free when its clone here is the only reference left.
+    recent: Vec<Pooled>,
 }
 
-impl JpegPool {
-    /// A buffer holding a copy of `bytes`.
-    fn fill(&mut self, bytes: &[u8]) -> Bytes {
-        let mut buffer = None;
-        if let Some(i) = self.recent.iter().position(Bytes::is_unique) {
-            if let Ok(mut reused) = self.recent.swap_remove(i).try_into_mut() {
-                reused.clear();
-                buffer = Some(reused);
-            }
+struct Pooled {
+    frame: Arc<LiveFrame>,
+    /// Made shared once (`shared_buffer`): its `split().freeze()` and, once every `Bytes`
+    /// of it is gone, `try_reclaim` allocate nothing.
+    buffer: BytesMut,
+}
+
+/// A buffer of `capacity` whose shared header exists already (the first `split` of a new
+/// `BytesMut` allocates it; `Bytes` taken from a plain one allocate it on every `freeze`).
+fn shared_buffer(capacity: usize) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(capacity);
+    drop(buffer.split_to(0));
+    buffer
+}
+
+impl FramePool {
+    /// A frame of `channel` holding a copy of `jpeg`.
+    fn frame(&mut self, channel: &Channel, facts: FrameFacts, jpeg: &[u8]) -> Arc<LiveFrame> {
+        let free = self
+            .recent
+            .iter()
+            .position(|p| Arc::strong_count(&p.frame) == 1);
+        let mut pooled = match free {
+            Some(i) => self.recent.swap_remove(i),
+            None => Pooled {
+                frame: Arc::new(LiveFrame {
+                    camera: Arc::clone(&channel.camera),
+                    frame_number: 0,
+                    timestamp_us: 0,
+                    quality: channel.quality,
+                    width: 0,
+                    height: 0,
+                    jpeg: Bytes::new(),
+                }),
+                buffer: BytesMut::new(),
+            },
+        };
+        let f = Arc::get_mut(&mut pooled.frame).expect("only the pool holds a free frame");
+        // The frame's old JPEG goes; its buffer comes back unless a send still holds it.
+        f.jpeg = Bytes::new();
+        if !pooled.buffer.try_reclaim(jpeg.len()) {
+            // New buffers get some headroom: JPEG sizes vary from frame to frame.
+            pooled.buffer = shared_buffer(jpeg.len() * 5 / 4);
         }
-        // New buffers get some headroom: JPEG sizes vary from frame to frame.
-        let mut buffer = buffer.unwrap_or_else(|| BytesMut::with_capacity(bytes.len() * 5 / 4));
-        buffer.extend_from_slice(bytes);
-        let jpeg = buffer.freeze();
-        if self.recent.len() < JPEG_POOL {
-            self.recent.push(jpeg.clone());
+        pooled.buffer.extend_from_slice(jpeg);
+        f.jpeg = pooled.buffer.split().freeze();
+        f.frame_number = facts.number;
+        f.timestamp_us = facts.timestamp_us;
+        f.width = facts.width;
+        f.height = facts.height;
+        let frame = Arc::clone(&pooled.frame);
+        if self.recent.len() < FRAME_POOL {
+            self.recent.push(pooled);
         }
-        jpeg
+        frame
     }
+}
+
+/// What a live frame says of the camera frame it came from.
+#[derive(Clone, Copy)]
+struct FrameFacts {
+    number: u64,
+    timestamp_us: u64,
+    width: u32,
+    height: u32,
 }
 
 /// Nice value of the live encoder threads: with more viewers than the board can serve,
@@ -325,7 +371,7 @@ impl EncoderThread {
         let interval_us = 1_000_000 / u64::from(channel.preset.fps.max(1));
         let mut pacer = FpsPacer::new(interval_us);
         let mut raw_jpeg = Vec::new();
-        let mut pool = JpegPool::default();
+        let mut pool = FramePool::default();
         let mut mjpeg = MjpegScaler::default();
         let mut last_error_log: Option<Instant> = None;
         log::debug!(
@@ -364,22 +410,25 @@ impl EncoderThread {
                     continue;
                 }
                 let started = Instant::now();
-                let encoded = encode(
-                    &frame,
-                    &channel.preset,
-                    &mut raw_jpeg,
-                    &mut pool,
-                    &mut mjpeg,
+                let encoded = encode(&frame, &channel.preset, &mut raw_jpeg, &mut mjpeg).map(
+                    |(jpeg, width, height)| {
+                        let facts = FrameFacts {
+                            number: frame.number,
+                            timestamp_us: frame.timestamp_us,
+                            width,
+                            height,
+                        };
+                        pool.frame(channel, facts, jpeg)
+                    },
                 );
-                let (number, timestamp_us, format) =
-                    (frame.number, frame.timestamp_us, frame.format);
+                let passed_through = frame.format == PixelFormat::Mjpeg;
                 let (src_w, src_h) = (frame.width, frame.height);
                 // The ring slot goes back before anything is published.
                 drop(frame);
                 match encoded {
-                    Ok((jpeg, width, height)) => {
+                    Ok(live) => {
                         let n = &channel.counters;
-                        if format == PixelFormat::Mjpeg && (width, height) == (src_w, src_h) {
+                        if passed_through && (live.width, live.height) == (src_w, src_h) {
                             n.frames_passed_through.fetch_add(1, Ordering::Relaxed);
                         } else {
                             n.frames_encoded.fetch_add(1, Ordering::Relaxed);
@@ -387,16 +436,8 @@ impl EncoderThread {
                         n.encode_us_total
                             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         n.jpeg_bytes_total
-                            .fetch_add(jpeg.len() as u64, Ordering::Relaxed);
-                        channel.publish(Arc::new(LiveFrame {
-                            camera: Arc::clone(&channel.camera),
-                            frame_number: number,
-                            timestamp_us,
-                            quality: channel.quality,
-                            width,
-                            height,
-                            jpeg,
-                        }));
+                            .fetch_add(live.jpeg.len() as u64, Ordering::Relaxed);
+                        channel.publish(live);
                     }
                     Err(e) => {
                         channel
@@ -432,15 +473,14 @@ struct MjpegScaler {
 }
 
 /// Encodes one frame, or passes an MJPEG camera's JPEG through untouched when it fits
-/// the preset (larger ones are decoded, scaled and re-encoded); returns the JPEG and its
-/// size.
-fn encode(
-    frame: &Frame,
+/// the preset (larger ones are decoded, scaled and re-encoded); returns the JPEG (in the
+/// frame or in `raw_jpeg`) and its size.
+fn encode<'a>(
+    frame: &'a Frame,
     preset: &QualityPreset,
-    raw_jpeg: &mut Vec<u8>,
-    pool: &mut JpegPool,
+    raw_jpeg: &'a mut Vec<u8>,
     mjpeg: &mut MjpegScaler,
-) -> crate::error::Result<(Bytes, u32, u32)> {
+) -> crate::error::Result<(&'a [u8], u32, u32)> {
     let fits = frame.width <= preset.width && frame.height <= preset.height;
     let (bytes, width, height): (&[u8], u32, u32) = if frame.format == PixelFormat::Mjpeg && fits {
         (frame.data(), frame.width, frame.height)
@@ -472,7 +512,7 @@ fn encode(
         let (w, h) = jpeg::fit(frame.width, frame.height, preset.width, preset.height);
         (raw_jpeg.as_slice(), w, h)
     };
-    Ok((pool.fill(bytes), width, height))
+    Ok((bytes, width, height))
 }
 
 /// Drops frames that arrive faster than a preset's fps, judged by capture timestamps so
@@ -527,22 +567,48 @@ mod tests {
     }
 
     #[test]
-    fn jpeg_buffers_are_reused_once_viewers_drop_them() {
-        let mut pool = JpegPool::default();
-        let a = pool.fill(&[1; 1000]);
-        let a_ptr = a.as_ptr();
-        let held = pool.fill(&[2; 1000]);
+    fn live_frames_and_their_buffers_are_reused_once_viewers_drop_them() {
+        let channel = Channel {
+            camera: "cam0".into(),
+            quality: Quality::Medium,
+            preset: QualityPresets::default().medium,
+            viewers: Mutex::new(Viewers::default()),
+            counters: EncoderCounters::default(),
+            viewer_skips: AtomicU64::new(0),
+        };
+        let facts = |number| FrameFacts {
+            number,
+            timestamp_us: number * 33_333,
+            width: 640,
+            height: 360,
+        };
+        let mut pool = FramePool::default();
+        let a = pool.frame(&channel, facts(1), &[1; 1000]);
+        let (a_frame, a_jpeg) = (Arc::as_ptr(&a), a.jpeg.as_ptr());
+        let held = pool.frame(&channel, facts(2), &[2; 1000]);
+        // A send still holding the JPEG of a frame whose Arc has gone: that buffer stays.
+        let sending = held.jpeg.clone();
         drop(a);
-        // The first buffer is free again: the next frame goes into it.
-        let c = pool.fill(&[3; 900]);
-        assert_eq!(c.as_ptr(), a_ptr);
-        assert_eq!(&c[..], &[3; 900][..]);
+        // The first frame is free again: the next one goes into it, Arc and buffer.
+        let c = pool.frame(&channel, facts(3), &[3; 900]);
+        assert_eq!(Arc::as_ptr(&c), a_frame);
+        assert_eq!(c.jpeg.as_ptr(), a_jpeg);
+        assert_eq!((c.frame_number, c.timestamp_us), (3, 99_999));
+        assert_eq!(&c.jpeg[..], &[3; 900][..]);
         assert_eq!(
-            &held[..],
+            &held.jpeg[..],
             &[2; 1000][..],
             "a held frame is never overwritten"
         );
-        assert_ne!(held.as_ptr(), a_ptr);
+        drop(held);
+        let d = pool.frame(&channel, facts(4), &[4; 800]);
+        assert_ne!(
+            d.jpeg.as_ptr(),
+            sending.as_ptr(),
+            "a buffer being sent is not reused"
+        );
+        assert_eq!(&sending[..], &[2; 1000][..]);
+        assert_eq!(&d.jpeg[..], &[4; 800][..]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The replicator against an object store in memory: resuming after a cut, checksums.
+use super::upload::{b64, b64_decode};
 use super::*;
+use std::io::Read;
 
 #[test]
 fn base64_round_trips_and_matches_the_standard() {
