@@ -76,13 +76,26 @@ fn main() {
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
+    // `cargo bench --bench live -- recording rss`: only those sections (all without names).
+    let named = |name: &str| args[1..].iter().any(|a| a == name);
+    let any_named = SECTIONS.iter().any(|(name, _)| named(name));
+    let sections = SECTIONS
+        .iter()
+        .filter(|(name, _)| !any_named || named(name));
     println!("benchcam live-view bench (1280x720 30 fps test pattern, viewers in a child process)");
-    bench_cpu_ratio();
-    bench_recording_plus_h264();
-    bench_bytes();
-    bench_latency();
-    bench_rss();
+    for (_, run) in sections {
+        run();
+    }
 }
+
+/// The bench's sections, by the name that picks one on the command line.
+const SECTIONS: [(&str, fn()); 5] = [
+    ("cpu", bench_cpu_ratio),
+    ("recording", bench_recording_plus_h264),
+    ("bytes", bench_bytes),
+    ("latency", bench_latency),
+    ("rss", bench_rss),
+];
 
 /// How a client-process viewer watches, from the `--clients` MODE argument: `low`,
 /// `medium`, `high` (WebSocket JPEG at that preset), `h264` (WebSocket H.264) or
