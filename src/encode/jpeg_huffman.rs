@@ -95,8 +95,7 @@ const BLOCK_MOST: usize = 2 * (27 + 63 * 26 + 3 * 11 + 4usize).div_ceil(8) + 16;
 /// Appends entropy-coded bits to a JPEG scan: a 64-bit accumulator emptied eight bytes at
 /// a time, each 0xFF byte followed by a stuffed 0x00 (T.81 F.1.2.3), into a staging
 /// buffer that goes to the output once it could not hold another block (appending each
-/// word to the `Vec` itself cost a call and a capacity check per eight bytes: 12 % of the
-/// encode on the grain pattern).
+/// word to the `Vec` itself cost a call and a capacity check per eight bytes).
 pub struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
     staging: [u8; STAGING],
