@@ -247,6 +247,7 @@ fn main() {
             let (mut scaled_a, mut scaled_b) =
                 (Vec::with_capacity(1 << 20), Vec::with_capacity(1 << 20));
             let turbo_cell = turbo.as_mut().map(std::cell::RefCell::new);
+            // (label, whether its JPEG is full size: those come first and get a PSNR)
             let mut labels: Vec<(&str, bool)> = vec![
                 ("benchcam encode_raw", true),
                 ("jpeg-encoder 0.7, rows", true),
@@ -262,6 +263,8 @@ fn main() {
                     theirs.len()
                 }),
             ];
+            // Where libjpeg-turbo's own row is, the ratios' denominator.
+            let turbo_at = turbo_cell.as_ref().map(|_| labels.len());
             if let Some(turbo) = &turbo_cell {
                 for (label, flags) in [
                     ("libjpeg-turbo", 0),
@@ -304,7 +307,7 @@ fn main() {
                     psnr.push(luma_psnr(turbo.output(len), &frames[0]));
                 }
             }
-            let turbo_ms = turbo_cell.is_some().then(|| timings[2].0);
+            let turbo_ms = turbo_at.map(|i| timings[i].0);
             let rows: Vec<(&str, f64, f64, f64)> = labels
                 .iter()
                 .zip(&timings)

@@ -421,14 +421,14 @@ impl EncoderThread {
                         pool.frame(channel, facts, jpeg)
                     },
                 );
-                let passed_through = frame.format == PixelFormat::Mjpeg;
+                let from_mjpeg = frame.format == PixelFormat::Mjpeg;
                 let (src_w, src_h) = (frame.width, frame.height);
                 // The ring slot goes back before anything is published.
                 drop(frame);
                 match encoded {
                     Ok(live) => {
                         let n = &channel.counters;
-                        if passed_through && (live.width, live.height) == (src_w, src_h) {
+                        if from_mjpeg && (live.width, live.height) == (src_w, src_h) {
                             n.frames_passed_through.fetch_add(1, Ordering::Relaxed);
                         } else {
                             n.frames_encoded.fetch_add(1, Ordering::Relaxed);
